@@ -1,0 +1,33 @@
+"""Camera geometry: the PASCAL3D+ viewpoint convention, rotations and rotation errors.
+
+Modules:
+  rotation: elementary rotations, NeMo's rotation matrix, viewpoint <-> matrix, geodesic error.
+  camera:   pinhole cameras in the PASCAL3D+ convention, projection to pixels.
+"""
+
+from nemo_jax.geometry import camera, rotation
+from nemo_jax.geometry.camera import (
+    Camera,
+    camera_from_viewpoint,
+    project,
+    project_pascal3d,
+    to_camera_frame,
+)
+from nemo_jax.geometry.rotation import (
+    geodesic_distance,
+    matrix_to_viewpoint,
+    rotation_from_viewpoint,
+)
+
+__all__ = [
+    "Camera",
+    "camera",
+    "camera_from_viewpoint",
+    "geodesic_distance",
+    "matrix_to_viewpoint",
+    "project",
+    "project_pascal3d",
+    "rotation",
+    "rotation_from_viewpoint",
+    "to_camera_frame",
+]

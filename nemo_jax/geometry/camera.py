@@ -1,0 +1,131 @@
+"""Pinhole cameras in the PASCAL3D+ viewpoint convention.
+
+Frames and units:
+  * CAD (world) frame: the frame of the PASCAL3D+ CAD models that the viewpoint annotations refer to
+    (+z up).
+  * Camera frame (OpenCV style): x right, y down, z forward; ``z`` is the depth, positive in front of
+    the camera. It is ``F @ Rz(theta) @ R_pascal @ (X - C)`` with ``F = diag(1, -1, -1)``, i.e. the
+    toolkit's OpenGL-style frame flipped so that depth is positive and image y points down.
+  * Pixels: ``u = px + f * x / z`` (right), ``v = py + f * y / z`` (down) with ``f = focal * viewport``.
+    The toolkit's formula is reproduced exactly: feed it annotation values and you get the toolkit's
+    (MATLAB, 1-based) pixel coordinates; feed it 0-based principal points and you get 0-based
+    coordinates. The rasterizer puts pixel ``(row i, col j)``'s centre at ``(u, v) = (j, i)``.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from nemo_jax.geometry.rotation import rotation_from_viewpoint
+
+# diag(1, -1, -1): the toolkit's OpenGL camera frame -> OpenCV camera frame.
+_GL_TO_CV = jnp.array([1.0, -1.0, -1.0])
+
+
+@flax.struct.dataclass
+class Camera:
+    """A pinhole camera. Unbatched shapes shown; vmap over a leading axis for many cameras.
+
+    Attributes:
+      rotation: ``[3, 3]`` world(CAD)-to-camera rotation, OpenCV camera frame.
+      translation: ``[3]``; ``x_cam = rotation @ x_world + translation``.
+      focal: ``[]`` focal length in pixels (toolkit: ``focal * viewport``).
+      principal: ``[2]`` principal point ``(px, py)`` in pixels.
+    """
+
+    rotation: jax.Array
+    translation: jax.Array
+    focal: jax.Array
+    principal: jax.Array
+
+
+def camera_centre(azimuth: jax.Array, elevation: jax.Array, distance: jax.Array) -> jax.Array:
+    """Camera centre in the CAD frame (toolkit's ``C``). Radians. ``[...] -> [..., 3]``."""
+    ce = jnp.cos(elevation)
+    return distance[..., None] * jnp.stack(
+        [ce * jnp.sin(azimuth), -ce * jnp.cos(azimuth), jnp.sin(elevation)], -1
+    )
+
+
+def camera_from_viewpoint(
+    azimuth: jax.Array,
+    elevation: jax.Array,
+    theta: jax.Array,
+    distance: jax.Array,
+    px: jax.Array,
+    py: jax.Array,
+    focal: jax.Array | float = 1.0,
+    viewport: jax.Array | float = 3000.0,
+) -> Camera:
+    """Camera of a PASCAL3D+ viewpoint. Angles in RADIANS, scalars (vmap for batches).
+
+    Args:
+      azimuth, elevation, theta: viewpoint angles, radians.
+      distance: camera distance to the CAD origin (CAD units), > 0.
+      px, py: principal point, pixels.
+      focal, viewport: toolkit focal length and viewport; focal length in pixels is their product.
+    """
+    dtype = jnp.result_type(azimuth, float)
+    azimuth, elevation, theta, distance = (
+        jnp.asarray(a, dtype) for a in (azimuth, elevation, theta, distance)
+    )
+    rot = _GL_TO_CV.astype(dtype)[:, None] * rotation_from_viewpoint(azimuth, elevation, theta)
+    # C = distance * unit vector, and rot @ unit = (0, 0, 1) in the camera frame, so t = -rot @ C
+    # is (0, 0, distance) exactly: the CAD origin sits on the optical axis at depth `distance`.
+    centre = camera_centre(azimuth, elevation, distance)
+    translation = -(rot @ centre)
+    return Camera(
+        rotation=rot,
+        translation=translation,
+        focal=jnp.asarray(focal, dtype) * jnp.asarray(viewport, dtype),
+        principal=jnp.stack([jnp.asarray(px, dtype), jnp.asarray(py, dtype)]),
+    )
+
+
+def to_camera_frame(points: jax.Array, camera: Camera) -> jax.Array:
+    """CAD-frame points ``[N, 3]`` -> camera-frame points ``[N, 3]`` (OpenCV, z = depth)."""
+    return points @ camera.rotation.T + camera.translation
+
+
+def project(points_cam: jax.Array, camera: Camera) -> jax.Array:
+    """Camera-frame points ``[N, 3]`` -> pixels ``[N, 2]`` (x right, y down).
+
+    Points at or behind the camera (z <= 0) have no image; their output is the plain formula's value
+    (inf or sign-flipped), as in the toolkit. The rasterizer masks such points itself.
+    """
+    return camera.principal + camera.focal * points_cam[:, :2] / points_cam[:, 2:3]
+
+
+def project_pascal3d(
+    points: jax.Array,
+    azimuth: jax.Array | float,
+    elevation: jax.Array | float,
+    theta: jax.Array | float,
+    distance: jax.Array | float,
+    px: jax.Array | float,
+    py: jax.Array | float,
+    focal: jax.Array | float = 1.0,
+    viewport: jax.Array | float = 3000.0,
+) -> jax.Array:
+    """The PASCAL3D+ toolkit's ``project_3d``: CAD points to pixels. Stable public API.
+
+    Args:
+      points: ``[N, 3]`` points in the CAD frame.
+      azimuth, elevation, theta: DEGREES, as stored in the annotation files.
+      distance, px, py, focal, viewport: as in the annotation's ``viewpoint`` struct.
+    Returns:
+      ``[N, 2]`` pixel coordinates (x right, y down) in the frame of ``(px, py)``.
+    """
+    points = jnp.asarray(points)
+    dtype = jnp.result_type(points, float)
+    camera = camera_from_viewpoint(
+        *(jnp.deg2rad(jnp.asarray(a, dtype)) for a in (azimuth, elevation, theta)),
+        distance=jnp.asarray(distance, dtype),
+        px=jnp.asarray(px, dtype),
+        py=jnp.asarray(py, dtype),
+        focal=focal,
+        viewport=viewport,
+    )
+    return project(to_camera_frame(points.astype(dtype), camera), camera)
