@@ -24,9 +24,7 @@ def rotation_x(angle: jax.Array) -> jax.Array:
     """Right-handed rotation about +x by ``angle`` radians. ``[...] -> [..., 3, 3]``."""
     c, s = jnp.cos(angle), jnp.sin(angle)
     o, z = jnp.ones_like(c), jnp.zeros_like(c)
-    return jnp.stack(
-        [jnp.stack([o, z, z], -1), jnp.stack([z, c, -s], -1), jnp.stack([z, s, c], -1)], -2
-    )
+    return jnp.stack([jnp.stack([o, z, z], -1), jnp.stack([z, c, -s], -1), jnp.stack([z, s, c], -1)], -2)
 
 
 def rotation_z(angle: jax.Array) -> jax.Array:
@@ -36,9 +34,7 @@ def rotation_z(angle: jax.Array) -> jax.Array:
     """
     c, s = jnp.cos(angle), jnp.sin(angle)
     o, z = jnp.ones_like(c), jnp.zeros_like(c)
-    return jnp.stack(
-        [jnp.stack([c, -s, z], -1), jnp.stack([s, c, z], -1), jnp.stack([z, z, o], -1)], -2
-    )
+    return jnp.stack([jnp.stack([c, -s, z], -1), jnp.stack([s, c, z], -1), jnp.stack([z, z, o], -1)], -2)
 
 
 def pascal_rotation(azimuth: jax.Array, elevation: jax.Array) -> jax.Array:
@@ -52,9 +48,7 @@ def pascal_rotation(azimuth: jax.Array, elevation: jax.Array) -> jax.Array:
     return rotation_x(elevation - jnp.pi / 2) @ rotation_z(-azimuth)
 
 
-def rotation_from_viewpoint(
-    azimuth: jax.Array, elevation: jax.Array, theta: jax.Array
-) -> jax.Array:
+def rotation_from_viewpoint(azimuth: jax.Array, elevation: jax.Array, theta: jax.Array) -> jax.Array:
     """NeMo's rotation matrix ``Rz(theta) @ Rx(e - pi/2) @ Rz(-a)`` (radians). ``[...] -> [..., 3, 3]``.
 
     This is the matrix the rotation error is computed on (NeMo's ``cal_rotation_matrix``).

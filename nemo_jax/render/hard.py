@@ -82,9 +82,7 @@ def eval_planes(rows: jax.Array, u: jax.Array, v: jax.Array) -> list[jax.Array]:
     return [at_corner[r] + cols[2 * r] * du + cols[2 * r + 1] * dv for r in range(4)]
 
 
-def zbuffer(
-    planes: jax.Array, screen: ScreenMesh, pairs: Pairs, settings: RasterSettings
-) -> jax.Array:
+def zbuffer(planes: jax.Array, screen: ScreenMesh, pairs: Pairs, settings: RasterSettings) -> jax.Array:
     """Visible face per pixel, ``[H * W]`` int32, ``-1`` where empty. No gradient.
 
     Args:
@@ -111,9 +109,7 @@ def zbuffer(
     q = jnp.clip((hi - inv_depth) * (levels / span), 0.0, levels)
     key = (q.astype(jnp.int32) << fbits) | pairs.face[:, None, None]
     key = jnp.where(inside, key, _EMPTY)
-    index = jnp.where(
-        inside, pairs.py * settings.width + pairs.px, settings.height * settings.width
-    )
+    index = jnp.where(inside, pairs.py * settings.width + pairs.px, settings.height * settings.width)
     buffer = jnp.full((settings.height * settings.width,), _EMPTY, jnp.int32)
     buffer = buffer.at[index.reshape(-1)].min(key.reshape(-1), mode="drop")
     return jnp.where(buffer == _EMPTY, -1, buffer & ((1 << fbits) - 1))

@@ -97,9 +97,7 @@ def render(
             f"render: pixel_table must have shape [V, H*W] = {(vertices.shape[0], num_pixels)}, "
             f"got {pixel_table.shape}"
         )
-    if attributes is not None and (
-        attributes.ndim != 2 or attributes.shape[0] != vertices.shape[0]
-    ):
+    if attributes is not None and (attributes.ndim != 2 or attributes.shape[0] != vertices.shape[0]):
         raise ValueError(
             f"render: attributes must have shape [V={vertices.shape[0]}, C], got {attributes.shape}"
         )
@@ -109,12 +107,8 @@ def render(
     frags = hard.rasterize(screen, pairs, settings)
 
     if settings.variant == "hard":
-        features = (
-            None if attributes is None else _interpolate_hard(frags, screen.faces, attributes)
-        )
-        values = (
-            None if pixel_table is None else _interpolate_table(frags, screen.faces, pixel_table)
-        )
+        features = None if attributes is None else _interpolate_hard(frags, screen.faces, attributes)
+        values = None if pixel_table is None else _interpolate_table(frags, screen.faces, pixel_table)
         coverage, depth = frags.coverage, frags.depth
     else:
         image = soft.soft_rasterize(screen, pairs, settings, attributes, pixel_table)
@@ -152,6 +146,5 @@ def validate_mesh(vertices, faces, source: str = "mesh") -> None:
     if np.any(out):
         row = int(np.argwhere(out)[0, 0])
         raise ValueError(
-            f"{source}: face {row} = {faces[row].tolist()} indexes outside the "
-            f"{vertices.shape[0]} vertices"
+            f"{source}: face {row} = {faces[row].tolist()} indexes outside the {vertices.shape[0]} vertices"
         )

@@ -80,9 +80,7 @@ def project_mesh(
     faces = jnp.clip(faces, 0, num_vertices - 1)
     world = jnp.moveaxis(vertices[faces.T], -1, 0)  # [xyz, corner, F]; camera-independent
     rot, t = camera.rotation, camera.translation
-    cam = [
-        rot[i, 0] * world[0] + rot[i, 1] * world[1] + rot[i, 2] * world[2] + t[i] for i in range(3)
-    ]
+    cam = [rot[i, 0] * world[0] + rot[i, 1] * world[1] + rot[i, 2] * world[2] + t[i] for i in range(3)]
     finite = jnp.isfinite(cam[0]) & jnp.isfinite(cam[1]) & jnp.isfinite(cam[2])
     in_front = finite & (cam[2] > settings.near)  # [3, F]
     z = jnp.where(in_front, cam[2], 1.0)

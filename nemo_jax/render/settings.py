@@ -69,9 +69,7 @@ class RasterSettings:
         if self.tile_budget is not None and self.tile_budget <= 0:
             raise ValueError(f"RasterSettings.tile_budget: expected > 0, got {self.tile_budget}")
         if not 0 < self.near < self.far:
-            raise ValueError(
-                f"RasterSettings.near/far: need 0 < near < far, got {self.near}, {self.far}"
-            )
+            raise ValueError(f"RasterSettings.near/far: need 0 < near < far, got {self.near}, {self.far}")
         for name in ("sigma", "gamma"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"RasterSettings.{name}: expected > 0, got {getattr(self, name)}")
