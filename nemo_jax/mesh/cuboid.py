@@ -78,3 +78,31 @@ def cuboid_mesh(lower, upper, target_vertices: int = 1000) -> tuple[np.ndarray, 
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     assert mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0
     return vertices.astype(np.float32), faces.astype(np.int32)
+
+
+def coverage_bounds(vertex_sets, coverage: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
+    """Per-axis interval holding ``coverage`` of all vertices (NeMo's ``linear_coverage``).
+
+    Args:
+      vertex_sets: iterable of ``[N_i, 3]`` vertex arrays (e.g. every CAD model of a category).
+      coverage: fraction of vertices inside the interval on each axis, in (0, 1].
+    Returns:
+      ``(lower [3], upper [3])``: the ``(1 - coverage) / 2`` and ``(1 + coverage) / 2`` quantiles.
+    """
+    if not 0 < coverage <= 1:
+        raise ValueError(f"coverage_bounds: coverage must be in (0, 1], got {coverage}")
+    points = np.concatenate([np.asarray(v, np.float64).reshape(-1, 3) for v in vertex_sets])
+    if len(points) == 0:
+        raise ValueError("coverage_bounds: no vertices given")
+    lower = np.quantile(points, (1 - coverage) / 2, axis=0)
+    upper = np.quantile(points, (1 + coverage) / 2, axis=0)
+    return lower, upper
+
+
+def single_cuboid(
+    vertex_sets, coverage: float = 0.99, target_vertices: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
+    """NeMo's SingleCuboid neural-mesh geometry for a category: the box covering ``coverage`` of
+    the category's CAD vertices per axis, sampled with about ``target_vertices`` vertices."""
+    lower, upper = coverage_bounds(vertex_sets, coverage)
+    return cuboid_mesh(lower, upper, target_vertices)
