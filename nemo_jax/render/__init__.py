@@ -5,7 +5,15 @@
 ``screen`` for the face-window tiling that keeps work proportional to the projected area.
 """
 
-from nemo_jax.render.rasterize import RenderOutput, render, validate_mesh
+from nemo_jax.render.rasterize import RenderOutput, render, render_exact, tiles_needed, validate_mesh
 from nemo_jax.render.settings import VARIANTS, RasterSettings
 
-__all__ = ["VARIANTS", "RasterSettings", "RenderOutput", "render", "validate_mesh"]
+__all__ = [
+    "VARIANTS",
+    "RasterSettings",
+    "RenderOutput",
+    "render",
+    "render_exact",
+    "tiles_needed",
+    "validate_mesh",
+]

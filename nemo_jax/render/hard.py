@@ -82,11 +82,34 @@ def eval_planes(rows: jax.Array, u: jax.Array, v: jax.Array) -> list[jax.Array]:
     return [at_corner[r] + cols[2 * r] * du + cols[2 * r + 1] * dv for r in range(4)]
 
 
+def _edge_table(screen: ScreenMesh) -> jax.Array:
+    """Watertight inside-test data per face, ``[F, 12]``: ``(xa, ya, dx, dy)`` for each edge.
+
+    A pixel is inside a face iff ``dx * (v - ya) - dy * (u - xa) >= 0`` for its three edges. Each
+    edge is evaluated from its lexicographically smaller endpoint, and the face's orientation is
+    folded into the (exactly negatable) direction, so two faces sharing an edge compute bitwise
+    opposite values there: a pixel centre on the edge falls in at least one of them, never in a
+    crack between them (which per-face plane arithmetic would allow, e.g. at a shared vertex that
+    projects exactly onto a pixel centre).
+    """
+    x, y = screen.x, screen.y
+    orientation = jnp.where(screen.area2 < 0, -1.0, 1.0)
+    cols = []
+    for i in range(3):  # edge (j, k) opposite corner i; its edge function is barycentric i * area2
+        j, k = (i + 1) % 3, (i + 2) % 3
+        swap = (x[k] < x[j]) | ((x[k] == x[j]) & (y[k] < y[j]))
+        xa, ya = jnp.where(swap, x[k], x[j]), jnp.where(swap, y[k], y[j])
+        xb, yb = jnp.where(swap, x[j], x[k]), jnp.where(swap, y[j], y[k])
+        sign = jnp.where(swap, -orientation, orientation)
+        cols += [xa, ya, sign * (xb - xa), sign * (yb - ya)]
+    return jnp.stack(cols, axis=-1)
+
+
 def zbuffer(planes: jax.Array, screen: ScreenMesh, pairs: Pairs, settings: RasterSettings) -> jax.Array:
     """Visible face per pixel, ``[H * W]`` int32, ``-1`` where empty. No gradient.
 
     Args:
-      planes: ``[F, 13]`` from :func:`face_planes`.
+      planes: ``[F, 13]`` from :func:`face_planes` (the inverse-depth plane is used).
     """
     planes, screen, pairs = jax.lax.stop_gradient((planes, screen, pairs))
     num_faces = screen.faces.shape[0]
@@ -95,10 +118,16 @@ def zbuffer(planes: jax.Array, screen: ScreenMesh, pairs: Pairs, settings: Raste
         raise ValueError(f"zbuffer: {num_faces} faces is more than the packed key supports (2^24)")
     levels = (1 << (31 - fbits)) - 1
 
+    # One gather per tile: 12 edge columns, then inverse-depth plane a, b, x0, y0, 1/z0.
+    table = jnp.concatenate([_edge_table(screen), planes[:, 6:11]], axis=-1)[pairs.face]
+    col = table.T[:, :, None, None]  # [17, T, 1, 1]
     u = pairs.px.astype(planes.dtype)
     v = pairs.py.astype(planes.dtype)
-    b0, b1, b2, inv_depth = eval_planes(planes[pairs.face], u, v)  # each [T, th, tw]
-    inside = pairs.mask & (b0 >= 0) & (b1 >= 0) & (b2 >= 0)
+    inside = pairs.mask
+    for e in range(3):
+        xa, ya, dx, dy = col[4 * e], col[4 * e + 1], col[4 * e + 2], col[4 * e + 3]
+        inside = inside & (dx * (v - ya) - dy * (u - xa) >= 0)
+    inv_depth = col[16] + col[12] * (u - col[14]) + col[13] * (v - col[15])
 
     # Quantise inverse depth (larger = nearer) over this view's range of used corners.
     inv_z = 1.0 / screen.z
@@ -109,8 +138,9 @@ def zbuffer(planes: jax.Array, screen: ScreenMesh, pairs: Pairs, settings: Raste
     q = jnp.clip((hi - inv_depth) * (levels / span), 0.0, levels)
     key = (q.astype(jnp.int32) << fbits) | pairs.face[:, None, None]
     key = jnp.where(inside, key, _EMPTY)
-    index = jnp.where(inside, pairs.py * settings.width + pairs.px, settings.height * settings.width)
-    buffer = jnp.full((settings.height * settings.width,), _EMPTY, jnp.int32)
+    num_pixels = settings.height * settings.width
+    index = jnp.where(inside, pairs.py * settings.width + pairs.px, num_pixels)
+    buffer = jnp.full((num_pixels,), _EMPTY, jnp.int32)
     buffer = buffer.at[index.reshape(-1)].min(key.reshape(-1), mode="drop")
     return jnp.where(buffer == _EMPTY, -1, buffer & ((1 << fbits) - 1))
 

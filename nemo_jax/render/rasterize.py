@@ -9,6 +9,8 @@ jit at the outermost step with the settings static, e.g.::
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -16,7 +18,7 @@ import numpy as np
 
 from nemo_jax.geometry.camera import Camera
 from nemo_jax.render import hard, soft
-from nemo_jax.render.screen import project_mesh, tile_pairs
+from nemo_jax.render.screen import project_mesh, tile_counts, tile_pairs
 from nemo_jax.render.settings import RasterSettings
 
 
@@ -148,3 +150,49 @@ def validate_mesh(vertices, faces, source: str = "mesh") -> None:
         raise ValueError(
             f"{source}: face {row} = {faces[row].tolist()} indexes outside the {vertices.shape[0]} vertices"
         )
+
+
+def render_exact(
+    vertices,
+    faces,
+    camera: Camera,
+    settings: RasterSettings,
+    attributes=None,
+    pixel_table=None,
+    max_budget: int = 1 << 22,
+) -> tuple[RenderOutput, RasterSettings]:
+    """Eager convenience for tools and dataset builders: renders one view and, while tiles
+    overflow the budget, re-renders with a doubled ``tile_budget`` (recompiling each time).
+
+    Returns ``(output, settings actually used)``; raises ``RuntimeError`` past ``max_budget``.
+    Not for hot loops: size ``tile_budget`` once (e.g. with :func:`tiles_needed`) instead.
+    """
+    vertices = jnp.asarray(vertices)
+    faces = jnp.asarray(faces, jnp.int32)
+    while True:
+        out = _render_jit(vertices, faces, camera, settings, attributes, pixel_table)
+        missing = int(out.overflow)
+        if missing == 0:
+            return out, settings
+        budget = settings.budget(faces.shape[0])
+        if budget >= max_budget:
+            raise RuntimeError(f"render_exact: {missing} tiles still missing at tile_budget={budget}")
+        settings = dataclasses.replace(settings, tile_budget=min(max_budget, 2 * (budget + missing)))
+
+
+_render_jit = jax.jit(render, static_argnames="settings")
+
+
+def tiles_needed(vertices, faces, cameras: Camera, settings: RasterSettings) -> jax.Array:
+    """Tiles each view of a batch of ``cameras`` (leading axis) needs, ``[N]`` int32.
+
+    Use the maximum over representative views, with a margin, as ``settings.tile_budget``.
+    """
+    vertices = jnp.asarray(vertices)
+    faces = jnp.asarray(faces, jnp.int32)
+
+    def one(camera):
+        screen = project_mesh(vertices, faces, camera, settings)
+        return tile_counts(screen, settings).sum()
+
+    return jax.jit(jax.vmap(one))(cameras)

@@ -128,6 +128,14 @@ class Pairs:
     overflow: jax.Array
 
 
+def tile_counts(screen: ScreenMesh, settings: RasterSettings) -> jax.Array:
+    """``[F]`` int32 tiles each face's box needs (0 for masked faces)."""
+    x0, y0, x1, y1 = screen.box
+    nx = (x1 - x0) // settings.tile_width + 1
+    ny = (y1 - y0) // settings.tile_height + 1
+    return jnp.where(screen.valid, nx * ny, 0)
+
+
 def tile_pairs(screen: ScreenMesh, settings: RasterSettings) -> Pairs:
     """Lays each valid face's box out as tiles in a static budget of slots (module docstring)."""
     th, tw = settings.tile_height, settings.tile_width
@@ -135,8 +143,7 @@ def tile_pairs(screen: ScreenMesh, settings: RasterSettings) -> Pairs:
     budget = settings.budget(num_faces)
     x0, y0, x1, y1 = screen.box
     nx = (x1 - x0) // tw + 1
-    ny = (y1 - y0) // th + 1
-    count = jnp.where(screen.valid, nx * ny, 0)
+    count = tile_counts(screen, settings)
     end = jnp.cumsum(count)
     slot = jnp.arange(budget, dtype=jnp.int32)
     owner = jnp.searchsorted(end, slot, side="right").astype(jnp.int32)  # == F past the end

@@ -109,9 +109,10 @@ def soft_rasterize(
     znorm = (settings.far - depth) / (settings.far - settings.near)
     shift = jnp.full((num_pixels,), settings.background_depth, znorm.dtype)
     shift = shift.at[index].max(jax.lax.stop_gradient(znorm).reshape(-1), mode="drop")
-    expo = jnp.where(
-        live, coverage * jnp.exp(jnp.minimum(znorm - at_pairs(shift), 0.0) / settings.gamma), 0.0
-    )
+    # <= 0 on live pairs (the shift is their max); dead pairs are zeroed before exp so that
+    # neither values nor gradients overflow.
+    offset = jnp.where(live, znorm - at_pairs(shift), 0.0)
+    expo = jnp.where(live, coverage * jnp.exp(offset / settings.gamma), 0.0)
     denom = scatter_add(expo) + jnp.exp((settings.background_depth - shift) / settings.gamma)
     weight = expo / at_pairs(denom)
 

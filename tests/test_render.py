@@ -1,0 +1,339 @@
+"""The rasterizer: agreement with trimesh ray casting, gradients, transforms, robustness."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import trimesh
+from jax.test_util import check_grads
+from render_reference import interior, ray_cast
+
+from nemo_jax.geometry import camera_from_viewpoint
+from nemo_jax.mesh import cuboid_mesh
+from nemo_jax.render import RasterSettings, render, validate_mesh
+
+H, W = 40, 56
+
+# Eager rendering dispatches hundreds of small ops one by one; tests use the jitted function.
+render_jit = jax.jit(render, static_argnames="settings")
+
+
+def random_meshes():
+    rng = np.random.default_rng(0)
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.6)
+    bumpy = sphere.copy()
+    bumpy.vertices = bumpy.vertices * rng.uniform(0.7, 1.3, (len(bumpy.vertices), 1))
+    box = trimesh.creation.box(extents=(1.2, 0.5, 0.4)).subdivide()
+    capsule = trimesh.creation.capsule(height=0.8, radius=0.25, count=[12, 12])
+    # Two boxes, one in front of the other: self-occlusion.
+    pair = trimesh.util.concatenate(
+        [trimesh.creation.box(extents=(0.8, 0.8, 0.8)), trimesh.creation.box(extents=(0.3, 0.3, 1.6))]
+    )
+    return {"bumpy": bumpy, "box": box, "capsule": capsule, "pair": pair}
+
+
+def camera(az, el, th, dist=4.0, focal=60.0):
+    return camera_from_viewpoint(
+        jnp.deg2rad(az), jnp.deg2rad(el), jnp.deg2rad(th), dist, W / 2 - 0.5, H / 2 - 0.5, 1.0, focal
+    )
+
+
+@pytest.mark.parametrize("seed,name", list(enumerate(["bumpy", "box", "capsule", "pair"])))
+def test_hard_matches_trimesh_ray_casting(seed, name):
+    mesh = random_meshes()[name]
+    rng = np.random.default_rng(seed)
+    settings = RasterSettings(height=H, width=W)
+    draw = jax.jit(lambda v, f, c: render(v, f, c, settings))
+    verts = jnp.asarray(mesh.vertices, jnp.float32)
+    faces = jnp.asarray(mesh.faces, jnp.int32)
+    for _ in range(3):
+        cam = camera(rng.uniform(0, 360), rng.uniform(-60, 60), rng.uniform(-40, 40), rng.uniform(2.5, 5))
+        out = draw(verts, faces, cam)
+        assert int(out.overflow) == 0
+        hit, depth, face = ray_cast(mesh, cam, H, W)
+        ours = np.asarray(out.coverage) > 0.5
+        away = interior(hit)
+        assert hit.sum() > 50  # the view actually shows the object
+        assert np.mean(ours[away] == hit[away]) >= 0.99
+        both = ours & hit
+        rel = np.abs(np.asarray(out.depth)[both] - depth[both]) / depth[both]
+        assert np.mean(rel < 1e-4) >= 0.99
+        assert np.mean(np.asarray(out.face_index)[both] == face[both]) >= 0.98
+        assert np.all(np.asarray(out.face_index)[~ours] == -1)
+        assert np.all(np.asarray(out.depth)[~ours] == 0)
+
+
+def test_soft_tends_to_hard():
+    mesh = random_meshes()["bumpy"]
+    verts = jnp.asarray(mesh.vertices, jnp.float32)
+    faces = jnp.asarray(mesh.faces, jnp.int32)
+    attrs = jax.random.uniform(jax.random.PRNGKey(0), (len(mesh.vertices), 5))
+    cam = camera(30.0, 20.0, 5.0)
+    hard = render_jit(verts, faces, cam, RasterSettings(height=H, width=W), attributes=attrs)
+    errors = []
+    for sigma, gamma in [(1e-1, 1e-2), (1e-2, 1e-3), (1e-4, 1e-5)]:
+        settings = RasterSettings(height=H, width=W, variant="soft", sigma=sigma, gamma=gamma)
+        soft = render_jit(verts, faces, cam, settings, attributes=attrs)
+        errors.append(
+            (
+                float(jnp.mean(jnp.abs(soft.coverage - hard.coverage))),
+                float(jnp.mean(jnp.abs(soft.features - hard.features))),
+            )
+        )
+    (cov_a, feat_a), (cov_b, feat_b), (cov_c, feat_c) = errors
+    assert cov_a > cov_b > cov_c and feat_a > feat_b > feat_c
+    assert cov_c < 2e-3 and feat_c < 2e-3
+    # The softmax picks the nearest face: covered-pixel depths agree with the z-buffer.
+    inner = interior(np.asarray(hard.coverage) > 0.5) & (np.asarray(hard.coverage) > 0.5)
+    settings = RasterSettings(height=H, width=W, variant="soft", sigma=1e-4, gamma=1e-5)
+    soft = render_jit(verts, faces, cam, settings)
+    rel = np.abs(np.asarray(soft.depth) - np.asarray(hard.depth))[inner] / np.asarray(hard.depth)[inner]
+    assert np.mean(rel < 1e-3) >= 0.98  # all but pixels on self-occlusion boundaries
+
+
+def plane_grid(size=4.0, cells=8):
+    """A flat grid in the CAD z=0 plane, larger than the views below: no silhouette in the image.
+
+    Offset so that no vertex projects exactly onto a pixel centre (where the rendered image has a
+    kink and central differences average two one-sided derivatives).
+    """
+    ticks = np.linspace(-size / 2, size / 2, cells + 1)
+    xs, ys = np.meshgrid(ticks + 0.123, ticks + 0.0567, indexing="ij")
+    verts = np.stack([xs.ravel(), ys.ravel(), np.zeros(xs.size)], -1)
+    idx = np.arange(xs.size).reshape(cells + 1, cells + 1)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel(), idx[:-1, 1:].ravel()
+    faces = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
+    return verts, faces
+
+
+@pytest.mark.parametrize("perspective_correct", [True, False])
+def test_hard_gradients_match_finite_differences(perspective_correct):
+    verts, faces = plane_grid()
+    settings = RasterSettings(height=24, width=32, perspective_correct=perspective_correct)
+    with jax.enable_x64(True):
+        verts = jnp.asarray(verts, jnp.float64)
+        faces = jnp.asarray(faces, jnp.int32)
+        attrs = jnp.asarray(np.random.default_rng(0).normal(size=(len(verts), 3)))
+        weights = jnp.asarray(np.random.default_rng(1).normal(size=(24, 32, 3)))
+
+        def loss(pose, attrs, verts):
+            cam = camera_from_viewpoint(pose[0], pose[1], pose[2], pose[3], 16.0, 12.0, 1.0, 40.0)
+            out = render_jit(verts, faces, cam, settings, attributes=attrs)
+            return jnp.sum(out.features * weights) + jnp.sum(out.depth)
+
+        pose = jnp.array([0.3, 1.0, 0.2, 3.0])
+        out = render_jit(verts, faces, camera_from_viewpoint(*pose, 16.0, 12.0, 1.0, 40.0), settings)
+        assert float(jnp.min(out.coverage)) == 1.0  # the plane fills the view
+        check_grads(
+            jax.jit(lambda p: loss(p, attrs, verts)),
+            (pose,),
+            order=1,
+            modes=("rev",),
+            eps=1e-6,
+            atol=1e-3,
+            rtol=1e-3,
+        )
+        check_grads(jax.jit(lambda a: loss(pose, a, verts)), (attrs,), order=1, modes=("rev",), eps=1e-6)
+        check_grads(
+            jax.jit(lambda v: loss(pose, attrs, v)),
+            (verts,),
+            order=1,
+            modes=("rev",),
+            eps=1e-6,
+            atol=1e-3,
+            rtol=1e-3,
+        )
+
+
+def test_soft_gradients_match_finite_differences():
+    verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 60)
+    settings = RasterSettings(height=24, width=32, variant="soft", sigma=0.5, gamma=1e-2)
+    with jax.enable_x64(True):
+        verts = jnp.asarray(verts, jnp.float64)
+        faces = jnp.asarray(faces, jnp.int32)
+        attrs = jnp.asarray(np.random.default_rng(0).normal(size=(len(verts), 2)))
+        table = jnp.asarray(np.random.default_rng(1).normal(size=(len(verts), 24 * 32)))
+
+        def loss(pose):
+            cam = camera_from_viewpoint(pose[0], pose[1], pose[2], pose[3], 16.0, 12.0, 1.0, 40.0)
+            out = render_jit(verts, faces, cam, settings, attributes=attrs, pixel_table=table)
+            return jnp.sum(out.coverage) + jnp.sum(out.features) + jnp.sum(out.pixel_values)
+
+        check_grads(
+            jax.jit(loss),
+            (jnp.array([0.5, 0.3, 0.1, 4.0]),),
+            order=1,
+            modes=("rev",),
+            eps=1e-6,
+            atol=1e-3,
+            rtol=1e-3,
+        )
+
+
+def test_pixel_table_equals_rendered_dot_product():
+    verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 200)
+    key1, key2 = jax.random.split(jax.random.PRNGKey(0))
+    feats = jax.random.normal(key1, (len(verts), 16))
+    observed = jax.random.normal(key2, (H, W, 16))
+    table = feats @ observed.reshape(H * W, 16).T
+    for variant in ("hard", "soft"):
+        settings = RasterSettings(height=H, width=W, variant=variant)
+        out = render_jit(
+            jnp.asarray(verts),
+            jnp.asarray(faces),
+            camera(40, 20, 0),
+            settings,
+            attributes=feats,
+            pixel_table=table,
+        )
+        np.testing.assert_allclose(out.pixel_values, jnp.sum(out.features * observed, -1), atol=1e-4)
+
+
+def test_vmap_equals_loop_and_jit_equals_eager():
+    verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 200)
+    verts, faces = jnp.asarray(verts), jnp.asarray(faces)
+    attrs = jax.random.normal(jax.random.PRNGKey(0), (len(verts), 4))
+    poses = jnp.array([[0.1, 0.2, 0.0, 4.0], [2.5, 0.6, -0.4, 3.5]])
+    for variant in ("hard", "soft"):
+        settings = RasterSettings(height=H, width=W, variant=variant)
+
+        def draw(pose, settings=settings):
+            cam = camera_from_viewpoint(pose[0], pose[1], pose[2], pose[3], W / 2, H / 2, 1.0, 60.0)
+            return render(verts, faces, cam, settings, attributes=attrs)
+
+        batched = jax.jit(jax.vmap(draw))(poses)
+        for i in range(len(poses)):
+            eager = draw(poses[i])
+            jitted = jax.jit(draw)(poses[i])
+            # The soft softmax (gamma = 1e-4 on normalised depth) amplifies float32 summation-order
+            # differences between the batched and unbatched scatter-adds.
+            atol = 1e-5 if variant == "hard" else 1e-3
+            np.testing.assert_array_equal(batched.face_index[i], eager.face_index)
+            np.testing.assert_array_equal(jitted.face_index, eager.face_index)
+            for field in ("features", "coverage", "depth", "bary"):
+                np.testing.assert_allclose(getattr(batched, field)[i], getattr(eager, field), atol=atol)
+                np.testing.assert_allclose(getattr(jitted, field), getattr(eager, field), atol=atol)
+
+
+def test_backface_culling_is_exact_on_closed_meshes():
+    verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 300)
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        cam = camera(rng.uniform(0, 360), rng.uniform(-80, 80), rng.uniform(-90, 90))
+        full = render_jit(jnp.asarray(verts), jnp.asarray(faces), cam, RasterSettings(height=H, width=W))
+        culled = render_jit(
+            jnp.asarray(verts),
+            jnp.asarray(faces),
+            cam,
+            RasterSettings(height=H, width=W, cull_backfaces=True),
+        )
+        np.testing.assert_array_equal(full.face_index, culled.face_index)
+
+
+def test_padded_faces_are_masked():
+    verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 100)
+    padded = np.concatenate([faces, -np.ones((7, 3), np.int32), np.full((2, 3), 10_000, np.int32)])
+    settings = RasterSettings(height=H, width=W)
+    a = render_jit(jnp.asarray(verts), jnp.asarray(faces), camera(10, 10, 10), settings)
+    b = render_jit(jnp.asarray(verts), jnp.asarray(padded), camera(10, 10, 10), settings)
+    np.testing.assert_array_equal(a.face_index, b.face_index)
+    np.testing.assert_allclose(a.depth, b.depth)
+
+
+def test_overflow_is_reported():
+    verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 300)
+    small = RasterSettings(height=H, width=W, tile_budget=16)
+    out = render_jit(jnp.asarray(verts), jnp.asarray(faces), camera(30, 20, 0), small)
+    assert int(out.overflow) > 0
+    full = render_jit(
+        jnp.asarray(verts), jnp.asarray(faces), camera(30, 20, 0), RasterSettings(height=H, width=W)
+    )
+    assert int(full.overflow) == 0
+
+
+def _nasty_cases():
+    tri = np.array([[0.0, 0.0, -0.5], [0.0, 0.0, 0.5], [0.0, 0.5, 0.0]])  # in the plane x = 0
+    box_v, box_f = cuboid_mesh([-3, -3, -3], [3, 3, 3], 100)
+    cube_v, cube_f = cuboid_mesh([-0.5, -0.5, -0.5], [0.5, 0.5, 0.5], 100)
+    degenerate_v = np.array([[0, 0, 0], [0.5, 0, 0], [1, 0, 0], [0, 0.3, 0.1]], np.float64)
+    degenerate_f = np.array([[0, 1, 2], [0, 0, 3], [1, 1, 1], [0, 1, 3]])
+    return {
+        # Camera at azimuth 0 sits on the -y axis: the plane x = 0 contains it (edge-on face).
+        "edge_on": (tri, np.array([[0, 1, 2]]), [0.0, 0.0, 0.0, 4.0]),
+        # Camera inside a big box: faces behind the camera and crossing the near plane.
+        "behind_camera": (box_v, box_f, [0.3, 0.2, 0.1, 1.0]),
+        "degenerate": (degenerate_v, degenerate_f, [0.2, 0.4, 0.0, 3.0]),
+        "empty": (cube_v + np.array([50.0, 0, 0]), cube_f, [0.0, 0.0, 0.0, 4.0]),
+        "very_close": (cube_v, cube_f, [0.3, 0.2, 0.1, 0.51]),
+        "inside_near_plane": (cube_v, cube_f, [0.3, 0.2, 0.1, 0.0]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_nasty_cases()))
+@pytest.mark.parametrize("variant", ["hard", "soft"])
+def test_no_nan_values_or_gradients(case, variant):
+    verts, faces, pose = _nasty_cases()[case]
+    verts = jnp.asarray(verts, jnp.float32)
+    faces = jnp.asarray(faces, jnp.int32)
+    settings = RasterSettings(height=24, width=32, variant=variant)
+    attrs = jnp.ones((len(verts), 3))
+    table = jnp.ones((len(verts), 24 * 32))
+
+    def total(pose, verts, attrs):
+        cam = camera_from_viewpoint(pose[0], pose[1], pose[2], pose[3], 16.0, 12.0, 1.0, 30.0)
+        out = render_jit(verts, faces, cam, settings, attributes=attrs, pixel_table=table)
+        parts = [out.features, out.pixel_values, out.coverage, out.depth, out.bary]
+        for part in parts:
+            assert bool(jnp.all(jnp.isfinite(part)))
+        return sum(jnp.sum(p) for p in parts)
+
+    grads = jax.grad(total, argnums=(0, 1, 2))(jnp.asarray(pose), verts, attrs)
+    for g in grads:
+        assert np.all(np.isfinite(np.asarray(g)))
+    if case == "empty":
+        cam = camera_from_viewpoint(*pose, 16.0, 12.0, 1.0, 30.0)
+        out = render_jit(verts, faces, cam, settings)
+        assert float(jnp.max(out.coverage)) == 0.0 and int(jnp.max(out.face_index)) == -1
+
+
+def test_nan_vertex_is_masked_under_jit():
+    verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 100)
+    bad = verts.copy()
+    bad[0] = np.nan
+    out = jax.jit(
+        lambda v: render_jit(v, jnp.asarray(faces), camera(30, 20, 0), RasterSettings(height=H, width=W))
+    )(jnp.asarray(bad))
+    assert bool(jnp.all(jnp.isfinite(out.depth))) and bool(jnp.all(jnp.isfinite(out.bary)))
+    touching = np.any(faces == 0, axis=1)
+    assert not np.any(np.isin(np.asarray(out.face_index), np.flatnonzero(touching)))
+
+
+def test_bad_input_raises_clear_errors():
+    verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 100)
+    with pytest.raises(ValueError, match=r"mesh.off: face 3 .* outside"):
+        bad = faces.copy()
+        bad[3, 1] = len(verts)
+        validate_mesh(verts, bad, "mesh.off")
+    with pytest.raises(ValueError, match="vertex 2 is not finite"):
+        bad = verts.copy()
+        bad[2, 0] = np.inf
+        validate_mesh(bad, faces, "mesh.off")
+    with pytest.raises(ValueError, match="faces must have shape"):
+        validate_mesh(verts, np.zeros((0, 3), np.int32), "mesh.off")
+    with pytest.raises(ValueError, match="faces must have shape"):
+        render_jit(
+            jnp.asarray(verts),
+            jnp.zeros((0, 3), jnp.int32),
+            camera(0, 0, 0),
+            RasterSettings(height=H, width=W),
+        )
+    with pytest.raises(ValueError, match="pixel_table"):
+        render_jit(
+            jnp.asarray(verts),
+            jnp.asarray(faces),
+            camera(0, 0, 0),
+            RasterSettings(height=H, width=W),
+            pixel_table=jnp.zeros((len(verts), 7)),
+        )
+    with pytest.raises(ValueError, match="variant"):
+        RasterSettings(height=H, width=W, variant="fancy")
