@@ -38,17 +38,24 @@ def camera(az, el, th, dist=4.0, focal=60.0):
     )
 
 
+def padded(mesh, num_vertices=700, num_faces=1300):
+    """Vertices padded with zeros and faces with -1 (masked) to one shape: one compile for all."""
+    verts = np.zeros((num_vertices, 3), np.float32)
+    verts[: len(mesh.vertices)] = mesh.vertices
+    faces = -np.ones((num_faces, 3), np.int32)
+    faces[: len(mesh.faces)] = mesh.faces
+    return jnp.asarray(verts), jnp.asarray(faces)
+
+
 @pytest.mark.parametrize("seed,name", list(enumerate(["bumpy", "box", "capsule", "pair"])))
 def test_hard_matches_trimesh_ray_casting(seed, name):
     mesh = random_meshes()[name]
     rng = np.random.default_rng(seed)
     settings = RasterSettings(height=H, width=W)
-    draw = jax.jit(lambda v, f, c: render(v, f, c, settings))
-    verts = jnp.asarray(mesh.vertices, jnp.float32)
-    faces = jnp.asarray(mesh.faces, jnp.int32)
+    verts, faces = padded(mesh)
     for _ in range(3):
         cam = camera(rng.uniform(0, 360), rng.uniform(-60, 60), rng.uniform(-40, 40), rng.uniform(2.5, 5))
-        out = draw(verts, faces, cam)
+        out = render_jit(verts, faces, cam, settings)
         assert int(out.overflow) == 0
         hit, depth, face = ray_cast(mesh, cam, H, W)
         ours = np.asarray(out.coverage) > 0.5
@@ -70,8 +77,8 @@ def test_soft_tends_to_hard():
     attrs = jax.random.uniform(jax.random.PRNGKey(0), (len(mesh.vertices), 5))
     cam = camera(30.0, 20.0, 5.0)
     hard = render_jit(verts, faces, cam, RasterSettings(height=H, width=W), attributes=attrs)
-    errors = []
-    for sigma, gamma in [(1e-1, 1e-2), (1e-2, 1e-3), (1e-4, 1e-5)]:
+    errors, soft = [], None
+    for sigma, gamma in [(1e-1, 1e-2), (1e-4, 1e-5)]:
         settings = RasterSettings(height=H, width=W, variant="soft", sigma=sigma, gamma=gamma)
         soft = render_jit(verts, faces, cam, settings, attributes=attrs)
         errors.append(
@@ -80,13 +87,12 @@ def test_soft_tends_to_hard():
                 float(jnp.mean(jnp.abs(soft.features - hard.features))),
             )
         )
-    (cov_a, feat_a), (cov_b, feat_b), (cov_c, feat_c) = errors
-    assert cov_a > cov_b > cov_c and feat_a > feat_b > feat_c
-    assert cov_c < 2e-3 and feat_c < 2e-3
+    (cov_wide, feat_wide), (cov_sharp, feat_sharp) = errors
+    assert cov_wide > 10 * cov_sharp and feat_wide > 10 * feat_sharp
+    assert cov_sharp < 2e-3 and feat_sharp < 2e-3
     # The softmax picks the nearest face: covered-pixel depths agree with the z-buffer.
-    inner = interior(np.asarray(hard.coverage) > 0.5) & (np.asarray(hard.coverage) > 0.5)
-    settings = RasterSettings(height=H, width=W, variant="soft", sigma=1e-4, gamma=1e-5)
-    soft = render_jit(verts, faces, cam, settings)
+    covered = np.asarray(hard.coverage) > 0.5
+    inner = interior(covered) & covered
     rel = np.abs(np.asarray(soft.depth) - np.asarray(hard.depth))[inner] / np.asarray(hard.depth)[inner]
     assert np.mean(rel < 1e-3) >= 0.98  # all but pixels on self-occlusion boundaries
 
@@ -106,10 +112,9 @@ def plane_grid(size=4.0, cells=8):
     return verts, faces
 
 
-@pytest.mark.parametrize("perspective_correct", [True, False])
-def test_hard_gradients_match_finite_differences(perspective_correct):
+def test_hard_gradients_match_finite_differences():
     verts, faces = plane_grid()
-    settings = RasterSettings(height=24, width=32, perspective_correct=perspective_correct)
+    settings = RasterSettings(height=24, width=32)
     with jax.enable_x64(True):
         verts = jnp.asarray(verts, jnp.float64)
         faces = jnp.asarray(faces, jnp.int32)
@@ -118,30 +123,15 @@ def test_hard_gradients_match_finite_differences(perspective_correct):
 
         def loss(pose, attrs, verts):
             cam = camera_from_viewpoint(pose[0], pose[1], pose[2], pose[3], 16.0, 12.0, 1.0, 40.0)
-            out = render_jit(verts, faces, cam, settings, attributes=attrs)
+            out = render(verts, faces, cam, settings, attributes=attrs)
             return jnp.sum(out.features * weights) + jnp.sum(out.depth)
 
         pose = jnp.array([0.3, 1.0, 0.2, 3.0])
         out = render_jit(verts, faces, camera_from_viewpoint(*pose, 16.0, 12.0, 1.0, 40.0), settings)
         assert float(jnp.min(out.coverage)) == 1.0  # the plane fills the view
+        # One joint check over pose, vertex attributes and vertex positions (random direction).
         check_grads(
-            jax.jit(lambda p: loss(p, attrs, verts)),
-            (pose,),
-            order=1,
-            modes=("rev",),
-            eps=1e-6,
-            atol=1e-3,
-            rtol=1e-3,
-        )
-        check_grads(jax.jit(lambda a: loss(pose, a, verts)), (attrs,), order=1, modes=("rev",), eps=1e-6)
-        check_grads(
-            jax.jit(lambda v: loss(pose, attrs, v)),
-            (verts,),
-            order=1,
-            modes=("rev",),
-            eps=1e-6,
-            atol=1e-3,
-            rtol=1e-3,
+            jax.jit(loss), (pose, attrs, verts), order=1, modes=("rev",), eps=1e-6, atol=1e-3, rtol=1e-3
         )
 
 
@@ -203,8 +193,9 @@ def test_vmap_equals_loop_and_jit_equals_eager():
 
         batched = jax.jit(jax.vmap(draw))(poses)
         for i in range(len(poses)):
-            eager = draw(poses[i])
             jitted = jax.jit(draw)(poses[i])
+            # Eager execution compiles every primitive separately: once (hard) is enough.
+            eager = draw(poses[i]) if i == 0 and variant == "hard" else jitted
             # The soft softmax (gamma = 1e-4 on normalised depth) amplifies float32 summation-order
             # differences between the batched and unbatched scatter-adds.
             atol = 1e-5 if variant == "hard" else 1e-3
@@ -269,31 +260,42 @@ def _nasty_cases():
     }
 
 
-@pytest.mark.parametrize("case", list(_nasty_cases()))
 @pytest.mark.parametrize("variant", ["hard", "soft"])
-def test_no_nan_values_or_gradients(case, variant):
-    verts, faces, pose = _nasty_cases()[case]
-    verts = jnp.asarray(verts, jnp.float32)
-    faces = jnp.asarray(faces, jnp.int32)
+def test_no_nan_values_or_gradients(variant):
+    """Every nasty case, padded to one shape and vmapped: one compile per variant."""
+    cases = _nasty_cases()
+    num_v = max(len(v) for v, _, _ in cases.values())
+    num_f = max(len(f) for _, f, _ in cases.values())
+    verts = np.zeros((len(cases), num_v, 3), np.float32)
+    faces = -np.ones((len(cases), num_f, 3), np.int32)
+    for i, (v, f, _) in enumerate(cases.values()):
+        verts[i, : len(v)], faces[i, : len(f)] = v, f
+    poses = jnp.asarray([pose for _, _, pose in cases.values()], jnp.float32)
     settings = RasterSettings(height=24, width=32, variant=variant)
-    attrs = jnp.ones((len(verts), 3))
-    table = jnp.ones((len(verts), 24 * 32))
+    attrs = jnp.ones((len(cases), num_v, 3))
+    table = jnp.ones((num_v, 24 * 32))
 
-    def total(pose, verts, attrs):
+    def parts(pose, verts, faces, attrs):
         cam = camera_from_viewpoint(pose[0], pose[1], pose[2], pose[3], 16.0, 12.0, 1.0, 30.0)
-        out = render_jit(verts, faces, cam, settings, attributes=attrs, pixel_table=table)
-        parts = [out.features, out.pixel_values, out.coverage, out.depth, out.bary]
-        for part in parts:
-            assert bool(jnp.all(jnp.isfinite(part)))
-        return sum(jnp.sum(p) for p in parts)
+        out = render(verts, faces, cam, settings, attributes=attrs, pixel_table=table)
+        return [out.features, out.pixel_values, out.coverage, out.depth, out.bary]
 
-    grads = jax.grad(total, argnums=(0, 1, 2))(jnp.asarray(pose), verts, attrs)
-    for g in grads:
-        assert np.all(np.isfinite(np.asarray(g)))
-    if case == "empty":
-        cam = camera_from_viewpoint(*pose, 16.0, 12.0, 1.0, 30.0)
-        out = render_jit(verts, faces, cam, settings)
-        assert float(jnp.max(out.coverage)) == 0.0 and int(jnp.max(out.face_index)) == -1
+    def total(pose, verts, faces, attrs):
+        return sum(jnp.sum(p) for p in parts(pose, verts, faces, attrs))
+
+    values = jax.jit(jax.vmap(parts))(poses, jnp.asarray(verts), jnp.asarray(faces), attrs)
+    grads = jax.jit(jax.vmap(jax.grad(total, argnums=(0, 1, 3))))(
+        poses, jnp.asarray(verts), jnp.asarray(faces), attrs
+    )
+    for i, name in enumerate(cases):
+        for part in values:
+            assert np.all(np.isfinite(np.asarray(part[i]))), name
+        for g in grads:
+            assert np.all(np.isfinite(np.asarray(g[i]))), name
+    empty = list(cases).index("empty")
+    assert float(jnp.max(values[2][empty])) == 0.0  # nothing drawn, nothing NaN
+    close = list(cases).index("very_close")
+    assert float(jnp.max(values[2][close])) > 0.0  # the near faces still draw
 
 
 def test_nan_vertex_is_masked_under_jit():
