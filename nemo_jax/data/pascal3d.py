@@ -1,0 +1,510 @@
+"""Readers for PASCAL3D+ release1.1, OccludedPASCAL3D+ and ObjectNet3D, in NeMo's crop protocol.
+
+NeMo's protocol (``create_cuboid_pascal3d`` / ``CreatePascal3DNeMo``): the ImageNet subset, the first
+object of the category in each image, the image rescaled by ``scale = distance / render_distance`` so
+the object appears at the category's render distance, and a fixed-size crop centred on the
+principal point. The viewpoint moves with the crop: angles and focal are unchanged, ``distance``
+becomes the render distance, ``(px, py)`` becomes the principal point in the crop (0-based; the
+annotation's MATLAB 1-based ``px, py`` minus 1, scaled, minus the crop corner).
+
+Pixel convention: 0-based pixel centres, pixel ``(row i, col j)`` at ``(x, y) = (j, i)``. Rescaling
+maps ``x -> scale * x``; the crop's top-left pixel is ``(x0, y0)``, so ``x_crop = scale * x - x0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import zlib
+
+import jax
+import numpy as np
+import scipy.io
+from PIL import Image
+
+from nemo_jax.data import builders, occlusion, splits
+from nemo_jax.data import meshes as meshes_lib
+from nemo_jax.data.visibility import project_with_visibility
+from nemo_jax.geometry import camera_from_viewpoint
+from nemo_jax.mesh import load_off, single_cuboid
+from nemo_jax.render import RasterSettings, render
+
+#: NeMo's crop size ``(H, W)`` per PASCAL3D+ category.
+CROP_SIZES = {
+    "car": (256, 672), "bus": (384, 896), "motorbike": (512, 512), "boat": (512, 1216),
+    "bicycle": (608, 608), "aeroplane": (320, 1024), "sofa": (352, 736), "tvmonitor": (480, 480),
+    "chair": (544, 384), "diningtable": (320, 800), "bottle": (512, 736), "train": (256, 608),
+}  # fmt: skip
+#: NeMo's render distance per PASCAL3D+ category (CAD units).
+RENDER_DISTANCES = {
+    "car": 5.0, "bus": 6.0, "motorbike": 4.5, "bottle": 5.0, "boat": 8.0, "bicycle": 5.2, "aeroplane": 7.0,
+    "sofa": 5.0, "tvmonitor": 5.5, "chair": 4.0, "diningtable": 7.0, "train": 4.5,
+}  # fmt: skip
+PASCAL_CATEGORIES = tuple(CROP_SIZES)
+#: ObjectNet3D categories evaluated by NeMo's follow-ups (StarMap's split of ObjectNet3D).
+OBJECTNET3D_CATEGORIES = (
+    "bed", "bookshelf", "calculator", "cellphone", "computer", "door", "filing_cabinet", "guitar", "iron",
+    "knife", "microwave", "pen", "pot", "rifle", "shoe", "slipper", "stove", "toilet", "tub", "wheelchair",
+)  # fmt: skip
+VIEWPOINT_FIELDS = ("azimuth", "elevation", "theta", "distance", "focal", "px", "py", "viewport")
+PASCAL_ROOT, OCCLUDED_ROOT, OBJECTNET_ROOT = "PASCAL3D+_release1.1", "OccludedPASCAL3D+", "ObjectNet3D"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pascal3DOptions:
+    """Options of the PASCAL3D+-family builders.
+
+    Attributes:
+      manual_dir: folder holding ``PASCAL3D+_release1.1/`` (and ``OccludedPASCAL3D+/``) or ``ObjectNet3D/``.
+      categories: categories to build (empty: the dataset's default list).
+      neural_vertices: SingleCuboid vertex target (NeMo: 1000).
+      coverage: SingleCuboid coverage of the CAD vertices.
+      pose_split: 'all' or 'unseen' (train/val keep NeMo's seen azimuth bins, test sets the others).
+      default_crop, default_distance: crop ``(H, W)`` and render distance of categories NeMo gives
+        none for (ObjectNet3D).
+      shrink: integer factor dividing every crop size and multiplying every render distance: the
+        same framing with ``shrink`` times fewer pixels per side (1 = NeMo; 4-8 for CPU runs).
+      synthetic_occlusion: ``pascal3d`` only: also write ``test_l0..test_l3``, the val images with
+        pasted occluders (OccludedPASCAL3D+ ratio ranges of the object mask, the CAD silhouette
+        rendered at the annotated pose), and give every example an ``object_mask``; for users
+        without the OccludedPASCAL3D+ release.
+      seed: seed of the synthetic occluders.
+    """
+
+    manual_dir: str = ""
+    categories: tuple[str, ...] = ()
+    neural_vertices: int = 1000
+    coverage: float = 0.99
+    pose_split: str = "all"
+    default_crop: tuple[int, int] = (320, 320)
+    default_distance: float = 5.0
+    shrink: int = 1
+    synthetic_occlusion: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.pose_split not in splits.POSE_SPLITS:
+            raise ValueError(f"Pascal3DOptions.pose_split: must be one of {splits.POSE_SPLITS}")
+        if int(self.shrink) < 1:
+            raise ValueError(f"Pascal3DOptions.shrink: must be >= 1, got {self.shrink}")
+
+    def crop_size(self, category: str) -> tuple[int, int]:
+        """Crop ``(H, W)`` in pixels."""
+        h, w = CROP_SIZES.get(category, self.default_crop)
+        return max(1, round(h / self.shrink)), max(1, round(w / self.shrink))
+
+    def render_distance(self, category: str) -> float:
+        """The distance (CAD units) objects of ``category`` are rescaled to."""
+        return float(RENDER_DISTANCES.get(category, self.default_distance)) * self.shrink
+
+
+class Skip(Exception):
+    """An example to leave out, with the reason counted in the build summary."""
+
+
+def _require_dir(path: str, what: str) -> str:
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: missing {what} folder")
+    return path
+
+
+def load_record(path: str):
+    """``record`` of a PASCAL3D+/ObjectNet3D annotation .mat (``ValueError`` naming an unreadable file)."""
+    if not os.path.isfile(path):
+        raise Skip("missing annotation .mat")
+    try:
+        mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    except Exception as err:  # scipy raises several types for corrupt files
+        raise ValueError(f"{path}: corrupt annotation .mat ({type(err).__name__}: {err})") from err
+    if "record" not in mat:
+        raise ValueError(f"{path}: field 'record' missing")
+    return mat["record"]
+
+
+def first_object(record, category: str, path: str) -> dict:
+    """The first object of ``category`` in a record, as a dict: viewpoint in DEGREES (annotation
+    values), ``bbox [4]`` (x1, y1, x2, y2, 1-based), ``cad_index``. Raises :class:`Skip` or ``ValueError``."""
+    objects = getattr(record, "objects", None)
+    if objects is None:
+        raise ValueError(f"{path}: field 'record.objects' missing")
+    for obj in np.atleast_1d(objects):
+        if str(getattr(obj, "class", "")) != category:
+            continue
+        vp = getattr(obj, "viewpoint", None)
+        if vp is None or isinstance(vp, np.ndarray):
+            raise Skip("object has no viewpoint")
+        view = {}
+        for name in VIEWPOINT_FIELDS:
+            value = np.asarray(getattr(vp, name, np.array([])), np.float64).ravel()
+            if value.size != 1 or not np.isfinite(value[0]):
+                raise Skip(f"viewpoint.{name} missing")
+            view[name] = float(value[0])
+        if view["distance"] <= 0:
+            raise Skip("viewpoint.distance is 0")
+        bbox = np.asarray(getattr(obj, "bbox", []), np.float64).ravel()
+        if bbox.size != 4:
+            raise ValueError(f"{path}: field 'objects.bbox' must have 4 values, got {bbox.size}")
+        if bbox[2] <= bbox[0] or bbox[3] <= bbox[1]:
+            raise Skip("zero-size bbox")
+        cad = np.asarray(getattr(obj, "cad_index", 1)).ravel()
+        return {**view, "bbox": bbox, "cad_index": int(cad[0]) if cad.size else 1}
+    raise Skip(f"no '{category}' object")
+
+
+def load_image(path: str) -> Image.Image:
+    """An RGB PIL image (``FileNotFoundError``/``ValueError`` naming the file)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: missing image")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except Exception as err:
+        raise ValueError(f"{path}: unreadable image ({type(err).__name__}: {err})") from err
+
+
+def crop_transform(px0: float, py0: float, scale: float, size: tuple[int, int]) -> tuple[int, int]:
+    """Top-left pixel ``(x0, y0)`` of the ``size = (H, W)`` crop of the image rescaled by ``scale``,
+    centred on the rescaled 0-based principal point ``(px0, py0)``."""
+    h, w = size
+    return int(round(px0 * scale - w / 2.0)), int(round(py0 * scale - h / 2.0))
+
+
+def crop(image: Image.Image, x0: int, y0: int, scale: float, size, resample=Image.BILINEAR) -> np.ndarray:
+    """Rescales by ``scale`` and crops ``size = (H, W)`` at ``(x0, y0)`` in one resampling; zeros
+    outside the image. Output pixel ``(i, j)`` samples input ``((j + x0) / s, (i + y0) / s)``."""
+    h, w = size
+    # PIL's affine maps output continuous coords (pixel centre at j + 0.5) to input continuous coords.
+    c = (x0 - 0.5) / scale + 0.5
+    f = (y0 - 0.5) / scale + 0.5
+    out = image.transform((w, h), Image.AFFINE, (1 / scale, 0, c, 0, 1 / scale, f), resample=resample)
+    return np.asarray(out)
+
+
+def crop_viewpoint(view: dict, category: str, options: Pascal3DOptions):
+    """Crop geometry: ``(x0, y0, scale)`` and the crop's viewpoint (angles DEGREES, 0-based px, py)."""
+    scale = view["distance"] / options.render_distance(category)
+    px0, py0 = view["px"] - 1.0, view["py"] - 1.0  # MATLAB 1-based -> 0-based
+    size = options.crop_size(category)
+    x0, y0 = crop_transform(px0, py0, scale, size)
+    new = dict(view, distance=options.render_distance(category), px=px0 * scale - x0, py=py0 * scale - y0)
+    return x0, y0, scale, new
+
+
+def _camera_args(view: dict) -> list[np.float32]:
+    """``camera_from_viewpoint`` arguments of a view (angles DEGREES -> radians)."""
+    angles = [np.float32(np.deg2rad(view[k])) for k in ("azimuth", "elevation", "theta")]
+    return angles + [np.float32(view[k]) for k in ("distance", "px", "py", "focal", "viewport")]
+
+
+@functools.partial(jax.jit, static_argnames=("settings",))
+def _project(vertices, faces, az, el, th, dist, px, py, focal, viewport, settings):
+    cam = camera_from_viewpoint(az, el, th, dist, px, py, focal, viewport)
+    return project_with_visibility(vertices, faces, cam, settings)
+
+
+def neural_keypoints(mesh: tuple[np.ndarray, np.ndarray], view: dict, size) -> tuple[np.ndarray, np.ndarray]:
+    """kp2d ``[V, 2]`` and visible ``[V]`` of the neural mesh in a crop (view angles in DEGREES)."""
+    settings = RasterSettings(
+        height=size[0], width=size[1], tile_height=16, tile_width=16, cull_backfaces=True
+    )
+    kp, vis, overflow = jax.device_get(_project(mesh[0], mesh[1], *_camera_args(view), settings))
+    if int(overflow) != 0:
+        raise RuntimeError(f"rasterizer tile budget overflow ({int(overflow)}) for crop size {size}")
+    return kp.astype(np.float32), vis.astype(bool)
+
+
+@functools.partial(jax.jit, static_argnames=("settings",))
+def _silhouette(vertices, faces, az, el, th, dist, px, py, focal, viewport, settings):
+    cam = camera_from_viewpoint(az, el, th, dist, px, py, focal, viewport)
+    out = render(vertices, faces, cam, settings)
+    return out.coverage > 0, out.overflow
+
+
+def cad_silhouette(mesh: tuple[np.ndarray, np.ndarray], view: dict, size) -> np.ndarray:
+    """``[H, W]`` uint8 object mask: the CAD mesh rendered (hard, no culling: CAD models are not
+    always closed) at ``view`` (angles DEGREES, 0-based px, py). Faces may be padded with -1."""
+    budget = None
+    for _ in range(4):
+        settings = RasterSettings(
+            height=size[0], width=size[1], tile_height=16, tile_width=16, tile_budget=budget
+        )
+        mask, overflow = jax.device_get(_silhouette(mesh[0], mesh[1], *_camera_args(view), settings))
+        if int(overflow) == 0:
+            return mask.astype(np.uint8)
+        budget = 4 * settings.budget(len(mesh[1]))
+    raise RuntimeError(f"rasterizer tile budget overflow for a CAD silhouette of crop size {size}")
+
+
+def pad_meshes(meshes: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pads meshes to common vertex/face counts (vertices with 0, faces with -1): one compile."""
+    nv = max(len(v) for v, _ in meshes)
+    nf = max(len(f) for _, f in meshes)
+    return [
+        (
+            np.concatenate([v, np.zeros((nv - len(v), 3), v.dtype)]),
+            np.concatenate([f, np.full((nf - len(f), 3), -1, f.dtype)]),
+        )
+        for v, f in meshes
+    ]
+
+
+def make_example(
+    image, view, category, options, mesh, example_id, level=0, occluder=None, cad=None, rng=None
+) -> dict:
+    """Crops ``image`` (PIL) around the viewpoint and assembles an example dict (angles RADIANS).
+
+    ``occluder``: ``[h, w]`` occluder mask of the full image (OccludedPASCAL3D+). ``cad``: the
+    (padded) CAD mesh, to add ``object_mask``; with ``level > 0`` and ``rng``, synthetic occluders
+    are pasted so that ``LEVELS[level]`` of the object mask is covered.
+    """
+    x0, y0, scale, new = crop_viewpoint(view, category, options)
+    size = options.crop_size(category)
+    kp2d, visible = neural_keypoints(mesh, new, size)
+    example = {
+        "id": example_id,
+        "image": crop(image, x0, y0, scale, size),
+        **{k: np.float32(np.deg2rad(new[k])) for k in ("azimuth", "elevation", "theta")},
+        **{k: np.float32(new[k]) for k in ("distance", "px", "py", "focal", "viewport")},
+        "category": category,
+        "cad_index": np.int32(view["cad_index"]),
+        "kp2d": kp2d,
+        "visible": visible,
+        "occlusion_level": np.int32(level),
+    }
+    if occluder is not None:
+        mask_img = Image.fromarray((np.asarray(occluder) > 0).astype(np.uint8) * 255)
+        example["occluder_mask"] = (crop(mask_img, x0, y0, scale, size, Image.NEAREST) > 127).astype(np.uint8)
+    if cad is not None:
+        object_mask = cad_silhouette(cad, new, size)
+        if not object_mask.any():
+            raise Skip("object outside the crop")
+        example["object_mask"] = object_mask
+        example["image"], example["occluder_mask"], _ = occlusion.occlude(
+            example["image"], object_mask, level, rng
+        )
+    return example
+
+
+def read_list(path: str) -> list[str]:
+    """Image names of a list file (first token per line; blank lines ignored)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: missing image-set list")
+    with open(path) as fh:
+        return [line.split()[0] for line in fh if line.strip()]
+
+
+class _Pascal3DFamily(builders.NemoBuilder, skip_registration=True):
+    """Shared machinery: categories, CAD meshes, per-example skips."""
+
+    DEFAULT_CATEGORIES = PASCAL_CATEGORIES
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "Place PASCAL3D+_release1.1/ (and OccludedPASCAL3D+/) in manual_dir."
+
+    def __init__(self, *, options: Pascal3DOptions | None = None, **kwargs):
+        options = options or Pascal3DOptions()
+        if not options.categories:
+            options = dataclasses.replace(options, categories=self.DEFAULT_CATEGORIES)
+        for c in options.categories:
+            if c not in self.DEFAULT_CATEGORIES:
+                raise ValueError(
+                    f"{self.name}: unknown category {c!r}; known: {', '.join(self.DEFAULT_CATEGORIES)}"
+                )
+        if options.synthetic_occlusion:
+            if self.name != "pascal3d":
+                raise ValueError(f"{self.name}: option synthetic_occlusion is for pascal3d only")
+            self.has_object_mask = self.has_occluder_mask = True
+        super().__init__(options=options, **kwargs)
+        self._meshes = {}
+        self._cads = {}
+
+    def categories(self):
+        return self.options.categories
+
+    def image_shape(self):
+        sizes = {self.options.crop_size(c) for c in self.options.categories}
+        return (*sizes.pop(), 3) if len(sizes) == 1 else (None, None, 3)
+
+    def root(self, sub: str) -> str:
+        manual = self.options.manual_dir
+        if not manual or not os.path.isdir(manual):
+            raise FileNotFoundError(f"{manual or '<empty>'}: manual_dir does not exist (--manual_dir)")
+        return _require_dir(os.path.join(manual, sub), sub)
+
+    def cad_folder(self, category: str) -> str:
+        return os.path.join(self.root(PASCAL_ROOT), "CAD", category)
+
+    REQUIRED_ROOTS = (PASCAL_ROOT,)
+
+    def _split_generators(self, dl_manager):
+        for sub in self.REQUIRED_ROOTS:  # fail before anything is written
+            self.root(sub)
+        return super()._split_generators(dl_manager)
+
+    def write_meshes(self, dataset_dir):
+        for cat in self.options.categories:
+            folder = _require_dir(self.cad_folder(cat), f"CAD/{cat}")
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".off") and n[:-4].isdigit())
+            if not names:
+                raise FileNotFoundError(f"{folder}: no NN.off CAD files")
+            cad = [load_off(os.path.join(folder, n)) for n in names]
+            neural = single_cuboid([v for v, _ in cad], self.options.coverage, self.options.neural_vertices)
+            self._meshes[cat] = neural
+            self._cads[cat] = pad_meshes(cad)
+            meshes_lib.write_meshes(dataset_dir, cat, cad, neural)
+
+    def _keep_azimuth(self, split, view) -> bool:
+        subset = splits.azimuth_subset(split, self.options.pose_split)
+        if subset == "all":
+            return True
+        return bool(splits.in_seen_bins(view["azimuth"]) == (subset == "seen"))
+
+    def guarded(self, split, fn, *args):
+        """Runs ``fn(*args)``; a :class:`Skip` is counted, anything else propagates (the build fails)."""
+        try:
+            return fn(*args)
+        except Skip as skip:
+            self.stats.skip(split, str(skip))
+            return None
+
+
+class Pascal3D(_Pascal3DFamily, skip_registration=True):
+    """PASCAL3D+ release1.1, ImageNet subset, NeMo crops (splits: train, val)."""
+
+    name = "pascal3d"
+
+    def split_names(self):
+        if self.options.synthetic_occlusion:
+            return ("train", "val", *splits.TEST_SPLITS.values())
+        return ("train", "val")
+
+    def examples(self, split):
+        root = self.root(PASCAL_ROOT)
+        for cat in self.options.categories:
+            listed = "val" if split.startswith("test_") else split  # synthetic occlusion of val
+            names = read_list(os.path.join(root, "Image_sets", f"{cat}_imagenet_{listed}.txt"))
+            ann_dir = _require_dir(
+                os.path.join(root, "Annotations", f"{cat}_imagenet"), f"Annotations/{cat}_imagenet"
+            )
+            img_dir = _require_dir(os.path.join(root, "Images", f"{cat}_imagenet"), f"Images/{cat}_imagenet")
+            for name in names:
+                ex = self.guarded(split, self._one, split, cat, name, ann_dir, img_dir)
+                if ex is not None:
+                    yield ex
+
+    def _one(self, split, cat, name, ann_dir, img_dir):
+        path = os.path.join(ann_dir, name + ".mat")
+        view = first_object(load_record(path), cat, path)
+        if not self._keep_azimuth(split, view):
+            raise Skip("azimuth outside the pose split")
+        image = load_image(os.path.join(img_dir, name + ".JPEG"))
+        if not self.options.synthetic_occlusion:
+            return make_example(image, view, cat, self.options, self._meshes[cat], f"{cat}/{name}")
+        cads = self._cads[cat]
+        if not 1 <= view["cad_index"] <= len(cads):
+            raise ValueError(
+                f"{path}: field 'objects.cad_index' = {view['cad_index']}, CAD/{cat} has {len(cads)}"
+            )
+        level = next((k for k, v in splits.TEST_SPLITS.items() if v == split), 0)
+        rng = np.random.default_rng([self.options.seed, level, zlib.crc32(name.encode())])
+        return make_example(
+            image, view, cat, self.options, self._meshes[cat], f"{cat}/{name}", level,
+            cad=cads[view["cad_index"] - 1], rng=rng,
+        )  # fmt: skip
+
+
+class OccludedPascal3D(_Pascal3DFamily, skip_registration=True):
+    """OccludedPASCAL3D+ levels L1-L3 (FGL{l}_BGL{l}); viewpoints joined from PASCAL3D+ by image name."""
+
+    name = "occluded_pascal3d"
+    has_occluder_mask = True
+    REQUIRED_ROOTS = (PASCAL_ROOT, OCCLUDED_ROOT)
+
+    def split_names(self):
+        return tuple(splits.TEST_SPLITS[level] for level in (1, 2, 3))
+
+    def examples(self, split):
+        level = next(k for k, v in splits.TEST_SPLITS.items() if v == split)
+        root = self.root(OCCLUDED_ROOT)
+        pascal = self.root(PASCAL_ROOT)
+        for cat in self.options.categories:
+            folder = f"{cat}FGL{level}_BGL{level}"
+            ann_dir = _require_dir(os.path.join(root, "annotations", folder), f"annotations/{folder}")
+            img_dir = _require_dir(os.path.join(root, "images", folder), f"images/{folder}")
+            list_path = os.path.join(root, "lists", folder + ".txt")
+            if os.path.isfile(list_path):
+                names = read_list(list_path)
+            else:
+                names = sorted(n[:-4] for n in os.listdir(ann_dir) if n.endswith(".npz"))
+            for name in names:
+                ex = self.guarded(split, self._one, split, cat, name, level, ann_dir, img_dir, pascal)
+                if ex is not None:
+                    yield ex
+
+    def _one(self, split, cat, name, level, ann_dir, img_dir, pascal):
+        npz_path = os.path.join(ann_dir, name + ".npz")
+        if not os.path.isfile(npz_path):
+            raise Skip("missing annotation .npz")
+        try:
+            with np.load(npz_path, allow_pickle=True) as npz:
+                ann = {k: npz[k] for k in npz.files}
+        except Exception as err:
+            raise ValueError(f"{npz_path}: corrupt annotation .npz ({type(err).__name__}: {err})") from err
+        if "occluder_mask" not in ann:
+            raise ValueError(f"{npz_path}: field 'occluder_mask' missing")
+        source = str(ann.get("source", name))
+        clean = os.path.splitext(os.path.basename(source))[0] if source else name
+        mat = os.path.join(pascal, "Annotations", f"{cat}_imagenet", clean + ".mat")
+        if not os.path.isfile(mat):
+            raise Skip("no PASCAL3D+ annotation for the image")
+        view = first_object(load_record(mat), cat, mat)
+        if not self._keep_azimuth(split, view):
+            raise Skip("azimuth outside the pose split")
+        image = load_image(os.path.join(img_dir, name + ".JPEG"))
+        occluder = np.asarray(ann["occluder_mask"])
+        if occluder.shape != (image.height, image.width):
+            raise ValueError(
+                f"{npz_path}: field 'occluder_mask' has shape {occluder.shape}, "
+                f"image is {(image.height, image.width)}"
+            )
+        return make_example(
+            image, view, cat, self.options, self._meshes[cat], f"{cat}/{name}", level, occluder
+        )
+
+
+class ObjectNet3D(_Pascal3DFamily, skip_registration=True):
+    """ObjectNet3D (Images/, Annotations/*.mat, CAD/off/{cat}/NN.off, Image_sets/{train,val,test}.txt)."""
+
+    name = "objectnet3d"
+    DEFAULT_CATEGORIES = OBJECTNET3D_CATEGORIES
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "Place ObjectNet3D/ in manual_dir."
+    REQUIRED_ROOTS = (OBJECTNET_ROOT,)
+
+    def split_names(self):
+        return ("train", "val")
+
+    def cad_folder(self, category):
+        return os.path.join(self.root(OBJECTNET_ROOT), "CAD", "off", category)
+
+    def examples(self, split):
+        root = self.root(OBJECTNET_ROOT)
+        names = read_list(os.path.join(root, "Image_sets", f"{split}.txt"))
+        ann_dir = _require_dir(os.path.join(root, "Annotations"), "Annotations")
+        img_dir = _require_dir(os.path.join(root, "Images"), "Images")
+        for name in names:
+            path = os.path.join(ann_dir, name + ".mat")
+            record = self.guarded(split, load_record, path)
+            if record is None:
+                continue
+            classes = {str(getattr(o, "class", "")) for o in np.atleast_1d(getattr(record, "objects", []))}
+            for cat in self.options.categories:
+                if cat in classes:
+                    ex = self.guarded(split, self._one, split, cat, record, path, name, img_dir)
+                    if ex is not None:
+                        yield ex
+
+    def _one(self, split, cat, record, path, name, img_dir):
+        view = first_object(record, cat, path)
+        if not self._keep_azimuth(split, view):
+            raise Skip("azimuth outside the pose split")
+        image = load_image(os.path.join(img_dir, name + ".JPEG"))
+        return make_example(image, view, cat, self.options, self._meshes[cat], f"{cat}/{name}")

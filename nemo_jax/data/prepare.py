@@ -1,0 +1,129 @@
+"""Building a dataset by name: the library side of ``tools/build_data.py``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+
+import tensorflow_datasets as tfds
+import tqdm
+
+from nemo_jax.data import builders
+
+logger = logging.getLogger(__name__)
+
+
+def _registry():
+    from nemo_jax.data import pascal3d  # local: the real-data readers are optional at import time
+
+    return {
+        "synthetic": (builders.Synthetic, builders.synthetic.SyntheticOptions),
+        "pascal3d": (pascal3d.Pascal3D, pascal3d.Pascal3DOptions),
+        "occluded_pascal3d": (pascal3d.OccludedPascal3D, pascal3d.Pascal3DOptions),
+        "objectnet3d": (pascal3d.ObjectNet3D, pascal3d.Pascal3DOptions),
+    }
+
+
+DATASETS = ("synthetic", "pascal3d", "occluded_pascal3d", "objectnet3d")
+
+
+def make_options(dataset: str, overrides: dict):
+    """The dataset's options dataclass with ``overrides`` (field -> value, strings are parsed to the
+    field's type: ints, floats, comma-separated tuples)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    cls = _registry()[dataset][1]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    defaults = cls()
+    kwargs = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise ValueError(f"{dataset} options: unknown field {key!r}; known: {', '.join(fields)}")
+        default = getattr(defaults, key)
+        if isinstance(value, str):
+            if isinstance(default, tuple):
+                parts = [p for p in value.split(",") if p]
+                value = tuple(type(default[0])(p) if default else p for p in parts)
+            elif isinstance(default, bool):
+                value = value.lower() in ("1", "true", "yes")
+            elif default is not None:
+                value = type(default)(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def build(
+    dataset: str,
+    data_dir: str,
+    options=None,
+    manual_dir: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> builders.BuildStats:
+    """Builds ``dataset`` into ``data_dir/<name>/<version>``, atomically: tfds writes an incomplete
+    directory and renames it at the end; with ``overwrite`` the new dataset is built in a scratch
+    directory and replaces the old one only once complete (a failed rebuild keeps the old one).
+
+    Returns the build statistics (examples written per split, skipped per split and reason).
+    Raises ``FileExistsError`` if the dataset exists and not ``overwrite``.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    cls, options_cls = _registry()[dataset]
+    options = options if options is not None else options_cls()
+    if manual_dir and hasattr(options, "manual_dir"):
+        if options.manual_dir and os.path.abspath(options.manual_dir) != os.path.abspath(manual_dir):
+            raise ValueError(
+                f"build: manual_dir {manual_dir!r} differs from options.manual_dir {options.manual_dir!r}"
+            )
+        options = dataclasses.replace(options, manual_dir=manual_dir)
+    target = os.path.join(os.fspath(data_dir), cls.name, str(cls.VERSION))
+    exists = os.path.isfile(os.path.join(target, "dataset_info.json"))
+    if exists and not overwrite:
+        raise FileExistsError(f"{target}: dataset already built (pass overwrite=True / --overwrite)")
+    bar = tqdm.tqdm(desc=f"building {dataset}", unit="ex", disable=not progress)
+
+    def tick(split):
+        bar.set_postfix_str(split, refresh=False)
+        bar.update()
+
+    tfds.disable_progress_bar()
+    os.makedirs(data_dir, exist_ok=True)
+    # A rebuild goes to a scratch data_dir beside the old dataset, which is replaced only on success.
+    scratch = tempfile.mkdtemp(prefix=".rebuild-", dir=data_dir) if exists else None
+    try:
+        builder = cls(options=options, data_dir=scratch or data_dir, progress=tick)
+        bar.total = getattr(builder, "expected_count", lambda: None)()
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+        with tempfile.TemporaryDirectory() as downloads:  # nothing is downloaded; keep data_dir clean
+            builder.download_and_prepare(
+                download_dir=downloads, download_config=config, file_format="array_record"
+            )
+        if scratch is not None:
+            backup = target + ".replaced"
+            os.rename(target, backup)
+            os.rename(builder.data_dir, target)
+            shutil.rmtree(backup)
+    finally:
+        bar.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    builder.stats.path = target
+    return builder.stats
+
+
+def summary(dataset: str, stats: builders.BuildStats) -> str:
+    """A human-readable closing summary of a build."""
+    lines = [f"{dataset}: written to {getattr(stats, 'path', '?')}", "examples written per split:"]
+    lines += [f"  {split:10s} {count}" for split, count in stats.written.items()]
+    if stats.skipped:
+        lines.append("examples skipped:")
+        lines += [
+            f"  {split:10s} {count:6d}  {reason}" for (split, reason), count in sorted(stats.skipped.items())
+        ]
+    else:
+        lines.append("examples skipped: none")
+    return "\n".join(lines)
