@@ -1,6 +1,34 @@
-"""Meshes: cuboids and CAD models (trimesh), in the CAD frame of the PASCAL3D+ annotations."""
+"""Meshes: cuboids and CAD models (trimesh), in the CAD frame of the PASCAL3D+ annotations, and the
+neural-mesh state (vertex feature memory bank + clutter queue)."""
 
+from nemo_jax.mesh.cad import MeshSet, multi_cuboid, pad_meshes, remesh
 from nemo_jax.mesh.cuboid import coverage_bounds, cuboid_mesh, single_cuboid
+from nemo_jax.mesh.neural import (
+    NeuralMesh,
+    init_neural_mesh,
+    mirror_permutation,
+    momentum_update,
+    normalize,
+    push_clutter,
+    symmetric_bounds,
+)
 from nemo_jax.mesh.off import load_off, save_off
 
-__all__ = ["coverage_bounds", "cuboid_mesh", "load_off", "save_off", "single_cuboid"]
+__all__ = [
+    "MeshSet",
+    "NeuralMesh",
+    "coverage_bounds",
+    "cuboid_mesh",
+    "init_neural_mesh",
+    "load_off",
+    "mirror_permutation",
+    "momentum_update",
+    "multi_cuboid",
+    "normalize",
+    "pad_meshes",
+    "push_clutter",
+    "remesh",
+    "save_off",
+    "single_cuboid",
+    "symmetric_bounds",
+]

@@ -1,0 +1,1 @@
+"""Training configs (ml_collections get_config files)."""

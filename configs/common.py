@@ -1,0 +1,112 @@
+"""Shared defaults of the training configs (NeMo's hyper-parameters). Not a config file itself:
+``nemo_pascal3d.py``, ``synthetic_cpu.py`` and ``smoke.py`` build on :func:`base`."""
+
+from __future__ import annotations
+
+import ml_collections
+
+# NeMo (Angtian/NeMo): crop size (H, W) and render distance per PASCAL3D+ category.
+CROP_SIZES = {
+    "aeroplane": (320, 1024),
+    "bicycle": (608, 608),
+    "boat": (512, 1216),
+    "bottle": (512, 736),
+    "bus": (384, 896),
+    "car": (256, 672),
+    "chair": (544, 384),
+    "diningtable": (320, 800),
+    "motorbike": (512, 512),
+    "sofa": (352, 736),
+    "train": (256, 608),
+    "tvmonitor": (480, 480),
+}
+DISTANCES = {
+    "aeroplane": 7.0,
+    "bicycle": 5.2,
+    "boat": 8.0,
+    "bottle": 5.0,
+    "bus": 6.0,
+    "car": 5.0,
+    "chair": 4.0,
+    "diningtable": 7.0,
+    "motorbike": 4.5,
+    "sofa": 5.0,
+    "train": 4.5,
+    "tvmonitor": 5.5,
+}
+
+
+def base() -> ml_collections.ConfigDict:
+    """NeMo's training recipe (one model per category)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.category = "car"
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "tfds"  # 'tfds' (nemo_jax.data.load) or 'toy' (in-memory, nemo_jax.train.toy_data)
+    c.data.name = "pascal3d"
+    c.data.data_dir = ""
+    c.data.train_split = "train"
+    c.data.eval_split = "val"
+    c.data.image_size = CROP_SIZES["car"]
+    c.data.distance = DISTANCES["car"]
+    c.data.num_train = 0  # toy source only
+    c.data.num_eval = 0
+    c.data.seed = 0
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.kind = "dataset"  # 'dataset' | 'single_cuboid' | 'cad' | 'cuboid'
+    c.mesh.cad_dir = ""
+    c.mesh.cad_index = 1
+    c.mesh.coverage = 0.99
+    c.mesh.symmetric = True  # mirror-symmetric bounds, needed for flip augmentation
+    c.mesh.target_vertices = 1000
+    c.mesh.lower = (-1.0, -0.5, -0.4)
+    c.mesh.upper = (1.0, 0.5, 0.4)
+
+    c.model = ml_collections.ConfigDict()  # fields of nemo_jax.models.default_config()
+    c.model.name = "resnet50"
+    c.model.width = 1.0
+    c.model.feature_dim = 128
+    c.model.dtype = "float32"
+    c.model.pretrained = ""
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 800 * 10  # NeMo: ~800 epochs; set per dataset size
+    c.train.batch_size = 108  # NeMo: 108 over 8 GPUs
+    c.train.grad_accum = 1
+    c.train.lr = 1e-4
+    c.train.schedule = "step"  # 'constant' | 'cosine' | 'step'
+    c.train.lr_decay_steps = 2000
+    c.train.lr_decay_factor = 0.2
+    c.train.warmup_steps = 0
+    c.train.weight_decay = 1e-4
+    c.train.clip_norm = 0.0
+    c.train.temperature = 0.07
+    c.train.momentum = 0.9
+    c.train.distance_thr = 48.0  # image pixels between vertex projections
+    c.train.clutter_weight = 5e-3
+    c.train.reg_weight = 0.1
+    c.train.clutter_per_image = 5
+    c.train.clutter_size = 2560
+    c.train.flip_prob = 0.5
+    c.train.brightness = 0.2
+    c.train.contrast = 0.2
+    c.train.saturation = 0.2
+    c.train.render_stride = 2
+    c.train.render_tile = 16
+    c.train.visibility_tolerance = 0.5  # depth slack, in mean mesh edge lengths
+    c.train.log_every = 50
+    c.train.checkpoint_every = 1000
+    c.train.max_to_keep = 3
+    c.train.eval_every = 0
+    c.train.progress = True
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 8
+    c.eval.num_batches = -1  # -1: all held-out images, 0: no evaluation
+    c.eval.match_px = 16.0
+
+    c.parallel = ml_collections.ConfigDict()
+    c.parallel.distributed = False  # jax.distributed.initialize() (multi-host)
+    return c

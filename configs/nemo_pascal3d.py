@@ -1,0 +1,23 @@
+"""NeMo on PASCAL3D+, one category: ``--config configs/nemo_pascal3d.py:car``.
+
+Crop size and render distance follow NeMo's per-category values; the neural mesh is the
+SingleCuboid stored with the built dataset (``mesh.kind='dataset'``), or built from the CAD models
+with ``--config.mesh.kind=single_cuboid --config.mesh.cad_dir=PASCAL3D+/CAD``.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import common  # noqa: E402
+
+
+def get_config(category: str = "car"):
+    if category not in common.CROP_SIZES:
+        raise ValueError(f"nemo_pascal3d: unknown category {category!r}; known: {sorted(common.CROP_SIZES)}")
+    c = common.base()
+    c.category = category
+    c.data.image_size = common.CROP_SIZES[category]
+    c.data.distance = common.DISTANCES[category]
+    return c

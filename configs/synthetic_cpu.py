@@ -1,0 +1,35 @@
+"""CPU-sized training on the data package's synthetic set (64 x 64 images, tiny backbone):
+``--config configs/synthetic_cpu.py:car --config.data.data_dir=DIR``."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import common  # noqa: E402
+
+
+def get_config(category: str = "car"):
+    c = common.base()
+    c.category = category
+    c.data.name = "synthetic"
+    c.data.image_size = (64, 64)
+    c.mesh.kind = "dataset"  # the SingleCuboid stored with the synthetic set
+    c.mesh.target_vertices = 300  # only used by tools/bench_train.py (the synthetic set has ~300)
+    c.model.name = "tiny"
+    c.model.width = 1.0
+    c.model.feature_dim = 64
+    c.train.steps = 600
+    c.train.batch_size = 16
+    c.train.lr = 1e-3
+    c.train.schedule = "cosine"
+    c.train.warmup_steps = 20
+    c.train.distance_thr = 4.0  # 64-px crops: neighbours within half a feature cell
+    c.train.clutter_size = 320
+    c.train.clutter_per_image = 4
+    c.train.render_stride = 1
+    c.train.render_tile = 8
+    c.train.log_every = 20
+    c.train.checkpoint_every = 200
+    c.eval.match_px = 8.0
+    return c

@@ -1,0 +1,49 @@
+"""Data parallelism with jax.sharding: one ``'data'`` mesh axis over all devices; the state is
+replicated, batches are split along their leading axis. XLA inserts the gradient all-reduce, and
+batch statistics / the memory-bank update see the global batch, so the sharded step computes the
+same function as the single-device step."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def maybe_initialize_distributed(cfg) -> None:
+    """``jax.distributed.initialize()`` when ``cfg.distributed`` (multi-host; coordinator etc.
+    from the environment, e.g. SLURM or the ``JAX_COORDINATOR_ADDRESS`` variables)."""
+    if bool(cfg.get("distributed", False)):
+        jax.distributed.initialize()
+
+
+def data_mesh(num_devices: int | None = None) -> Mesh:
+    devices = jax.devices() if num_devices is None else jax.devices()[:num_devices]
+    return Mesh(np.asarray(devices), ("data",))
+
+
+def shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
+    """``(replicated, batch-split)`` shardings."""
+    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+
+
+def host_slice(batch: dict) -> dict:
+    """This process's rows of a global batch (all of it on a single host)."""
+    n, i = jax.process_count(), jax.process_index()
+    if n == 1:
+        return batch
+    return jax.tree.map(lambda x: np.split(np.asarray(x), n)[i], batch)
+
+
+def shard_batch(batch: dict, sharding: NamedSharding) -> dict:
+    """Places a host batch (numpy; this process's rows, see :func:`host_slice`) with its leading
+    axis split over the devices."""
+    n = sharding.mesh.size // jax.process_count()
+    for name, value in batch.items():
+        if np.shape(value)[0] % n:
+            raise ValueError(
+                f"batch field {name!r}: batch size {np.shape(value)[0]} not divisible by {n} devices"
+            )
+    if jax.process_count() == 1:
+        return jax.device_put(batch, sharding)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)

@@ -1,0 +1,201 @@
+"""The train step: augment -> project + visibility -> backbone -> contrastive loss -> AdamW update,
+memory-bank momentum update and clutter-queue push. One pure function of ``(state, batch)``, jitted
+once at the outermost level with the state donated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nemo_jax.geometry.camera import camera_from_viewpoint
+from nemo_jax.mesh.neural import momentum_update, push_clutter
+from nemo_jax.train import augment, contrastive
+from nemo_jax.train.state import TrainState
+from nemo_jax.train.visibility import vertex_view
+
+BATCH_FIELDS = ("image", "azimuth", "elevation", "theta", "distance", "px", "py", "focal", "viewport")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Static settings of the train step (hashable). Angles in radians, distances in image pixels
+    unless stated."""
+
+    image_size: tuple[int, int]
+    feature_stride: int = 8
+    render_stride: int = 2
+    render_tile: int = 8
+    visibility_tolerance: float = 0.5  # mean mesh edge lengths
+    temperature: float = 0.07
+    distance_thr: float = 48.0  # image pixels between projections
+    clutter_weight: float = 5e-3
+    reg_weight: float = 0.1
+    momentum: float = 0.9
+    clutter_per_image: int = 5
+    flip_prob: float = 0.5
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+
+    @classmethod
+    def from_config(cls, config) -> StepConfig:
+        t = config.train
+        return cls(
+            image_size=tuple(int(s) for s in config.data.image_size),
+            feature_stride=int(config.model.get("stride", 8)),
+            render_stride=int(t.render_stride),
+            render_tile=int(t.render_tile),
+            visibility_tolerance=float(t.visibility_tolerance),
+            temperature=float(t.temperature),
+            distance_thr=float(t.distance_thr),
+            clutter_weight=float(t.clutter_weight),
+            reg_weight=float(t.reg_weight),
+            momentum=float(t.momentum),
+            clutter_per_image=int(t.clutter_per_image),
+            flip_prob=float(t.flip_prob),
+            brightness=float(t.brightness),
+            contrast=float(t.contrast),
+            saturation=float(t.saturation),
+        )
+
+
+def views(state_mesh, batch: dict, cfg: StepConfig):
+    """Per-image vertex projections / visibility / object footprint. Batch fields ``[B]``."""
+    cams = jax.vmap(camera_from_viewpoint)(
+        batch["azimuth"], batch["elevation"], batch["theta"], batch["distance"],
+        batch["px"], batch["py"], batch["focal"], batch["viewport"],
+    )  # fmt: skip
+    return jax.vmap(
+        lambda cam: vertex_view(
+            state_mesh.vertices,
+            state_mesh.faces,
+            cam,
+            cfg.image_size,
+            cfg.feature_stride,
+            cfg.render_stride,
+            cfg.visibility_tolerance,
+            cfg.render_tile,
+        )  # fmt: skip
+    )(cams)
+
+
+def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm) -> dict:
+    """Random flips and colour jitter; returns the batch with ``image`` as float32 in [0, 255]."""
+    b = batch["image"].shape[0]
+    k_flip, k_jit = jax.random.split(key)
+    batch = dict(batch, image=batch["image"].astype(jnp.float32))
+    if cfg.flip_prob > 0:
+        flips = jax.random.bernoulli(k_flip, cfg.flip_prob, (b,))
+        batch = jax.vmap(lambda ex, f: augment.flip_example(ex, f, perm))(batch, flips)
+    if max(cfg.brightness, cfg.contrast, cfg.saturation) > 0:
+        keys = jax.random.split(k_jit, b)
+        batch["image"] = jax.vmap(
+            lambda k, im: augment.colour_jitter(k, im, cfg.brightness, cfg.contrast, cfg.saturation)
+        )(keys, batch["image"])
+    return batch
+
+
+def select_fields(batch: dict) -> dict:
+    """The fields the step uses, as arrays (float32 scalars per image); raises on a missing one."""
+    missing = [f for f in BATCH_FIELDS if f not in batch]
+    if missing:
+        raise ValueError(f"train batch: missing fields {missing} (have {sorted(batch)})")
+    out = {f: jnp.asarray(batch[f], jnp.float32) for f in BATCH_FIELDS if f != "image"}
+    out["image"] = jnp.asarray(batch["image"])
+    return out
+
+
+def make_train_step(
+    model, tx: optax.GradientTransformation, cfg: StepConfig, preprocess: Callable, perm=None
+) -> Callable:
+    """Builds ``train_step(state, batch) -> (state, metrics)`` (not jitted; see :func:`jit_step`).
+
+    Args:
+      model: flax.linen backbone, ``apply(variables, images [B,H,W,3], train) -> [B,h,w,D]`` unit.
+      tx: optimizer from :func:`nemo_jax.train.state.make_optimizer`.
+      cfg: static step settings.
+      preprocess: uint8-range float images ``[B,H,W,3]`` -> normalised network input.
+      perm: ``[V]`` mirror permutation of the mesh vertices (only used on precomputed kp2d/visible).
+
+    A step whose loss, gradient or updated parameters are not finite leaves the state unchanged
+    (except ``step`` and ``rng``) and reports ``finite = False``; the training loop stops on it.
+    """
+    perm = None if perm is None else jnp.asarray(np.asarray(perm), jnp.int32)
+
+    def train_step(state: TrainState, batch: dict):
+        rng, k_aug, k_clutter = jax.random.split(state.rng, 3)
+        batch = augment_batch(k_aug, batch, cfg, perm)
+        view = views(state.mesh, batch, cfg)
+        images = preprocess(batch["image"])
+        points = contrastive.feature_coordinates(view.points, cfg.feature_stride)  # [B, V, 2]
+        b = images.shape[0]
+
+        def loss_fn(params):
+            feats, updates = model.apply(
+                {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+                mutable=["batch_stats"],
+            )  # fmt: skip
+            vfeat = jax.vmap(contrastive.bilinear_sample)(feats, points)
+            vfeat = contrastive.unit_samples(vfeat)
+            clutter, valid = jax.vmap(
+                lambda k, f, m: contrastive.sample_clutter(k, f, m, cfg.clutter_per_image)
+            )(jax.random.split(k_clutter, b), feats, view.object_mask)
+            loss, aux = contrastive.contrastive_loss(
+                vfeat, view.visible, view.points, state.mesh.features, state.mesh.clutter, clutter,
+                valid, temperature=cfg.temperature, distance_thr=cfg.distance_thr,
+                clutter_weight=cfg.clutter_weight, reg_weight=cfg.reg_weight,
+            )  # fmt: skip
+            return loss, (aux, updates.get("batch_stats", state.batch_stats), vfeat, clutter)
+
+        (loss, (aux, batch_stats, vfeat, clutter)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params
+        )
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(params))
+        vfeat = jax.lax.stop_gradient(vfeat)
+        target, count = contrastive.bank_targets(vfeat, view.visible)
+        features = momentum_update(state.mesh.features, target, count, cfg.momentum)
+        queue = push_clutter(
+            state.mesh.clutter, jax.lax.stop_gradient(clutter).reshape(-1, clutter.shape[-1])
+        )
+        new = state.replace(
+            params=params,
+            batch_stats=batch_stats,
+            opt_state=opt_state,
+            mesh=state.mesh.replace(features=features, clutter=queue),
+        )
+        new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+        new = new.replace(step=state.step + 1, rng=rng)
+        metrics = {
+            "loss": loss,
+            "loss_main": aux["loss_main"],
+            "loss_reg": aux["loss_reg"],
+            "visible_per_image": aux["num_visible"] / b,
+            "grad_norm": grad_norm,
+            "finite": finite,
+            "render_overflow": jnp.max(view.overflow),
+        }
+        return new, metrics
+
+    return train_step
+
+
+def jit_step(train_step: Callable, state_sharding=None, batch_sharding=None) -> Callable:
+    """``jax.jit`` with the state donated; with shardings, state replicated and batch split over
+    the data axis (see :mod:`nemo_jax.train.parallel`)."""
+    if state_sharding is None:
+        return jax.jit(train_step, donate_argnums=0)
+    return jax.jit(
+        train_step,
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, None),
+        donate_argnums=0,
+    )

@@ -1,0 +1,90 @@
+"""Data-parallel step (Mesh + NamedSharding over 4 forced host devices) == single-device step."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _random_batch(b: int, size: int) -> dict:
+    """Random images with poses that put the cuboid in view (the loss only needs arrays)."""
+    rng = np.random.default_rng(0)
+    f32 = lambda x: np.asarray(x, np.float32)
+    return {
+        "image": rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8),
+        "azimuth": f32(rng.uniform(0, 6.28, b)), "elevation": f32(rng.uniform(0, 0.6, b)),
+        "theta": f32(rng.uniform(-0.1, 0.1, b)), "distance": f32(np.full(b, 5.0)),
+        "px": f32(np.full(b, (size - 1) / 2)), "py": f32(np.full(b, (size - 1) / 2)),
+        "focal": f32(np.ones(b)), "viewport": f32(np.full(b, 0.3 * size * 5.0)),
+    }  # fmt: skip
+
+
+def _run(out_path: str) -> None:
+    """Runs in a subprocess with 4 host devices: two train steps sharded and unsharded."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+
+    from nemo_jax import mesh
+    from nemo_jax.train import parallel, state, step
+
+    assert jax.device_count() == 4, jax.devices()
+
+    class StandIn(nn.Module):  # stride-8 unit features with batch norm (batch statistics matter)
+        @nn.compact
+        def __call__(self, x, train=False):
+            x = nn.Conv(8, (8, 8), strides=(8, 8), use_bias=False)(x)  # no bias before BN: its zero
+            # gradient is rounding noise that Adam would amplify into different updates
+            x = nn.BatchNorm(use_running_average=not train)(x)
+            x = nn.Conv(8, (1, 1))(nn.relu(x))
+            return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+
+    model = StandIn()
+    v, f = mesh.cuboid_mesh([-1, -0.6, -0.4], [1, 0.6, 0.4], 40)
+    perm = mesh.mirror_permutation(v)
+    batch = _random_batch(8, 32)
+    tc = ml_collections.ConfigDict(
+        dict(lr=1e-2, schedule="constant", warmup_steps=0, steps=10, grad_accum=1, weight_decay=1e-4)
+    )
+    tx = state.make_optimizer(tc)
+    nm = mesh.init_neural_mesh(jax.random.PRNGKey(0), v, f, 8, 32)
+    cfg = step.StepConfig(image_size=(32, 32), distance_thr=4.0, clutter_per_image=2, brightness=0.2)
+    fn = step.make_train_step(model, tx, cfg, lambda im: im / 255.0 - 0.5, perm)
+    init = lambda: state.create_train_state(jax.random.PRNGKey(1), model, nm, tx, (32, 32))
+
+    single = jax.jit(fn)
+    s1 = init()
+    for _ in range(2):
+        s1, _ = single(s1, batch)
+    dm = parallel.data_mesh()
+    rep, split = parallel.shardings(dm)
+    sharded = step.jit_step(fn, rep, split)
+    s4 = jax.device_put(init(), rep)
+    for _ in range(2):
+        s4, m4 = sharded(s4, parallel.shard_batch(batch, split))
+    assert len(s4.mesh.features.sharding.device_set) == 4
+    flat1 = jax.tree.leaves(jax.device_get(s1))
+    flat4 = jax.tree.leaves(jax.device_get(s4))
+    np.savez(
+        out_path, *[np.asarray(a, np.float64) for a in flat1], *[np.asarray(a, np.float64) for a in flat4]
+    )
+
+
+@pytest.mark.slow  # ~35-70 s on 2 shared CPU cores (two step compilations in a subprocess)
+def test_sharded_step_equals_single_device(tmp_path):
+    out = str(tmp_path / "states.npz")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    code = f"import sys; sys.path.insert(0, {HERE!r}); import test_train_parallel as t; t._run({out!r})"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    arrays = np.load(out)
+    n = len(arrays.files) // 2
+    assert n > 5
+    for i in range(n):
+        a, b = arrays[f"arr_{i}"], arrays[f"arr_{i + n}"]
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=f"leaf {i}")
