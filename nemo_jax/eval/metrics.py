@@ -1,0 +1,193 @@
+"""NeMo's pose metrics: rotation error, Acc@pi/6, Acc@pi/18, median error; results JSON and table.
+
+The rotation error of a prediction is NeMo's ``||logm(R_pred^T R_gt)||_F / sqrt(2)`` (radians) with
+``R = rotation_from_viewpoint(azimuth, elevation, theta)`` (:mod:`nemo_jax.geometry`), computed in
+float64 on the host. Results are per category and occlusion level (``L0``..``L3``), plus a ``mean``
+entry per level that, as in NeMo, pools the images of all categories (i.e. the mean over categories
+weighted by image count; the median is taken over the pooled errors).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+ACC_THRESHOLDS = {"acc_pi6": math.pi / 6, "acc_pi18": math.pi / 18}
+VIEWPOINT_KEYS = ("azimuth", "elevation", "theta")
+
+
+def _rz(a):
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
+
+
+def _rx(a):
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([o, z, z], -1), np.stack([z, c, -s], -1), np.stack([z, s, c], -1)], -2)
+
+
+def rotation_matrix(azimuth, elevation, theta) -> np.ndarray:
+    """float64 ``[..., 3, 3]`` NeMo rotation ``Rz(theta) @ Rx(elevation - pi/2) @ Rz(-azimuth)``
+    (RADIANS); the host-side twin of :func:`nemo_jax.geometry.rotation_from_viewpoint`."""
+    a, e, t = (np.asarray(x, np.float64) for x in (azimuth, elevation, theta))
+    a, e, t = np.broadcast_arrays(a, e, t)
+    return _rz(t) @ _rx(e - np.pi / 2) @ _rz(-a)
+
+
+def rotation_error(pred, true) -> np.ndarray:
+    """NeMo's rotation error in RADIANS, ``[...]``, in ``[0, pi]``.
+
+    Args:
+      pred, true: ``(azimuth, elevation, theta)`` RADIANS, each a scalar or ``[...]`` array (or a
+        mapping with those keys).
+    """
+    if isinstance(pred, Mapping):
+        pred = [pred[k] for k in VIEWPOINT_KEYS]
+    if isinstance(true, Mapping):
+        true = [true[k] for k in VIEWPOINT_KEYS]
+    r_pred = rotation_matrix(*pred)
+    r_true = rotation_matrix(*true)
+    rel = np.swapaxes(r_pred, -1, -2) @ r_true
+    # ||logm(R)||_F / sqrt(2) is the rotation angle: atan2(|vee(R - R^T)| / 2, (tr R - 1) / 2).
+    vee = np.stack(
+        [rel[..., 2, 1] - rel[..., 1, 2], rel[..., 0, 2] - rel[..., 2, 0], rel[..., 1, 0] - rel[..., 0, 1]],
+        -1,
+    )
+    trace = np.trace(rel, axis1=-2, axis2=-1)
+    return np.arctan2(0.5 * np.linalg.norm(vee, axis=-1), 0.5 * (trace - 1.0))
+
+
+def summarize(errors: Sequence[float]) -> dict:
+    """``{"n", "acc_pi6", "acc_pi18", "med_err_deg"}`` of rotation errors (radians); accuracies are
+    fractions in [0, 1] (``err < threshold``, as NeMo); NaN statistics for an empty list."""
+    err = np.asarray(errors, np.float64).reshape(-1)
+    if err.size == 0:
+        return {"n": 0, "acc_pi6": float("nan"), "acc_pi18": float("nan"), "med_err_deg": float("nan")}
+    out = {"n": int(err.size)}
+    for name, threshold in ACC_THRESHOLDS.items():
+        out[name] = float(np.mean(err < threshold))
+    out["med_err_deg"] = float(np.degrees(np.median(err)))
+    return out
+
+
+def level_name(level) -> str:
+    """``0`` / ``"L0"`` -> ``"L0"``."""
+    if isinstance(level, str):
+        if not (level.startswith("L") and level[1:].isdigit()):
+            raise ValueError(f"occlusion level {level!r}: expected 'L<k>' or an int")
+        return level
+    return f"L{int(level)}"
+
+
+def _viewpoint(record: Mapping, key: str) -> dict:
+    value = record.get(key)
+    if not isinstance(value, Mapping) or any(k not in value for k in VIEWPOINT_KEYS):
+        raise ValueError(
+            f"prediction record {record.get('id', '?')!r}: field {key!r} must be a mapping with "
+            f"{VIEWPOINT_KEYS} (radians), got {value!r}"
+        )
+    out = {k: float(value[k]) for k in VIEWPOINT_KEYS}
+    if not all(math.isfinite(x) for x in out.values()):
+        raise ValueError(f"prediction record {record.get('id', '?')!r}: field {key!r} is not finite: {out}")
+    return out
+
+
+def normalize_record(record: Mapping) -> dict:
+    """A prediction record with its error: ``{"id", "category", "level", "pred", "true",
+    "error_rad", "error_deg", ...}``. ``pred`` / ``true`` are ``{azimuth, elevation, theta}``
+    RADIANS; extra keys (e.g. ``distance``, ``loss``) are kept. Raises ValueError naming the field."""
+    for key in ("id", "category", "level"):
+        if key not in record:
+            raise ValueError(f"prediction record {dict(record)!r}: missing field {key!r}")
+    pred = _viewpoint(record, "pred")
+    true = _viewpoint(record, "true")
+    error = float(rotation_error(pred, true))
+    out = dict(record)
+    out.update(
+        id=str(record["id"]),
+        category=str(record["category"]),
+        level=level_name(record["level"]),
+        pred=pred,
+        true=true,
+        error_rad=error,
+        error_deg=math.degrees(error),
+    )
+    return out
+
+
+def evaluate_records(records: Iterable[Mapping]) -> dict:
+    """Prediction records -> the results JSON of issue 5.
+
+    Returns:
+      ``{"results": {category: {"L0": {"n", "acc_pi6", "acc_pi18", "med_err_deg"}, ...}, ...,
+      "mean": {level: ...}}, "predictions": [normalised records]}``. ``mean`` pools all categories
+      per level (NeMo's image-count-weighted mean over categories).
+    """
+    preds = [normalize_record(r) for r in records]
+    if not preds:
+        raise ValueError("evaluate_records: no prediction records (empty dataset split?)")
+    levels = sorted({p["level"] for p in preds}, key=lambda s: int(s[1:]))
+    categories = sorted({p["category"] for p in preds})
+    if "mean" in categories:
+        raise ValueError("evaluate_records: 'mean' is reserved and cannot be a category name")
+    results = {}
+    for cat in categories:
+        results[cat] = {}
+        for level in levels:
+            errs = [p["error_rad"] for p in preds if p["category"] == cat and p["level"] == level]
+            if errs:
+                results[cat][level] = summarize(errs)
+    results["mean"] = {
+        level: summarize([p["error_rad"] for p in preds if p["level"] == level]) for level in levels
+    }
+    return {"results": results, "predictions": preds}
+
+
+def format_table(results: Mapping, title: str = "") -> str:
+    """A plain-text table of ``results`` (the ``"results"`` entry, or the whole JSON): one row per
+    category and level with n, Acc@pi/6 and Acc@pi/18 in percent and the median error in degrees."""
+    results = results.get("results", results)
+    lines = [title] if title else []
+    header = f"{'category':<14}{'level':<7}{'n':>6}{'Acc@pi/6':>10}{'Acc@pi/18':>11}{'MedErr':>9}"
+    lines += [header, "-" * len(header)]
+    names = [c for c in results if c != "mean"] + (["mean"] if "mean" in results else [])
+    for cat in names:
+        for level, r in results[cat].items():
+            lines.append(
+                f"{cat:<14}{level:<7}{r['n']:>6}{100 * r['acc_pi6']:>10.1f}"
+                f"{100 * r['acc_pi18']:>11.1f}{r['med_err_deg']:>9.2f}"
+            )
+    return "\n".join(lines)
+
+
+def records_from_search(
+    result, ids, categories, levels, true_azimuth, true_elevation, true_theta
+) -> list[dict]:
+    """Prediction records from a batched :class:`nemo_jax.inference.PoseResult` (leading ``[B]``)
+    and the ground truth (``[B]`` arrays, RADIANS); ``ids``, ``categories`` (names), ``levels``
+    are length-``B`` sequences. Adds ``distance`` and ``loss`` of the prediction."""
+    arrays = {
+        k: np.asarray(getattr(result, k), np.float64).reshape(-1)
+        for k in (*VIEWPOINT_KEYS, "distance", "loss")
+    }
+    truth = [np.asarray(x, np.float64).reshape(-1) for x in (true_azimuth, true_elevation, true_theta)]
+    n = len(arrays["azimuth"])
+    for name, seq in (("ids", ids), ("categories", categories), ("levels", levels), ("true", truth[0])):
+        if len(seq) != n:
+            raise ValueError(f"records_from_search: {name} has length {len(seq)}, the result has {n} images")
+    return [
+        {
+            "id": str(ids[i]),
+            "category": str(categories[i]),
+            "level": level_name(levels[i]),
+            "pred": {k: float(arrays[k][i]) for k in VIEWPOINT_KEYS},
+            "true": {k: float(truth[j][i]) for j, k in enumerate(VIEWPOINT_KEYS)},
+            "distance": float(arrays["distance"][i]),
+            "loss": float(arrays["loss"][i]),
+        }
+        for i in range(n)
+    ]

@@ -1,0 +1,79 @@
+"""Loss landscape: NeMo's loss along each camera parameter around a pose (for Figure 1)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nemo_jax.inference.objective import clutter_similarity, similarity_table
+from nemo_jax.inference.search import pose_loss
+from nemo_jax.render import RasterSettings
+
+PARAMETERS = ("azimuth", "elevation", "theta", "distance")
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _losses(poses, table, clutter_sim, vertices, faces, focal, principal, settings):
+    return jax.vmap(
+        lambda p: pose_loss(p, table, clutter_sim, vertices, faces, focal, principal, settings)[0]
+    )(poses)
+
+
+def loss_landscape(
+    observed,
+    vertex_features,
+    clutter,
+    vertices,
+    faces,
+    focal,
+    principal,
+    pose,
+    settings: RasterSettings,
+    num: int = 61,
+    span_deg: float = 180.0,
+    distance_span: float = 0.5,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Loss along each camera parameter with the others fixed at ``pose``.
+
+    Args:
+      observed: ``[h, w, C]`` unit features; vertex_features ``[V, C]``; clutter ``[C]``.
+      vertices, faces, focal, principal: as in :func:`nemo_jax.inference.search_pose` (one image).
+      pose: (azimuth, elevation, theta, distance), RADIANS and CAD units.
+      settings: rasterizer settings (feature resolution).
+      num: samples per parameter.
+      span_deg: angles are sampled over ``pose +- span_deg`` (azimuth, theta) and
+        ``pose +- span_deg / 2`` (elevation), DEGREES.
+      distance_span: distance is sampled over ``distance * (1 +- distance_span)``.
+
+    Returns:
+      ``{name: (values [num], losses [num])}`` for the names in ``PARAMETERS``; angle values in
+      RADIANS (absolute, not offsets), distance in CAD units.
+    """
+    obs = jnp.asarray(observed, jnp.float32)
+    if not np.all(np.isfinite(np.asarray(obs))):
+        raise ValueError("loss_landscape: observed has non-finite values")
+    table = similarity_table(jnp.asarray(vertex_features, jnp.float32), obs)
+    clutter_sim = clutter_similarity(obs, jnp.asarray(clutter, jnp.float32))
+    base = np.asarray(pose, np.float32).reshape(4)
+    span = np.deg2rad(span_deg)
+    offsets = np.linspace(-1.0, 1.0, num, dtype=np.float32)
+    scales = (span, span / 2, span, distance_span * base[3])
+    out = {}
+    for i, name in enumerate(PARAMETERS):
+        poses = np.repeat(base[None], num, 0)
+        poses[:, i] = base[i] + scales[i] * offsets
+        losses = _losses(
+            jnp.asarray(poses),
+            table,
+            clutter_sim,
+            jnp.asarray(vertices, jnp.float32),
+            jnp.asarray(faces, jnp.int32),
+            jnp.float32(focal),
+            jnp.asarray(principal, jnp.float32),
+            settings,
+        )
+        out[name] = (poses[:, i].copy(), np.asarray(losses))
+    return out

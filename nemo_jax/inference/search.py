@@ -1,0 +1,396 @@
+"""NeMo's pose search: score an initial pose grid, refine the best starts with Adam, keep the best.
+
+Per image (all arrays at FEATURE resolution ``[h, w]``):
+
+1. ``S = vertex_features @ observed^T`` once (``[V, h*w]``, see :mod:`nemo_jax.inference.objective`);
+2. NeMo's loss at every pose of the initial grid (default 12 azimuths x 4 elevations x 3 thetas = 144)
+   in one vmapped render;
+3. the ``num_starts`` best grid poses are refined in parallel with optax Adam (NeMo: lr 0.05,
+   betas (0.4, 0.6), 300 steps, lr x0.2 every 100 steps) inside one ``lax.scan``; an optional early
+   stop freezes a start once its loss changes by less than ``early_stop_tol`` (a mask: static shapes);
+4. the start with the lowest final loss wins; its occluder map (object pixels where the clutter
+   similarity beats the object similarity) and object mask are rendered at the winning pose.
+
+Pose parameters: ``(azimuth, elevation, theta)`` in RADIANS (PASCAL3D+ convention, see
+:func:`nemo_jax.geometry.camera_from_viewpoint`) and ``distance`` in CAD units. The camera looks at
+the CAD origin from ``distance``; the intrinsics (focal in pixels at feature resolution, i.e.
+``focal * viewport / stride``, and the principal point in feature-map pixels, pixel centres at
+integer coordinates) are per image.
+
+Public API: :class:`SearchConfig` (static, hashable), :class:`PoseResult`, :func:`pose_grid`,
+:func:`search_pose` (eager checks, batch of images), :func:`search_single` (pure, jittable core),
+:func:`occlusion_maps`, :func:`size_tile_budget`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nemo_jax.geometry import camera_from_viewpoint
+from nemo_jax.inference.objective import clutter_similarity, nemo_loss, similarity_table
+from nemo_jax.render import RasterSettings, render, tiles_needed
+
+NEMO_AZIMUTHS_DEG = tuple(float(a) for a in np.arange(12) * 30.0)
+NEMO_ELEVATIONS_DEG = (-30.0, 0.0, 30.0, 60.0)
+NEMO_THETAS_DEG = (-30.0, 0.0, 30.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Static settings of the pose search (hashable: a static argument under jit).
+
+    Attributes:
+      raster: rasterizer settings; ``raster.height/width`` must equal the feature map's ``[h, w]``.
+        ``raster.variant`` (``"hard"`` = NeMo, ``"soft"``) is used for the grid, the refinement and
+        the output maps, so variants are compared with the same code.
+      azimuths_deg, elevations_deg, thetas_deg: the initial grid (DEGREES), all combinations.
+      num_starts: K best grid poses refined in parallel (NeMo: 1).
+      steps: Adam steps (NeMo: 300).
+      lr, b1, b2: Adam (NeMo: 0.05, 0.4, 0.6).
+      decay_every, decay_rate: staircase learning-rate decay (NeMo: x0.2 every 100 steps).
+      optimize_distance: also refine the camera distance (NeMo: False).
+      early_stop_tol: 0 disables; else a start stops updating once ``|loss change| < tol`` for
+        ``early_stop_patience`` consecutive steps.
+      early_stop_patience: see above.
+    """
+
+    raster: RasterSettings
+    azimuths_deg: tuple[float, ...] = NEMO_AZIMUTHS_DEG
+    elevations_deg: tuple[float, ...] = NEMO_ELEVATIONS_DEG
+    thetas_deg: tuple[float, ...] = NEMO_THETAS_DEG
+    num_starts: int = 1
+    steps: int = 300
+    lr: float = 0.05
+    b1: float = 0.4
+    b2: float = 0.6
+    decay_every: int = 100
+    decay_rate: float = 0.2
+    optimize_distance: bool = False
+    early_stop_tol: float = 0.0
+    early_stop_patience: int = 10
+
+    def __post_init__(self):
+        for name in ("azimuths_deg", "elevations_deg", "thetas_deg"):
+            values = tuple(float(v) for v in getattr(self, name))
+            if not values:
+                raise ValueError(f"SearchConfig.{name}: the pose grid needs at least one value")
+            object.__setattr__(self, name, values)
+        if self.num_starts < 1 or self.num_starts > self.grid_size:
+            raise ValueError(
+                f"SearchConfig.num_starts: expected 1..{self.grid_size} (grid size), got {self.num_starts}"
+            )
+        if self.steps < 0:
+            raise ValueError(f"SearchConfig.steps: expected >= 0, got {self.steps}")
+        if self.decay_every <= 0:
+            raise ValueError(f"SearchConfig.decay_every: expected > 0, got {self.decay_every}")
+
+    @property
+    def grid_size(self) -> int:
+        return len(self.azimuths_deg) * len(self.elevations_deg) * len(self.thetas_deg)
+
+
+@flax.struct.dataclass
+class PoseResult:
+    """Search output; a leading batch axis ``[B]`` when returned by :func:`search_pose`.
+
+    Attributes:
+      azimuth: ``[]`` radians, wrapped to ``[0, 2 pi)``.
+      elevation, theta: ``[]`` radians.
+      distance: ``[]`` CAD units (the input distance unless ``optimize_distance``).
+      loss: ``[]`` NeMo's loss at the returned pose (``inf`` if it was never finite).
+      grid_loss: ``[G]`` loss of every initial grid pose (in :func:`pose_grid` order).
+      occluder: ``[h, w]`` bool, inside the rendered object where clutter wins.
+      object_mask: ``[h, w]`` bool, pixels covered by the rendered object.
+      overflow: ``[]`` int32, max tiles dropped by any render (0 = exact; else raise tile_budget).
+      steps: ``[]`` int32, refinement steps that moved the returned start (< ``config.steps`` after
+        an early stop or non-finite gradients; 0 if the grid pose was kept).
+    """
+
+    azimuth: jax.Array
+    elevation: jax.Array
+    theta: jax.Array
+    distance: jax.Array
+    loss: jax.Array
+    grid_loss: jax.Array
+    occluder: jax.Array
+    object_mask: jax.Array
+    overflow: jax.Array
+    steps: jax.Array
+
+
+def pose_grid(config: SearchConfig) -> jax.Array:
+    """``[G, 3]`` (azimuth, elevation, theta) radians; azimuth slowest, theta fastest."""
+    az, el, th = (
+        jnp.deg2rad(jnp.asarray(v, jnp.float32))
+        for v in (config.azimuths_deg, config.elevations_deg, config.thetas_deg)
+    )
+    return jnp.stack(jnp.meshgrid(az, el, th, indexing="ij"), -1).reshape(-1, 3)
+
+
+def _camera(pose, focal, principal):
+    """``pose`` = (azimuth, elevation, theta, distance); focal in pixels; principal ``[2]``."""
+    return camera_from_viewpoint(pose[0], pose[1], pose[2], pose[3], principal[0], principal[1], focal, 1.0)
+
+
+def pose_loss(pose, table, clutter_sim, vertices, faces, focal, principal, settings: RasterSettings):
+    """NeMo's loss ``[]`` at ``pose`` ``[4]`` and the render's overflow, from the similarity
+    table ``[V, h*w]`` and the clutter similarity ``[h, w]``."""
+    out = render(vertices, faces, _camera(pose, focal, principal), settings, pixel_table=table)
+    return nemo_loss(out.pixel_values, clutter_sim), out.overflow
+
+
+def occlusion_maps(pose, table, clutter_sim, vertices, faces, focal, principal, settings: RasterSettings):
+    """``(occluder [h, w] bool, object_mask [h, w] bool)`` at ``pose`` ``[4]``: the object mask is
+    the rendered coverage (> 0.5); occluded pixels are object pixels whose clutter similarity beats
+    the object similarity (NeMo's occluder localisation)."""
+    out = render(vertices, faces, _camera(pose, focal, principal), settings, pixel_table=table)
+    mask = out.coverage > 0.5
+    return mask & (clutter_sim > out.pixel_values), mask
+
+
+def _finite_or(x, fallback):
+    return jnp.where(jnp.isfinite(x), x, fallback)
+
+
+def search_single(
+    observed: jax.Array,
+    vertex_features: jax.Array,
+    clutter: jax.Array,
+    vertices: jax.Array,
+    faces: jax.Array,
+    focal: jax.Array,
+    principal: jax.Array,
+    distance: jax.Array,
+    config: SearchConfig,
+) -> PoseResult:
+    """Pure, jittable pose search for ONE image (no input checks; use :func:`search_pose`).
+
+    Args:
+      observed: ``[h, w, C]`` unit features.
+      vertex_features: ``[V, C]`` unit vertex features.
+      clutter: ``[C]`` clutter feature (NeMo: normalised mean of the clutter bank).
+      vertices, faces: ``[V, 3]`` CAD frame, ``[F, 3]`` int (``-1`` rows = padding).
+      focal: ``[]`` pixels at feature resolution; principal: ``[2]`` (x, y) feature pixels.
+      distance: ``[]`` render distance (initial value if ``config.optimize_distance``).
+      config: static.
+    """
+    settings = config.raster
+    table = similarity_table(vertex_features, observed)
+    clutter_sim = clutter_similarity(observed, clutter)
+
+    def loss_fn(pose):
+        return pose_loss(pose, table, clutter_sim, vertices, faces, focal, principal, settings)
+
+    # 1. The initial grid, one vmapped render.
+    grid = pose_grid(config)
+    grid = jnp.concatenate([grid, jnp.full((grid.shape[0], 1), distance, grid.dtype)], axis=1)
+    grid_loss, grid_overflow = jax.vmap(loss_fn)(grid)
+    grid_loss = _finite_or(grid_loss, jnp.inf)
+    _, best = jax.lax.top_k(-grid_loss, config.num_starts)
+    starts = grid[best]  # [K, 4]
+
+    # 2. Refinement of the K starts in parallel, one scan.
+    schedule = optax.exponential_decay(
+        config.lr, transition_steps=config.decay_every, decay_rate=config.decay_rate, staircase=True
+    )
+    optimizer = optax.adam(schedule, b1=config.b1, b2=config.b2)
+    grad_mask = jnp.array([1.0, 1.0, 1.0, 1.0 if config.optimize_distance else 0.0], starts.dtype)
+    value_and_grad = jax.vmap(jax.value_and_grad(loss_fn, has_aux=True))
+
+    def step(carry, _):
+        poses, opt_state, prev_loss, calm, active, overflow, moved = carry
+        (loss, ovf), grads = value_and_grad(poses)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grads), axis=-1)
+        grads = jnp.where(finite[:, None], grads, 0.0) * grad_mask
+        updates, new_state = optimizer.update(grads, opt_state, poses)
+        # Frozen (early-stopped) or non-finite starts keep their pose.
+        move = (active & finite)[:, None]
+        new_poses = jnp.where(move, optax.apply_updates(poses, updates), poses)
+        loss = _finite_or(loss, jnp.inf)
+        if config.early_stop_tol > 0:
+            small = jnp.abs(loss - prev_loss) < config.early_stop_tol
+            calm = jnp.where(small, calm + 1, 0)
+            active = active & (calm < config.early_stop_patience)
+        overflow = jnp.maximum(overflow, jnp.max(ovf))
+        moved = moved + move[:, 0].astype(jnp.int32)
+        return (new_poses, new_state, loss, calm, active, overflow, moved), None
+
+    k = config.num_starts
+    init = (
+        starts,
+        optimizer.init(starts),
+        grid_loss[best],
+        jnp.zeros(k, jnp.int32),
+        jnp.ones(k, bool),
+        jnp.max(grid_overflow),
+        jnp.zeros(k, jnp.int32),
+    )
+    (poses, _, _, _, _, overflow, moved), _ = jax.lax.scan(step, init, None, length=config.steps)
+
+    # 3. Final losses; a start whose pose or loss went non-finite falls back to its grid pose.
+    poses = jnp.where(jnp.all(jnp.isfinite(poses), axis=-1, keepdims=True), poses, starts)
+    final_loss, final_overflow = jax.vmap(loss_fn)(poses)
+    final_loss = _finite_or(final_loss, jnp.inf)
+    use_start = final_loss > grid_loss[best]  # never worse than the grid
+    poses = jnp.where(use_start[:, None], starts, poses)
+    final_loss = jnp.minimum(final_loss, grid_loss[best])
+    winner = jnp.argmin(final_loss)
+    pose = poses[winner]
+    occluder, mask = occlusion_maps(pose, table, clutter_sim, vertices, faces, focal, principal, settings)
+    return PoseResult(
+        azimuth=jnp.mod(pose[0], 2 * jnp.pi),
+        elevation=pose[1],
+        theta=pose[2],
+        distance=pose[3],
+        loss=final_loss[winner],
+        grid_loss=grid_loss,
+        occluder=occluder,
+        object_mask=mask,
+        overflow=jnp.maximum(overflow, jnp.max(final_overflow)).astype(jnp.int32),
+        steps=jnp.where(use_start, 0, moved)[winner],
+    )
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def search_batch(observed, vertex_features, clutter, vertices, faces, focal, principal, distance, config):
+    """Jitted :func:`search_single` vmapped over images: ``observed [B, h, w, C]``, ``clutter [B, C]``,
+    ``focal [B]``, ``principal [B, 2]``, ``distance [B]``; the mesh and vertex features are shared.
+    No input checks (see :func:`search_pose`)."""
+    single = functools.partial(search_single, config=config)
+    return jax.vmap(single, in_axes=(0, None, 0, None, None, 0, 0, 0))(
+        observed, vertex_features, clutter, vertices, faces, focal, principal, distance
+    )
+
+
+def _check_finite(name: str, x: np.ndarray) -> None:
+    if not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0].tolist()
+        raise ValueError(f"search_pose: {name} has a non-finite value at index {bad}")
+
+
+def _per_image(name: str, value, batch: int, shape: tuple[int, ...]) -> np.ndarray:
+    x = np.asarray(value, np.float32)
+    if x.shape == shape:
+        x = np.broadcast_to(x, (batch,) + shape)
+    if x.shape != (batch,) + shape:
+        raise ValueError(f"search_pose: {name} must have shape {shape} or {(batch,) + shape}, got {x.shape}")
+    _check_finite(name, x)
+    return x
+
+
+def search_pose(
+    observed,
+    vertex_features,
+    clutter,
+    vertices,
+    faces,
+    focal,
+    principal,
+    distance,
+    config: SearchConfig,
+) -> PoseResult:
+    """Pose search for a batch of images of ONE category (one neural mesh), with eager input checks.
+
+    Args:
+      observed: ``[B, h, w, C]`` (or ``[h, w, C]``) unit features from any backbone; ``[h, w]`` must
+        equal ``config.raster``'s ``(height, width)``.
+      vertex_features: ``[V, C]`` unit vertex features of the neural mesh.
+      clutter: ``[C]`` or ``[B, C]`` clutter feature(s).
+      vertices, faces: ``[V, 3]`` float, ``[F, 3]`` int (``-1`` rows allowed as padding).
+      focal: ``[]`` or ``[B]`` focal length in FEATURE pixels (``focal * viewport / stride``).
+      principal: ``[2]`` or ``[B, 2]`` principal point (x, y) in feature pixels.
+      distance: ``[]`` or ``[B]`` render distance (CAD units).
+      config: :class:`SearchConfig`.
+
+    Returns:
+      :class:`PoseResult` with a leading ``[B]`` axis (also when ``observed`` is ``[h, w, C]``).
+
+    Raises:
+      ValueError naming the argument: wrong shapes, feature size vs config, non-finite values.
+    """
+    obs = np.asarray(observed, np.float32)
+    if obs.ndim == 3:
+        obs = obs[None]
+    if obs.ndim != 4:
+        raise ValueError(f"search_pose: observed must be [B, h, w, C] or [h, w, C], got shape {obs.shape}")
+    b, h, w, c = obs.shape
+    if b == 0:
+        raise ValueError("search_pose: observed is an empty batch (0 images)")
+    if (h, w) != (config.raster.height, config.raster.width):
+        raise ValueError(
+            f"search_pose: observed feature map is {h}x{w} but config.raster expects "
+            f"{config.raster.height}x{config.raster.width} (height x width)"
+        )
+    _check_finite("observed", obs)
+    vf = np.asarray(vertex_features, np.float32)
+    verts = np.asarray(vertices, np.float32)
+    if vf.ndim != 2 or vf.shape[1] != c:
+        raise ValueError(f"search_pose: vertex_features must be [V, C={c}], got shape {vf.shape}")
+    if verts.ndim != 2 or verts.shape != (vf.shape[0], 3):
+        raise ValueError(f"search_pose: vertices must be [V={vf.shape[0]}, 3], got shape {verts.shape}")
+    _check_finite("vertex_features", vf)
+    _check_finite("vertices", verts)
+    fcs = np.asarray(faces)
+    if fcs.ndim != 2 or fcs.shape[1] != 3 or not np.issubdtype(fcs.dtype, np.integer):
+        raise ValueError(f"search_pose: faces must be an int [F, 3] array, got {fcs.dtype} {fcs.shape}")
+    clu = _per_image("clutter", clutter, b, (c,))
+    foc = _per_image("focal", focal, b, ())
+    pp = _per_image("principal", principal, b, (2,))
+    dist = _per_image("distance", distance, b, ())
+    if np.any(dist <= 0) or np.any(foc <= 0):
+        raise ValueError("search_pose: distance and focal must be > 0")
+    return search_batch(
+        jnp.asarray(obs),
+        jnp.asarray(vf),
+        jnp.asarray(clu),
+        jnp.asarray(verts),
+        jnp.asarray(fcs, jnp.int32),
+        jnp.asarray(foc),
+        jnp.asarray(pp),
+        jnp.asarray(dist),
+        config=config,
+    )
+
+
+def size_tile_budget(vertices, faces, focal, principal, distance, config: SearchConfig, margin: float = 1.2):
+    """A ``SearchConfig`` whose ``raster.tile_budget`` covers every grid pose (and, with ``margin``,
+    the refinement around them) for this mesh and camera. Host-side helper; call once per category."""
+    grid = np.asarray(pose_grid(config))
+    poses = np.concatenate([grid, np.full((len(grid), 1), float(distance), np.float32)], 1)
+    if config.optimize_distance:  # the object may come closer while refining
+        poses = np.concatenate([poses, poses * np.array([1, 1, 1, 0.8], np.float32)])
+    cams = jax.vmap(lambda p: _camera(p, jnp.float32(focal), jnp.asarray(principal, jnp.float32)))(
+        jnp.asarray(poses)
+    )
+    needed = int(np.max(np.asarray(tiles_needed(vertices, faces, cams, config.raster))))
+    budget = max(1, int(np.ceil(margin * needed)))
+    return dataclasses.replace(config, raster=dataclasses.replace(config.raster, tile_budget=budget))
+
+
+def search_config(height: int, width: int, overrides=None) -> SearchConfig:
+    """A :class:`SearchConfig` for a ``[height, width]`` feature map from a flat mapping (e.g. an
+    ``ml_collections.ConfigDict`` section ``config.inference``). Raster keys: ``variant``,
+    ``tile_height``, ``tile_width``, ``tile_budget``, ``cull_backfaces``, ``sigma``, ``gamma``;
+    every other key must be a :class:`SearchConfig` field. Defaults: NeMo's search, hard
+    rasterizer, 4x4 tiles with back-face culling (exact for closed, outward-wound cuboids)."""
+    overrides = dict(overrides or {})
+    raster_keys = {f.name for f in dataclasses.fields(RasterSettings)} - {"height", "width"}
+    raster = {"tile_height": 4, "tile_width": 4, "cull_backfaces": True}
+    raster.update({k: overrides.pop(k) for k in list(overrides) if k in raster_keys})
+    fields = {f.name for f in dataclasses.fields(SearchConfig)} - {"raster"}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"search_config: unknown key(s) {unknown}; expected {sorted(fields | raster_keys)}")
+    for key in ("azimuths_deg", "elevations_deg", "thetas_deg"):
+        if key in overrides:
+            overrides[key] = tuple(overrides[key])
+    if raster.get("tile_budget") == 0:
+        raster["tile_budget"] = None
+    return SearchConfig(raster=RasterSettings(height=height, width=width, **raster), **overrides)

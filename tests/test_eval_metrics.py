@@ -1,0 +1,118 @@
+"""NeMo's metric against a float64 scipy.linalg.logm transcription; results JSON and table."""
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+import scipy.linalg
+
+from nemo_jax.eval import evaluate_records, format_table, records_from_search, rotation_error, summarize
+from nemo_jax.geometry import rotation_from_viewpoint
+
+
+def _nemo_rotation(a, e, t):
+    """NeMo's get_transformation_matrix rotation, float64, written out independently."""
+
+    def rz(x):
+        return np.array([[np.cos(x), -np.sin(x), 0], [np.sin(x), np.cos(x), 0], [0, 0, 1]])
+
+    def rx(x):
+        return np.array([[1, 0, 0], [0, np.cos(x), -np.sin(x)], [0, np.sin(x), np.cos(x)]])
+
+    return rz(t) @ rx(e - np.pi / 2) @ rz(-a)
+
+
+def _scipy_error(pred, true):
+    rel = _nemo_rotation(*pred).T @ _nemo_rotation(*true)
+    return np.linalg.norm(np.real(scipy.linalg.logm(rel)), "fro") / np.sqrt(2)
+
+
+def test_rotation_error_matches_scipy_logm():
+    rng = np.random.default_rng(0)
+    pred = rng.uniform([0, -1.5, -np.pi], [2 * np.pi, 1.5, np.pi], (200, 3))
+    # Include near-identical and moderately close pairs (logm is well conditioned below ~pi).
+    true = np.concatenate(
+        [pred[:50] + rng.normal(0, 1e-3, (50, 3)), pred[50:100] + rng.normal(0, 0.3, (50, 3))]
+    )
+    true = np.concatenate([true, rng.uniform([0, -1.5, -np.pi], [2 * np.pi, 1.5, np.pi], (100, 3))])
+    ours = rotation_error(pred.T, true.T)
+    ref = np.array([_scipy_error(p, t) for p, t in zip(pred, true, strict=True)])
+    keep = ref < np.pi - 1e-3  # logm's branch is ambiguous at exactly pi
+    assert keep.sum() > 190
+    np.testing.assert_allclose(ours[keep], ref[keep], atol=1e-7)
+    # And the jax geometry's geodesic distance (float32) agrees.
+    from nemo_jax.geometry import geodesic_distance
+
+    rp = jax.vmap(rotation_from_viewpoint)(*np.float32(pred.T))
+    rt = jax.vmap(rotation_from_viewpoint)(*np.float32(true.T))
+    np.testing.assert_allclose(np.asarray(geodesic_distance(rp, rt))[keep], ref[keep], atol=2e-3)
+
+
+def test_summarize_thresholds_and_median():
+    errs = np.deg2rad([1.0, 5.0, 9.99, 10.01, 29.9, 30.1, 100.0])
+    s = summarize(errs)
+    assert s["n"] == 7
+    assert s["acc_pi18"] == pytest.approx(3 / 7)
+    assert s["acc_pi6"] == pytest.approx(5 / 7)
+    assert s["med_err_deg"] == pytest.approx(10.01)
+
+
+def _record(i, cat, level, err_deg):
+    true = {"azimuth": 0.3, "elevation": 0.2, "theta": 0.0}
+    # An in-plane rotation by err_deg gives exactly that rotation error.
+    pred = dict(true, theta=math.radians(err_deg))
+    return {"id": f"img{i}", "category": cat, "level": level, "pred": pred, "true": true}
+
+
+def test_results_json_per_category_level_and_weighted_mean():
+    recs = [_record(0, "car", 0, 5), _record(1, "car", 0, 40), _record(2, "car", 1, 2)]
+    recs += [_record(3 + i, "bus", 0, 20) for i in range(3)]
+    out = evaluate_records(recs)
+    res = out["results"]
+    assert set(res) == {"car", "bus", "mean"}
+    assert res["car"]["L0"] == pytest.approx({"n": 2, "acc_pi6": 0.5, "acc_pi18": 0.5, "med_err_deg": 22.5})
+    assert res["car"]["L1"]["n"] == 1 and "L1" not in res["bus"]
+    # Mean weighted by image count: (1 + 3) / 5 correct at pi/6 on L0.
+    assert res["mean"]["L0"]["n"] == 5
+    assert res["mean"]["L0"]["acc_pi6"] == pytest.approx(4 / 5)
+    assert res["mean"]["L0"]["med_err_deg"] == pytest.approx(20.0)
+    assert out["predictions"][1]["error_deg"] == pytest.approx(40.0)
+    json.dumps(out)  # serialisable
+    table = format_table(out, title="demo")
+    assert "car" in table and "mean" in table and "80.0" in table
+
+
+def test_bad_records_raise_clear_errors():
+    with pytest.raises(ValueError, match="empty"):
+        evaluate_records([])
+    bad = _record(0, "car", 0, 5)
+    del bad["pred"]["theta"]
+    with pytest.raises(ValueError, match="'pred'"):
+        evaluate_records([bad])
+    nan = _record(0, "car", 0, 5)
+    nan["true"]["azimuth"] = float("nan")
+    with pytest.raises(ValueError, match="not finite"):
+        evaluate_records([nan])
+    with pytest.raises(ValueError, match="missing field 'level'"):
+        evaluate_records([{"id": 1, "category": "car"}])
+
+
+def test_records_from_search():
+    class Result:  # duck-typed PoseResult
+        azimuth = np.array([0.1, 0.2])
+        elevation = np.array([0.0, 0.1])
+        theta = np.array([0.0, 0.0])
+        distance = np.array([5.0, 5.0])
+        loss = np.array([0.5, 0.6])
+
+    recs = records_from_search(
+        Result(), ["a", "b"], ["car", "car"], [0, 2], [0.1, 0.2], [0.0, 0.1], [0.0, 0.5]
+    )
+    out = evaluate_records(recs)
+    assert out["predictions"][0]["error_rad"] == pytest.approx(0.0, abs=1e-9)
+    assert out["predictions"][1]["level"] == "L2"
+    assert out["predictions"][1]["error_rad"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="ids"):
+        records_from_search(Result(), ["a"], ["car"] * 2, [0, 0], [0, 0], [0, 0], [0, 0])

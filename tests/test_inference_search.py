@@ -1,0 +1,154 @@
+"""Pose search: recovers a known pose from a rendered feature map, localises a planted occluder,
+rejects bad input, never returns a NaN pose. One compiled search (batch of 3 images) for the module."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nemo_jax.geometry import camera_from_viewpoint, geodesic_distance, rotation_from_viewpoint
+from nemo_jax.inference import SearchConfig, pose_grid, search_config, search_pose
+from nemo_jax.inference.search import search_batch
+from nemo_jax.mesh import cuboid_mesh
+from nemo_jax.render import RasterSettings, render_exact
+
+H, W, C = 24, 40, 16
+FOCAL, DIST = 120.0, 5.0
+TRUE = np.array([np.deg2rad(100.0), np.deg2rad(20.0), np.deg2rad(-10.0), DIST], np.float32)
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """A random (jittered cuboid) mesh with random unit vertex features, rendered at TRUE."""
+    rng = np.random.default_rng(0)
+    v, f = cuboid_mesh([-0.2, -0.5, -0.17], [0.2, 0.5, 0.17], 200)
+    v = (v * rng.uniform(0.9, 1.1, v.shape)).astype(np.float32)
+    vf = _unit(rng.normal(size=(len(v), C))).astype(np.float32)
+    clutter = _unit(rng.normal(size=C)).astype(np.float32)
+    pp = np.array([W / 2 - 0.5, H / 2 - 0.5], np.float32)
+    settings = RasterSettings(H, W, tile_height=4, tile_width=4, cull_backfaces=True)
+    cam = camera_from_viewpoint(*TRUE, pp[0], pp[1], FOCAL, 1.0)
+    out, _ = render_exact(v, f, cam, dataclasses.replace(settings, tile_budget=2000), attributes=vf)
+    assert int(out.overflow) == 0
+    mask = np.asarray(out.coverage) > 0.5
+    background = _unit(clutter + 0.3 * rng.normal(size=(H, W, C)))
+    clean = np.where(mask[..., None], _unit(np.asarray(out.features) + 1e-9), background).astype(np.float32)
+    # A planted occluder: a block over the object's centre looks like clutter.
+    rows, cols = np.nonzero(mask)
+    r0, c0 = int(rows.mean()), int(cols.mean())
+    planted = np.zeros((H, W), bool)
+    planted[r0 - 3 : r0 + 4, c0 - 5 : c0 + 6] = True
+    occluded = np.where(planted[..., None], background, clean).astype(np.float32)
+    # size_tile_budget gives 437 here; a fixed budget saves a compile (overflow is checked below).
+    # Early stop on (tolerance on the loss change per step): also exercised here, see test_early_stop.
+    config = SearchConfig(
+        raster=dataclasses.replace(settings, tile_budget=600), early_stop_tol=1e-3, early_stop_patience=5
+    )
+    return dict(
+        v=v,
+        f=f,
+        vf=vf,
+        clutter=clutter,
+        pp=pp,
+        mask=mask,
+        clean=clean,
+        occluded=occluded,
+        planted=planted & mask,
+        config=config,
+    )
+
+
+@pytest.fixture(scope="module")
+def results(scene):
+    """search_batch on [clean, occluded, NaN]: the NaN image bypasses search_pose's eager check to
+    exercise the jitted core's masking of non-finite losses."""
+    nan_image = scene["clean"].copy()
+    nan_image[5, 7, :] = np.nan
+    obs = np.stack([scene["clean"], scene["occluded"], nan_image])
+    res = search_batch(
+        jnp.asarray(obs),
+        jnp.asarray(scene["vf"]),
+        jnp.asarray(np.tile(scene["clutter"], (3, 1))),
+        jnp.asarray(scene["v"]),
+        jnp.asarray(scene["f"]),
+        jnp.full((3,), FOCAL),
+        jnp.tile(scene["pp"], (3, 1)),
+        jnp.full((3,), DIST),
+        config=scene["config"],
+    )
+    return jax.tree.map(np.asarray, res)
+
+
+def _error_deg(res, i):
+    pred = rotation_from_viewpoint(res.azimuth[i], res.elevation[i], res.theta[i])
+    return float(np.rad2deg(geodesic_distance(rotation_from_viewpoint(*TRUE[:3]), pred)))
+
+
+def test_grid_is_nemo_default(scene):
+    grid = np.asarray(pose_grid(scene["config"]))
+    assert grid.shape == (144, 3)
+    assert np.allclose(np.rad2deg(np.unique(grid[:, 1])), [-30, 0, 30, 60], atol=1e-4)
+
+
+def test_recovers_known_pose(results):
+    assert int(results.overflow.max()) == 0
+    for i in (0, 1):  # clean and occluded
+        assert _error_deg(results, i) < 2.0, (i, np.rad2deg([results.azimuth[i], results.elevation[i]]))
+        assert 0 <= results.azimuth[i] < 2 * np.pi
+    # Refinement improves on the best grid pose (the true pose is between grid points).
+    assert results.loss[0] < results.grid_loss[0].min() - 1e-3
+    assert results.distance[0] == pytest.approx(DIST)
+
+
+def test_occluder_map_finds_planted_occluder(scene, results):
+    pred, truth = results.occluder[1], scene["planted"]
+    iou = (pred & truth).sum() / (pred | truth).sum()
+    assert iou > 0.7, iou
+    assert results.occluder[0].sum() <= 0.03 * scene["mask"].sum()  # clean image: (almost) nothing occluded
+    mask_iou = (results.object_mask[0] & scene["mask"]).sum() / (results.object_mask[0] | scene["mask"]).sum()
+    assert mask_iou > 0.9
+
+
+def test_early_stop(results):
+    assert 20 < int(results.steps[0]) < 300, results.steps  # converged and froze before the last step
+    assert int(results.steps[2]) == 0  # NaN image: non-finite gradients never move the pose
+
+
+def test_never_nan_pose(results):
+    for name in ("azimuth", "elevation", "theta", "distance"):
+        assert np.all(np.isfinite(getattr(results, name))), name
+    assert not np.isnan(results.loss).any()
+
+
+def test_bad_input_raises(scene):
+    args = (scene["vf"], scene["clutter"], scene["v"], scene["f"], FOCAL, scene["pp"], DIST, scene["config"])
+    bad = scene["clean"].copy()
+    bad[3, 4, 5] = np.nan
+    with pytest.raises(ValueError, match="observed has a non-finite value at index \\[0, 3, 4, 5\\]"):
+        search_pose(bad, *args)
+    with pytest.raises(ValueError, match="observed feature map is 24x32 but config.raster expects 24x40"):
+        search_pose(scene["clean"][:, :32], *args)
+    with pytest.raises(ValueError, match="vertex_features must be"):
+        search_pose(scene["clean"][..., :8], *args)
+    with pytest.raises(ValueError, match="principal must have shape"):
+        search_pose(scene["clean"], *args[:5], np.zeros(3), DIST, scene["config"])
+    with pytest.raises(ValueError, match="empty batch"):
+        search_pose(scene["clean"][None][:0], *args)
+    with pytest.raises(ValueError, match="num_starts"):
+        SearchConfig(raster=scene["config"].raster, num_starts=1000)
+
+
+def test_search_config_from_mapping():
+    cfg = search_config(
+        32, 84, {"variant": "soft", "num_starts": 3, "elevations_deg": [0, 30], "tile_budget": 0}
+    )
+    assert cfg.raster.variant == "soft" and cfg.raster.tile_budget is None and cfg.raster.cull_backfaces
+    assert cfg.num_starts == 3 and cfg.grid_size == 12 * 2 * 3 and cfg.steps == 300 and cfg.lr == 0.05
+    with pytest.raises(ValueError, match="unknown key\\(s\\) \\['stepz'\\]"):
+        search_config(32, 84, {"stepz": 3})

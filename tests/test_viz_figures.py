@@ -1,0 +1,101 @@
+"""Figure 1 and accuracy-vs-occlusion PNGs; loss landscape minimum at the rendered pose."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nemo_jax.eval import evaluate_records
+from nemo_jax.inference import PARAMETERS, loss_landscape
+from nemo_jax.mesh import cuboid_mesh
+from nemo_jax.render import RasterSettings
+from nemo_jax.viz import accuracy_vs_occlusion, figure_one, mesh_overlay, occlusion_image
+
+H, W, C = 12, 20, 8
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_occlusion_image_three_colours():
+    occ = np.array([[0, 1, 0]], bool)
+    mask = np.array([[0, 1, 1]], bool)
+    img = occlusion_image(occ, mask)
+    assert img.shape == (1, 3, 3)
+    assert len({tuple(p) for p in img[0]}) == 3
+
+
+def test_figure_one_and_landscape(tmp_path):
+    rng = np.random.default_rng(0)
+    v, f = cuboid_mesh([-0.2, -0.5, -0.17], [0.2, 0.5, 0.17], 100)
+    vf = _unit(rng.normal(size=(len(v), C))).astype(np.float32)
+    clutter = _unit(rng.normal(size=C)).astype(np.float32)
+    pose = np.array([0.5, 0.3, 0.1, 5.0], np.float32)
+    pp = np.array([W / 2, H / 2], np.float32)
+    settings = RasterSettings(H, W, tile_height=4, tile_width=4, cull_backfaces=True, tile_budget=300)
+    # Observed map: the mesh's own features where it renders, clutter elsewhere.
+    from nemo_jax.geometry import camera_from_viewpoint
+    from nemo_jax.render import render_exact
+
+    out, _ = render_exact(
+        v, f, camera_from_viewpoint(*pose, pp[0], pp[1], 60.0, 1.0), settings, attributes=vf
+    )
+    mask = np.asarray(out.coverage) > 0.5
+    obs = np.where(mask[..., None], _unit(np.asarray(out.features) + 1e-9), clutter).astype(np.float32)
+    land = loss_landscape(obs, vf, clutter, v, f, 60.0, pp, pose, settings, num=9, span_deg=40)
+    assert set(land) == set(PARAMETERS)
+    for i, name in enumerate(PARAMETERS):
+        values, losses = land[name]
+        assert values.shape == losses.shape == (9,)
+        assert values[4] == pytest.approx(pose[i])
+        assert np.argmin(losses) == 4, (name, losses)  # the rendered pose is the minimum
+    with pytest.raises(ValueError, match="non-finite"):
+        loss_landscape(np.full_like(obs, np.nan), vf, clutter, v, f, 60.0, pp, pose, settings)
+
+    image = np.full((4 * H, 4 * W, 3), 90, np.uint8)
+    over = mesh_overlay(image, v, f, pose, 240.0, 4 * pp)
+    assert over.shape == image.shape and (over != image).any(axis=-1).sum() > 0.3 * mask.sum() * 16
+    occluder = mask & (np.arange(W)[None] < W // 2)
+    path = figure_one(
+        tmp_path / "fig" / "figure1.png",
+        image,
+        v,
+        f,
+        pose,
+        240.0,
+        4 * pp,
+        occluder,
+        mask,
+        landscape=land,
+        true_pose=pose + 0.05,
+        title="test",
+    )
+    png = Image.open(path)
+    assert png.size[0] > png.size[1] > 100
+    with pytest.raises(ValueError, match="image must be"):
+        figure_one(tmp_path / "x.png", image[..., 0], v, f, pose, 240.0, pp, occluder, mask)
+
+
+def test_accuracy_vs_occlusion(tmp_path):
+    def recs(errs_by_level):
+        out = []
+        for level, errs in enumerate(errs_by_level):
+            for i, e in enumerate(errs):
+                t = {"azimuth": 0.0, "elevation": 0.0, "theta": 0.0}
+                out.append(
+                    {
+                        "id": f"{level}-{i}",
+                        "category": "car",
+                        "level": level,
+                        "pred": dict(t, theta=e),
+                        "true": t,
+                    }
+                )
+        return evaluate_records(out)
+
+    nemo = recs([[0.1, 0.2], [0.1, 0.9], [0.2, 0.8], [1.0, 0.3]])
+    base = recs([[0.1, 0.2], [0.9, 0.9], [1.2, 0.8], [1.0, 1.3]])
+    path = accuracy_vs_occlusion(tmp_path / "acc.png", {"NeMo": nemo, "baseline": base["results"]})
+    assert Image.open(path).size[0] > 100
+    with pytest.raises(ValueError, match="no category 'bus'"):
+        accuracy_vs_occlusion(tmp_path / "acc2.png", {"NeMo": nemo}, category="bus")
