@@ -1,0 +1,270 @@
+"""Evaluating trained models on a dataset's occlusion levels, with NeMo's metric.
+
+NeMo: per category, the backbone's features are computed once per image, then the pose search of
+``nemo_jax.inference`` runs against that category's neural mesh. The baseline classifier predicts
+the viewpoint directly. Both produce the same prediction records and so the same results JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import trimesh
+
+from nemo_jax import data as data_lib
+from nemo_jax import eval as eval_lib
+from nemo_jax.inference.search import SearchConfig, search_batch
+from nemo_jax.render import RasterSettings, tiles_needed
+from nemo_jax.train.loop import load_run
+
+# Split name of each occlusion level (nemo_jax.data's test splits).
+LEVEL_SPLITS = {0: "test_l0", 1: "test_l1", 2: "test_l2", 3: "test_l3"}
+
+
+def _examples(source, category: str | None):
+    """Indices of ``source`` whose category is ``category`` (all when None)."""
+    if category is None:
+        return list(range(len(source)))
+    if category not in source.categories:
+        raise ValueError(f"{source.path}: category {category!r} not in {source.categories}")
+    wanted = source.categories.index(category)
+    return [i for i in range(len(source)) if int(source[i]["category"]) == wanted]
+
+
+def _batches(source, indices: Sequence[int], batch_size: int):
+    for start in range(0, len(indices), batch_size):
+        exs = [source[i] for i in indices[start : start + batch_size]]
+        yield {k: np.stack([e[k] for e in exs]) if k != "id" else [e[k] for e in exs] for k in exs[0]}
+
+
+def search_config_for(
+    neural_mesh, feature_hw, focal, principal, distance, variant: str = "hard", **overrides
+) -> SearchConfig:
+    """NeMo's search settings for a feature map of size ``feature_hw``, with the tile budget sized
+    over the initial grid (x1.5 margin for the refinement's poses)."""
+    from nemo_jax.geometry import camera_from_viewpoint
+    from nemo_jax.inference.search import pose_grid
+
+    # Closed, consistently wound meshes (NeMo's cuboids) render identically with back faces culled.
+    cull = trimesh.Trimesh(np.asarray(neural_mesh.vertices), np.asarray(neural_mesh.faces), process=False)
+    cull = bool(cull.is_watertight and cull.is_winding_consistent and cull.volume > 0)
+    raster = RasterSettings(
+        height=feature_hw[0],
+        width=feature_hw[1],
+        variant=variant,
+        tile_height=4,
+        tile_width=4,
+        cull_backfaces=cull,
+    )
+    probe = SearchConfig(raster=raster, **overrides)
+    grid = pose_grid(probe)
+    cams = jax.vmap(lambda p: camera_from_viewpoint(p[0], p[1], p[2], distance, *principal, 1.0, focal))(grid)
+    need = int(np.max(np.asarray(tiles_needed(neural_mesh.vertices, neural_mesh.faces, cams, raster))))
+    raster = dataclasses.replace(raster, tile_budget=int(1.5 * need) + 16)
+    return SearchConfig(raster=raster, **overrides)
+
+
+def nemo_records(
+    workdir: str,
+    dataset: str,
+    data_dir: str,
+    levels: Sequence[int] = (0, 1, 2, 3),
+    batch_size: int = 16,
+    search_overrides: dict | None = None,
+    variant: str = "hard",
+    on_batch: Callable[[dict, object], None] | None = None,
+) -> list[dict]:
+    """Prediction records of the NeMo run in ``workdir`` (one category) on ``levels``.
+
+    ``on_batch(batch, result)`` is called after each batch (e.g. to draw figures).
+    """
+    config, model, variables, mesh = load_run(workdir)
+    category = config.category
+    stride = int(config.model.get("stride", 8))
+    clutter = mesh.clutter / jnp.linalg.norm(mesh.clutter, axis=-1, keepdims=True)
+    clutter = jnp.mean(clutter, axis=0)
+    clutter = clutter / jnp.linalg.norm(clutter)
+    features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
+    records, search_config = [], None
+    for level in levels:
+        source = data_lib.load(dataset, LEVEL_SPLITS[level], data_dir)
+        indices = _examples(source, category)
+        if not indices:
+            raise ValueError(f"{source.path}: no {category!r} examples in split {LEVEL_SPLITS[level]}")
+        for batch in _batches(source, indices, batch_size):
+            observed = features_fn(batch["image"])
+            b, h, w, _ = observed.shape
+            focal = batch["focal"] * batch["viewport"] / stride
+            principal = (np.stack([batch["px"], batch["py"]], -1) - 0.5 * (stride - 1)) / stride
+            if search_config is None:
+                search_config = search_config_for(
+                    mesh,
+                    (h, w),
+                    float(focal[0]),
+                    principal[0],
+                    float(batch["distance"][0]),
+                    variant=variant,
+                    **(search_overrides or {}),
+                )
+            clutters = jnp.broadcast_to(clutter, (b, clutter.shape[0]))
+            result = search_batch(
+                observed,
+                mesh.features,
+                clutters,
+                mesh.vertices,
+                mesh.faces,
+                jnp.asarray(focal, jnp.float32),
+                jnp.asarray(principal, jnp.float32),
+                jnp.asarray(batch["distance"], jnp.float32),
+                search_config,
+            )
+            if int(np.max(np.asarray(result.overflow))) > 0:
+                raise RuntimeError("pose search: tile budget overflow; raise the search tile budget")
+            records += eval_lib.records_from_search(
+                result,
+                batch["id"],
+                [category] * b,
+                [level] * b,
+                batch["azimuth"],
+                batch["elevation"],
+                batch["theta"],
+            )
+            if on_batch is not None:
+                on_batch(batch, result)
+    return records
+
+
+def _preprocess(images):
+    from nemo_jax import models
+
+    return models.preprocess(images)
+
+
+def baseline_records(
+    workdir: str,
+    dataset: str,
+    data_dir: str,
+    levels: Sequence[int] = (0, 1, 2, 3),
+    categories: Sequence[str] | None = None,
+    batch_size: int = 32,
+) -> list[dict]:
+    """Prediction records of the baseline classifier saved in ``workdir``."""
+    from nemo_jax.baseline import load_baseline, make_predict
+
+    records, predict, variables = [], None, None
+    for level in levels:
+        source = data_lib.load(dataset, LEVEL_SPLITS[level], data_dir)
+        if predict is None:
+            config, module, variables = load_baseline(workdir, tuple(source[0]["image"].shape))
+            predict = make_predict(config, module)
+        for category in categories or source.categories:
+            indices = _examples(source, category)
+            for batch in _batches(source, indices, batch_size):
+                az, el, th = (np.asarray(x) for x in predict(variables, batch["image"]))
+                for i, example_id in enumerate(batch["id"]):
+                    records.append(
+                        {
+                            "id": example_id,
+                            "category": category,
+                            "level": level,
+                            "pred": {"azimuth": az[i], "elevation": el[i], "theta": th[i]},
+                            "true": {
+                                "azimuth": batch["azimuth"][i],
+                                "elevation": batch["elevation"][i],
+                                "theta": batch["theta"][i],
+                            },
+                        }
+                    )
+    return records
+
+
+def nemo_workdirs(root: str) -> dict[str, str]:
+    """``{category: workdir}`` for a folder holding one NeMo training run per category."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{root}: no such folder")
+    runs = {
+        name: os.path.join(root, name)
+        for name in sorted(os.listdir(root))
+        if os.path.isfile(os.path.join(root, name, "config.json"))
+    }
+    if not runs:
+        raise FileNotFoundError(f"{root}: no training runs (sub-folders with config.json)")
+    return runs
+
+
+def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
+    """NeMo's Figure 1 for example ``index`` of an evaluated ``batch`` (``run = load_run(...)``)."""
+    from nemo_jax import viz
+    from nemo_jax.inference.landscape import loss_landscape
+
+    config, model, variables, mesh = run
+    stride = int(config.model.get("stride", 8))
+    image = batch["image"][index]
+    observed = model.apply(variables, _preprocess(image[None]), train=False)[0]
+    clutter = jnp.mean(mesh.clutter, axis=0)
+    clutter = clutter / jnp.linalg.norm(clutter)
+    focal = float(batch["focal"][index] * batch["viewport"][index])
+    principal = np.array([batch["px"][index], batch["py"][index]], np.float32)
+    pose = tuple(
+        float(np.asarray(getattr(result, k))[index]) for k in ("azimuth", "elevation", "theta", "distance")
+    )
+    h, w = observed.shape[:2]
+    settings = RasterSettings(height=h, width=w, tile_height=4, tile_width=4, tile_budget=4 * len(mesh.faces))
+    landscape = loss_landscape(
+        observed,
+        mesh.features,
+        clutter,
+        mesh.vertices,
+        mesh.faces,
+        focal / stride,
+        (principal - 0.5 * (stride - 1)) / stride,
+        pose,
+        settings,
+        num=41,
+    )
+    true_pose = tuple(float(batch[k][index]) for k in ("azimuth", "elevation", "theta", "distance"))
+    return viz.figure_one(
+        path,
+        image,
+        np.asarray(mesh.vertices),
+        np.asarray(mesh.faces),
+        pose,
+        focal,
+        principal,
+        np.asarray(result.occluder)[index],
+        np.asarray(result.object_mask)[index],
+        landscape=landscape,
+        true_pose=true_pose,
+        title=f"{batch['id'][index]}: error {_error_deg(pose, true_pose):.1f} deg",
+    )
+
+
+def _error_deg(pose, true_pose) -> float:
+    pred = dict(zip(("azimuth", "elevation", "theta"), pose[:3], strict=True))
+    true = dict(zip(("azimuth", "elevation", "theta"), true_pose[:3], strict=True))
+    return float(np.degrees(eval_lib.rotation_error(pred, true)))
+
+
+def figure_hook(run_dir: str, out_dir: str, category: str):
+    """An ``on_batch`` callback for :func:`nemo_records` drawing Figure 1 for the first image of
+    each occlusion level into ``out_dir/figure1_{category}_L{level}.png``."""
+    state = {}
+
+    def on_batch(batch, result):
+        level = int(batch["occlusion_level"][0])
+        if level in state:
+            return
+        state[level] = True
+        if "run" not in state:
+            state["run"] = load_run(run_dir)
+        os.makedirs(out_dir, exist_ok=True)
+        figure_for_example(
+            os.path.join(out_dir, f"figure1_{category}_L{level}.png"), state["run"], batch, 0, result
+        )
+
+    return on_batch
