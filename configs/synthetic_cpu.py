@@ -14,6 +14,9 @@ def get_config(category: str = "car"):
     c.category = category
     c.data.name = "synthetic"
     c.data.image_size = (64, 64)
+    # The synthetic set's camera distance: 1 CAD unit spans fill = 0.6 of the 64-px side at focal 3000
+    # (nemo_jax.data.SyntheticOptions.distance). Used where no annotation gives one (estimate_pose).
+    c.data.distance = 3000.0 / (0.6 * 64)
     c.mesh.kind = "dataset"  # the SingleCuboid stored with the synthetic set
     c.mesh.target_vertices = 300  # only used by tools/bench_train.py (the synthetic set has ~300)
     c.model.name = "tiny"

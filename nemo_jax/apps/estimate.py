@@ -1,0 +1,119 @@
+"""Pose estimation for unlabeled images with a given object box, using a trained NeMo run.
+
+Each image is cropped around the box centre and rescaled so that the box's longer side spans
+``fill`` of the crop's shorter side (the scale the training crops have), then the run's backbone and
+the pose search give the viewpoint in the crop's camera; ``distance`` is the run's render distance
+(the crop's scale stands in for the true one, as in NeMo's test protocol).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from nemo_jax.apps.evaluate import _preprocess, search_config_for
+from nemo_jax.inference.search import search_pose
+from nemo_jax.train.loop import load_run
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def crop_to_box(image: np.ndarray, box, size: tuple[int, int], fill: float) -> np.ndarray:
+    """``[H, W, 3]`` uint8 crop of ``size`` (h, w) centred on ``box = (x0, y0, x1, y1)`` (pixels),
+    scaled so the box's longer side spans ``fill * min(size)`` (bilinear, black outside)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(f"box {box}: needs x1 > x0 and y1 > y0")
+    h, w = size
+    scale = fill * min(h, w) / max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    # PIL's affine maps output (u, v) to input (a u + b v + c, d u + e v + f).
+    coeffs = (1 / scale, 0.0, cx - (w / 2) / scale, 0.0, 1 / scale, cy - (h / 2) / scale)
+    return np.asarray(
+        Image.fromarray(image).transform((w, h), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
+    )
+
+
+def estimate_poses(
+    run_dir: str,
+    images_dir: str,
+    boxes: dict | None,
+    out_dir: str,
+    fill: float = 0.6,
+    distance: float | None = None,
+    figures: bool = True,
+    category: str | None = None,
+) -> list[dict]:
+    """Predicts the viewpoint of every image in ``images_dir``; writes ``out_dir/predictions.json``
+    (and Figure-1-style overlays). ``boxes``: ``{file name: [x0, y0, x1, y1]}``; a missing entry
+    means the whole image. ``category``, if given, must be the run's. Returns the prediction records
+    (angles in degrees and radians)."""
+    config, model, variables, mesh = load_run(run_dir)
+    if category is not None and config.category != category:
+        raise ValueError(f"{run_dir}: the run is for category {config.category!r}, not {category!r}")
+    size = tuple(int(s) for s in config.data.image_size)
+    distance = float(distance if distance is not None else config.data.distance)
+    stride = int(config.model.get("stride", 8))
+    names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
+    if not names:
+        raise FileNotFoundError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    clutter = jnp.mean(mesh.clutter, axis=0)
+    clutter = clutter / jnp.linalg.norm(clutter)
+    focal = 3000.0 / stride
+    principal = (np.array([size[1] / 2, size[0] / 2]) - 0.5 * (stride - 1)) / stride
+    records, search_config = [], None
+    os.makedirs(out_dir, exist_ok=True)
+    for name in names:
+        path = os.path.join(images_dir, name)
+        try:
+            image = np.asarray(Image.open(path).convert("RGB"))
+        except Exception as err:
+            raise ValueError(f"{path}: not a readable image ({err})") from err
+        box = (boxes or {}).get(name, [0, 0, image.shape[1], image.shape[0]])
+        crop = crop_to_box(image, box, size, fill)
+        observed = model.apply(variables, _preprocess(crop[None]), train=False)
+        if search_config is None:
+            search_config = search_config_for(mesh, observed.shape[1:3], focal, principal, distance)
+        result = search_pose(
+            observed,
+            mesh.features,
+            clutter,
+            mesh.vertices,
+            mesh.faces,
+            focal,
+            principal,
+            distance,
+            search_config,
+        )
+        pose = {k: float(np.asarray(getattr(result, k))[0]) for k in ("azimuth", "elevation", "theta")}
+        record = {
+            "image": name,
+            "box": [float(v) for v in box],
+            **{f"{k}_rad": v for k, v in pose.items()},
+            **{f"{k}_deg": float(np.degrees(v)) for k, v in pose.items()},
+            "distance": distance,
+            "loss": float(np.asarray(result.loss)[0]),
+        }
+        records.append(record)
+        if figures:
+            from nemo_jax import viz
+
+            viz.figure_one(
+                os.path.join(out_dir, os.path.splitext(name)[0] + "_pose.png"),
+                crop,
+                np.asarray(mesh.vertices),
+                np.asarray(mesh.faces),
+                (pose["azimuth"], pose["elevation"], pose["theta"], distance),
+                3000.0,
+                np.array([size[1] / 2, size[0] / 2]),
+                np.asarray(result.occluder)[0],
+                np.asarray(result.object_mask)[0],
+                title=f"{name}: loss {record['loss']:.3f}",
+            )
+    with open(os.path.join(out_dir, "predictions.json"), "w") as fh:
+        json.dump(records, fh, indent=1)
+    return records
