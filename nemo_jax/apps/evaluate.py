@@ -7,7 +7,6 @@ the viewpoint directly. Both produce the same prediction records and so the same
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Sequence
 
@@ -18,8 +17,8 @@ import trimesh
 
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
-from nemo_jax.inference.search import SearchConfig, search_batch
-from nemo_jax.render import RasterSettings, tiles_needed
+from nemo_jax.inference.search import SearchConfig, search_batch, size_tile_budget
+from nemo_jax.render import RasterSettings
 from nemo_jax.train.loop import load_run
 
 # Split name of each occlusion level (nemo_jax.data's test splits).
@@ -45,14 +44,11 @@ def _batches(source, indices: Sequence[int], batch_size: int):
 def search_config_for(
     neural_mesh, feature_hw, focal, principal, distance, variant: str = "hard", **overrides
 ) -> SearchConfig:
-    """NeMo's search settings for a feature map of size ``feature_hw``, with the tile budget sized
-    over the initial grid (x1.5 margin for the refinement's poses)."""
-    from nemo_jax.geometry import camera_from_viewpoint
-    from nemo_jax.inference.search import pose_grid
-
+    """NeMo's search settings for a feature map of size ``feature_hw``, the tile budget sized over
+    the initial grid with a 1.5x margin for the refinement's poses."""
     # Closed, consistently wound meshes (NeMo's cuboids) render identically with back faces culled.
-    cull = trimesh.Trimesh(np.asarray(neural_mesh.vertices), np.asarray(neural_mesh.faces), process=False)
-    cull = bool(cull.is_watertight and cull.is_winding_consistent and cull.volume > 0)
+    mesh = trimesh.Trimesh(np.asarray(neural_mesh.vertices), np.asarray(neural_mesh.faces), process=False)
+    cull = bool(mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0)
     raster = RasterSettings(
         height=feature_hw[0],
         width=feature_hw[1],
@@ -61,12 +57,10 @@ def search_config_for(
         tile_width=4,
         cull_backfaces=cull,
     )
-    probe = SearchConfig(raster=raster, **overrides)
-    grid = pose_grid(probe)
-    cams = jax.vmap(lambda p: camera_from_viewpoint(p[0], p[1], p[2], distance, *principal, 1.0, focal))(grid)
-    need = int(np.max(np.asarray(tiles_needed(neural_mesh.vertices, neural_mesh.faces, cams, raster))))
-    raster = dataclasses.replace(raster, tile_budget=int(1.5 * need) + 16)
-    return SearchConfig(raster=raster, **overrides)
+    config = SearchConfig(raster=raster, **overrides)
+    return size_tile_budget(
+        neural_mesh.vertices, neural_mesh.faces, focal, principal, distance, config, margin=1.5
+    )
 
 
 def nemo_records(
