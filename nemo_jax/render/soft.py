@@ -73,7 +73,7 @@ def soft_rasterize(
     cx = [corner(screen.x, i) for i in range(3)]
     cy = [corner(screen.y, i) for i in range(3)]
     inv_z = [1.0 / corner(screen.z, i) for i in range(3)]
-    b0, b1, b2, _ = eval_planes(face_planes(screen)[face], u, v)
+    b0, b1, b2, _ = eval_planes(face_planes(screen)[:, face], u, v)
     inside = (b0 >= 0) & (b1 >= 0) & (b2 >= 0)
     dist_sq = jnp.minimum(
         jnp.minimum(
