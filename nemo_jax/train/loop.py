@@ -21,14 +21,12 @@ import numpy as np
 import tqdm
 
 from nemo_jax import mesh as mesh_lib
-from nemo_jax.geometry.camera import camera_from_viewpoint
 from nemo_jax.render import validate_mesh
 from nemo_jax.train import contrastive, parallel
 from nemo_jax.train.checkpoint import Checkpointer
 from nemo_jax.train.state import create_train_state, learning_rate_schedule, make_optimizer
-from nemo_jax.train.step import BATCH_FIELDS, StepConfig, jit_step, make_train_step
+from nemo_jax.train.step import BATCH_FIELDS, StepConfig, jit_step, make_train_step, views
 from nemo_jax.train.toy_data import toy_dataset
-from nemo_jax.train.visibility import vertex_view
 
 
 class NonFiniteError(RuntimeError):
@@ -149,19 +147,7 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
 
     @jax.jit
     def match(batch):
-        cams = jax.vmap(camera_from_viewpoint)(*(batch[k] for k in BATCH_FIELDS[1:]))
-        view = jax.vmap(
-            lambda c: vertex_view(
-                neural_mesh.vertices,
-                neural_mesh.faces,
-                c,
-                cfg.image_size,
-                cfg.feature_stride,
-                cfg.render_stride,
-                cfg.visibility_tolerance,
-                cfg.render_tile,
-            )  # fmt: skip
-        )(cams)
+        view = views(neural_mesh, batch, cfg)
         feats = model.apply(variables, preprocess(batch["image"]), train=False)
         pts = contrastive.feature_coordinates(view.points, cfg.feature_stride)
         vfeat = contrastive.unit_samples(jax.vmap(contrastive.bilinear_sample)(feats, pts))
