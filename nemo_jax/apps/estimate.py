@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
 from nemo_jax.apps.evaluate import _preprocess, search_config_for
 from nemo_jax.inference.search import search_pose
+from nemo_jax.mesh import clutter_feature
+from nemo_jax.train.contrastive import feature_coordinates
 from nemo_jax.train.loop import load_run
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -61,10 +62,9 @@ def estimate_poses(
     names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
     if not names:
         raise FileNotFoundError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-    clutter = jnp.mean(mesh.clutter, axis=0)
-    clutter = clutter / jnp.linalg.norm(clutter)
+    clutter = clutter_feature(mesh)
     focal = 3000.0 / stride
-    principal = (np.array([size[1] / 2, size[0] / 2]) - 0.5 * (stride - 1)) / stride
+    principal = feature_coordinates(np.array([size[1] / 2, size[0] / 2]), stride)
     records, search_config = [], None
     os.makedirs(out_dir, exist_ok=True)
     for name in names:

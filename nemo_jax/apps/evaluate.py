@@ -18,7 +18,9 @@ import trimesh
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
 from nemo_jax.inference.search import SearchConfig, search_batch, size_tile_budget
+from nemo_jax.mesh import clutter_feature
 from nemo_jax.render import RasterSettings
+from nemo_jax.train.contrastive import feature_coordinates
 from nemo_jax.train.loop import load_run
 
 # Split name of each occlusion level (nemo_jax.data's test splits).
@@ -80,9 +82,7 @@ def nemo_records(
     config, model, variables, mesh = load_run(workdir)
     category = config.category
     stride = int(config.model.get("stride", 8))
-    clutter = mesh.clutter / jnp.linalg.norm(mesh.clutter, axis=-1, keepdims=True)
-    clutter = jnp.mean(clutter, axis=0)
-    clutter = clutter / jnp.linalg.norm(clutter)
+    clutter = clutter_feature(mesh)
     features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
     records, search_config = [], None
     for level in levels:
@@ -94,7 +94,7 @@ def nemo_records(
             observed = features_fn(batch["image"])
             b, h, w, _ = observed.shape
             focal = batch["focal"] * batch["viewport"] / stride
-            principal = (np.stack([batch["px"], batch["py"]], -1) - 0.5 * (stride - 1)) / stride
+            principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
             if search_config is None:
                 search_config = search_config_for(
                     mesh,
@@ -200,8 +200,7 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
     stride = int(config.model.get("stride", 8))
     image = batch["image"][index]
     observed = model.apply(variables, _preprocess(image[None]), train=False)[0]
-    clutter = jnp.mean(mesh.clutter, axis=0)
-    clutter = clutter / jnp.linalg.norm(clutter)
+    clutter = clutter_feature(mesh)
     focal = float(batch["focal"][index] * batch["viewport"][index])
     principal = np.array([batch["px"][index], batch["py"][index]], np.float32)
     pose = tuple(
@@ -216,7 +215,7 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
         mesh.vertices,
         mesh.faces,
         focal / stride,
-        (principal - 0.5 * (stride - 1)) / stride,
+        feature_coordinates(principal, stride),
         pose,
         settings,
         num=41,

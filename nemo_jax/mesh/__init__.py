@@ -5,6 +5,7 @@ from nemo_jax.mesh.cad import MeshSet, multi_cuboid, pad_meshes, remesh
 from nemo_jax.mesh.cuboid import coverage_bounds, cuboid_mesh, single_cuboid
 from nemo_jax.mesh.neural import (
     NeuralMesh,
+    clutter_feature,
     init_neural_mesh,
     mirror_permutation,
     momentum_update,
@@ -24,6 +25,7 @@ __all__ = [
     "mirror_permutation",
     "momentum_update",
     "multi_cuboid",
+    "clutter_feature",
     "normalize",
     "pad_meshes",
     "push_clutter",

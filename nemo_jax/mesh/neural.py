@@ -49,6 +49,11 @@ def normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
     return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), eps)
 
 
+def clutter_feature(mesh: NeuralMesh) -> jax.Array:
+    """NeMo's clutter model at inference: the normalised mean of the clutter queue, ``[D]``."""
+    return normalize(jnp.mean(mesh.clutter, axis=0))
+
+
 def init_neural_mesh(
     key: jax.Array, vertices, faces, feature_dim: int = 128, clutter_size: int = 2560
 ) -> NeuralMesh:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from nemo_jax.geometry.camera import Camera, project, to_camera_frame
 from nemo_jax.render import RasterSettings, render
+from nemo_jax.train.contrastive import feature_coordinates
 
 
 @flax.struct.dataclass
@@ -38,7 +39,7 @@ def scale_camera(camera: Camera, stride: int) -> Camera:
     """The camera of an image downsampled by ``stride`` (cell ``j`` covers pixels
     ``[s*j, s*j + s - 1]``)."""
     return camera.replace(
-        focal=camera.focal / stride, principal=(camera.principal - 0.5 * (stride - 1)) / stride
+        focal=camera.focal / stride, principal=feature_coordinates(camera.principal, stride)
     )
 
 
