@@ -198,12 +198,19 @@ def test_vmap_equals_loop_and_jit_equals_eager():
             eager = draw(poses[i]) if i == 0 and variant == "hard" else jitted
             # The soft softmax (gamma = 1e-4 on normalised depth) amplifies float32 summation-order
             # differences between the batched and unbatched scatter-adds.
-            atol = 1e-5 if variant == "hard" else 1e-3
+            # Hard: fused (jit) and unfused (eager) float32 arithmetic round the per-pixel
+            # re-projection differently: ~1e-5 on barycentrics of pixels ~50 px from the centre.
+            atol = 3e-5 if variant == "hard" else 1e-3
+            rtol = 1e-7
             np.testing.assert_array_equal(batched.face_index[i], eager.face_index)
             np.testing.assert_array_equal(jitted.face_index, eager.face_index)
             for field in ("features", "coverage", "depth", "bary"):
-                np.testing.assert_allclose(getattr(batched, field)[i], getattr(eager, field), atol=atol)
-                np.testing.assert_allclose(getattr(jitted, field), getattr(eager, field), atol=atol)
+                np.testing.assert_allclose(
+                    getattr(batched, field)[i], getattr(eager, field), atol=atol, rtol=rtol, err_msg=field
+                )
+                np.testing.assert_allclose(
+                    getattr(jitted, field), getattr(eager, field), atol=atol, rtol=rtol, err_msg=field
+                )
 
 
 def test_backface_culling_is_exact_on_closed_meshes():

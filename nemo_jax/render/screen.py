@@ -5,10 +5,11 @@ evaluate. Evaluating all of them costs ``H * W * F`` per view; here each face vi
 of its own screen box instead, cut into fixed-size tiles:
 
 1. every face gets ``ceil(box_w / tile_w) * ceil(box_h / tile_h)`` tiles (0 if masked);
-2. a cumulative sum lays the tiles of all faces end to end; ``budget`` static slots are filled by
-   binary search (``searchsorted``) of the slot index in that sum, so slot ``t`` knows its face and
-   which tile of the face's box it covers;
-3. each slot expands to ``tile_h x tile_w`` pixels: a ``[budget, tile_h, tile_w]`` array of pairs.
+2. a cumulative sum lays the tiles of all faces end to end; ``budget`` static slots learn their
+   face from a running count of the faces' end marks (a vectorised ``searchsorted`` of the slot
+   index in that sum), so slot ``t`` knows its face and which tile of the face's box it covers;
+3. each slot expands to ``tile_h x tile_w`` pixels: a ``[budget, tile_h * tile_w]`` array of pairs
+   (row-major within the tile; one flat minor axis vectorises better on CPU than ``[.., th, tw]``)
 
 Nothing has shape ``[faces, H, W]``; work and memory are ``O(budget * tile_h * tile_w)``, about the
 object's projected area plus one tile per face. Slots past the last needed one are masked; tiles that
@@ -52,6 +53,9 @@ class ScreenMesh:
         a face whose counter-clockwise winding faces the camera.
       box: ``[4, F]`` int32 rows ``x0, y0, x1, y1``: the inclusive pixel range the face (grown by
         the blur radius) can touch, clipped to the image.
+      world: ``[3, 3, F]`` (xyz, corner, face) world-frame corner positions, camera-independent.
+      camera: the view that projected them. With ``world`` it lets per-pixel quantities be
+        recomputed from constants (see :func:`nemo_jax.render.hard.fragments`).
     """
 
     x: jax.Array
@@ -61,6 +65,8 @@ class ScreenMesh:
     valid: jax.Array
     area2: jax.Array
     box: jax.Array
+    world: jax.Array
+    camera: Camera
 
 
 def project_mesh(
@@ -107,17 +113,20 @@ def project_mesh(
         valid=jax.lax.stop_gradient(valid),
         area2=area2,
         box=jax.lax.stop_gradient(jnp.stack([x0, y0, x1, y1])),
+        world=world,
+        camera=camera,
     )
 
 
 @flax.struct.dataclass
 class Pairs:
-    """The (face, pixel) pairs one render evaluates, ``[T, th, tw]`` with ``T`` the tile budget.
+    """The (face, pixel) pairs one render evaluates, ``[T, K]`` with ``T`` the tile budget and
+    ``K = th * tw`` the pixels of a tile, row-major.
 
     Attributes:
       face: ``[T]`` int32 face of each tile slot (clamped into range when the slot is empty).
-      px, py: ``[T, th, tw]`` int32 pixel column / row of each pair.
-      mask: ``[T, th, tw]`` bool, the pair lies inside its face's box, on a used slot.
+      px, py: ``[T, K]`` int32 pixel column / row of each pair.
+      mask: ``[T, K]`` bool, the pair lies inside its face's box, on a used slot.
       overflow: ``[]`` int32, tiles needed beyond the budget (0: every face was fully visited).
     """
 
@@ -146,15 +155,19 @@ def tile_pairs(screen: ScreenMesh, settings: RasterSettings) -> Pairs:
     count = tile_counts(screen, settings)
     end = jnp.cumsum(count)
     slot = jnp.arange(budget, dtype=jnp.int32)
-    owner = jnp.searchsorted(end, slot, side="right").astype(jnp.int32)  # == F past the end
+    # owner[t] = number of faces whose tiles end at or before slot t (searchsorted(end, t, "right")),
+    # computed as the running count of end marks: one scatter-add and one cumsum, O(F + budget),
+    # about twice as fast on CPU as a binary search per slot.
+    marks = jnp.zeros((budget,), jnp.int32).at[end].add(1, mode="drop")
+    owner = jnp.cumsum(marks)  # == F past the end
     used = owner < num_faces
     face = jnp.minimum(owner, num_faces - 1)
     local = slot - (end[face] - count[face])
     tx = local % nx[face]
     ty = local // nx[face]
-    px = (x0[face] + tx * tw)[:, None, None] + jnp.arange(tw, dtype=jnp.int32)[None, None, :]
-    py = (y0[face] + ty * th)[:, None, None] + jnp.arange(th, dtype=jnp.int32)[None, :, None]
-    mask = used[:, None, None] & (px <= x1[face][:, None, None]) & (py <= y1[face][:, None, None])
+    within = jnp.arange(th * tw, dtype=jnp.int32)
+    px = (x0[face] + tx * tw)[:, None] + (within % tw)[None, :]
+    py = (y0[face] + ty * th)[:, None] + (within // tw)[None, :]
+    mask = used[:, None] & (px <= x1[face][:, None]) & (py <= y1[face][:, None])
     overflow = jnp.maximum(end[-1] - budget, 0).astype(jnp.int32)
-    px, py = jnp.broadcast_arrays(px, py)
     return Pairs(face=face, px=px, py=py, mask=mask, overflow=overflow)

@@ -64,11 +64,11 @@ def soft_rasterize(
     num_pixels = h * w
     face = pairs.face  # [T]
     vidx = screen.faces[face]  # [T, 3]
-    u = pairs.px.astype(screen.x.dtype)  # [T, th, tw]
+    u = pairs.px.astype(screen.x.dtype)  # [T, K]
     v = pairs.py.astype(screen.x.dtype)
 
-    def corner(a, i):  # [3, F] -> [T, 1, 1] of corner i
-        return a[i, face][:, None, None]
+    def corner(a, i):  # [3, F] -> [T, 1] of corner i
+        return a[i, face][:, None]
 
     cx = [corner(screen.x, i) for i in range(3)]
     cy = [corner(screen.y, i) for i in range(3)]
@@ -98,12 +98,12 @@ def soft_rasterize(
     index = jnp.where(live, pairs.py * w + pairs.px, num_pixels).reshape(-1)
     gather_index = jnp.minimum(index, num_pixels - 1)
 
-    def scatter_add(values):  # [T, th, tw, ...] -> [P, ...]
-        values = values.reshape((index.shape[0],) + values.shape[3:])
+    def scatter_add(values):  # [T, K, ...] -> [P, ...]
+        values = values.reshape((index.shape[0],) + values.shape[2:])
         out = jnp.zeros((num_pixels,) + values.shape[1:], values.dtype)
         return out.at[index].add(values, mode="drop")
 
-    def at_pairs(per_pixel):  # [P] -> [T, th, tw]
+    def at_pairs(per_pixel):  # [P] -> [T, K]
         return per_pixel[gather_index].reshape(live.shape)
 
     znorm = (settings.far - depth) / (settings.far - settings.near)
@@ -118,14 +118,12 @@ def soft_rasterize(
 
     features = None
     if attributes is not None:
-        interp = sum(
-            b[..., None] * attributes[vidx[:, i]][:, None, None] for i, b in enumerate(bary)
-        )  # [T, th, tw, C]
+        interp = sum(b[..., None] * attributes[vidx[:, i]][:, None] for i, b in enumerate(bary))  # [T, K, C]
         features = scatter_add(weight[..., None] * interp).reshape(h, w, -1)
     pixel_values = None
     if pixel_table is not None:
         pix = gather_index.reshape(live.shape)
-        interp = sum(b * pixel_table[vidx[:, i][:, None, None], pix] for i, b in enumerate(bary))
+        interp = sum(b * pixel_table[vidx[:, i][:, None], pix] for i, b in enumerate(bary))
         pixel_values = scatter_add(weight * interp).reshape(h, w)
 
     log_miss = jnp.where(live, jnp.log1p(-jnp.minimum(coverage, 1.0 - 1e-7)), 0.0)
