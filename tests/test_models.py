@@ -55,12 +55,13 @@ def _init(module, x, seed=1):
 
 def test_default_config_fields():
     cfg = models.default_config()
-    assert (cfg.name, cfg.width, cfg.feature_dim, cfg.dtype, cfg.pretrained) == (
+    assert (cfg.name, cfg.width, cfg.feature_dim, cfg.dtype, cfg.pretrained, cfg.stride) == (
         "resnet50",
         1.0,
         128,
         "float32",
         "",
+        8,
     )
 
 
@@ -112,6 +113,23 @@ def test_variant_shapes(name, width, trunk_channels, head_widths):
     assert tuple(trunk.head_widths) == head_widths
 
 
+@pytest.mark.parametrize("name,width", [("tiny", 1.0), ("resnet18", 0.25), ("efficientnet_lite0", 1.0)])
+def test_stride4_head_adds_one_level(name, width):
+    """``stride=4`` fuses the trunk's stride-4 features: output [B, H/4, W/4, C], and the stride-8
+    parameters are those of the stride-8 model plus one more head level (``up3``)."""
+    cfg = _cfg(name, width, feature_dim=32)
+    cfg.stride = 4
+    module = models.build_backbone(cfg)
+    x = jnp.zeros((2, 64, 96, 3))
+    variables = jax.eval_shape(lambda k, x: module.init(k, x), _key(0), x)
+    out = jax.eval_shape(lambda v, x: module.apply(v, x), variables, x)
+    assert out.shape == (2, 16, 24, 32) and out.dtype == jnp.float32
+    ref = jax.eval_shape(lambda k, x: models.build_backbone(_cfg(name, width, 32)).init(k, x), _key(0), x)
+    head = dict(variables["params"]["head"])
+    assert set(head) == set(ref["params"]["head"]) | {"up3"}
+    assert jax.tree.structure(variables["params"]["trunk"]) == jax.tree.structure(ref["params"]["trunk"])
+
+
 def test_bfloat16_compute_keeps_float32_params_and_output(tiny):
     m32, variables, x, apply_eval = tiny
     m16 = models.build_backbone(_cfg("tiny", dtype="bfloat16"))
@@ -135,6 +153,10 @@ def test_bad_config_and_bad_input_errors():
         models.build_backbone(_cfg("efficientnet_lite0", width=0.5))
     with pytest.raises(ValueError, match="pretrained"):
         models.build_backbone(_cfg("resnet18", width=0.5, pretrained="x.pth"))
+    bad_stride = _cfg()
+    bad_stride.stride = 16
+    with pytest.raises(ValueError, match="stride must be one of"):
+        models.build_backbone(bad_stride)
     module = models.build_backbone(_cfg())
     with pytest.raises(ValueError, match="multiples of 32"):
         module.init(jax.random.key(0), jnp.zeros((1, 60, 64, 3)))

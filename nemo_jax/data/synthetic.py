@@ -57,7 +57,7 @@ class SyntheticOptions:
     categories: tuple[str, ...] = ("car", "chair", "aeroplane")
     height: int = 64
     width: int = 64
-    train_per_category: int = 200
+    train_per_category: int = 800
     val_per_category: int = 20
     test_per_category: int = 20
     neural_vertices: int = 300

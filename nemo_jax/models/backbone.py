@@ -1,4 +1,5 @@
-"""NeMo's feature extractor: a trunk, a U-Net head back to stride 8, a 1x1 projection, unit features."""
+"""NeMo's feature extractor: a trunk, a U-Net head back to stride 8 (or 4), a 1x1 projection, unit
+features."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from nemo_jax.models.layers import DoubleConv, upsample_align_corners
 from nemo_jax.models.resnet import RESNET_SPECS, ResNetTrunk
 from nemo_jax.models.tiny import TinyTrunk
 
-STRIDE = 8
+STRIDE = 8  # NeMo's output stride; ``model.stride = 4`` adds one more U-Net level
+STRIDES = (4, 8)
 INPUT_MULTIPLE = 32
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,11 +30,14 @@ class UNetHead(nn.Module):
     ``x = DoubleConv(a)(f32)``; ``x = DoubleConv(b, mid=a)(concat[f16, up2(x)])``;
     ``x = DoubleConv(c, mid=b)(concat[f8, up2(x)])``, with ``up2`` bilinear x2, ``align_corners=True``.
     For resnet50 (a, b, c) = (1024, 512, 256). Input: the trunk's dict {"stride8", "stride16", "stride32"};
-    output [B, H/8, W/8, c].
+    output [B, H/8, W/8, c]. With ``stride=4`` (not in NeMo) one more level fuses the trunk's "stride4"
+    features the same way, ``x = DoubleConv(c, mid=c)(concat[f4, up2(x)])``: output [B, H/4, W/4, c],
+    for small crops where a stride-8 map has too few cells to localise vertices (e.g. 64-px images).
     """
 
     widths: tuple[int, int, int]
     dtype: Any = jnp.float32
+    stride: int = STRIDE
 
     @nn.compact
     def __call__(self, feats: dict, train: bool) -> jnp.ndarray:
@@ -41,7 +46,11 @@ class UNetHead(nn.Module):
         x = jnp.concatenate([feats["stride16"], upsample_align_corners(x)], axis=-1)
         x = DoubleConv(b, mid=a, dtype=self.dtype, name="up1")(x, train)
         x = jnp.concatenate([feats["stride8"], upsample_align_corners(x)], axis=-1)
-        return DoubleConv(c, mid=b, dtype=self.dtype, name="up2")(x, train)
+        x = DoubleConv(c, mid=b, dtype=self.dtype, name="up2")(x, train)
+        if self.stride == 4:
+            x = jnp.concatenate([feats["stride4"], upsample_align_corners(x)], axis=-1)
+            x = DoubleConv(c, mid=c, dtype=self.dtype, name="up3")(x, train)
+        return x
 
 
 def l2_normalize(x: jnp.ndarray, axis: int = -1, eps: float = 1e-12) -> jnp.ndarray:
@@ -51,7 +60,8 @@ def l2_normalize(x: jnp.ndarray, axis: int = -1, eps: float = 1e-12) -> jnp.ndar
 
 
 class FeatureExtractor(nn.Module):
-    """images [B, H, W, 3] (normalised, H and W multiples of 32) -> unit features [B, H/8, W/8, C] float32.
+    """images [B, H, W, 3] (normalised, H and W multiples of 32) -> unit features [B, H/s, W/s, C] float32,
+    ``s = stride`` (8, NeMo's, or 4).
 
     Variables: ``params`` and ``batch_stats``, each ``{'trunk': ..., 'head': ..., 'projection': ...}``.
     ``train=True`` uses batch statistics and needs ``mutable=['batch_stats']``.
@@ -60,6 +70,7 @@ class FeatureExtractor(nn.Module):
     trunk: nn.Module
     feature_dim: int = 128
     dtype: Any = jnp.float32
+    stride: int = STRIDE
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -72,7 +83,7 @@ class FeatureExtractor(nn.Module):
                 f"U-Net skips), got {h} x {w}; pad the crop"
             )
         feats = self.trunk(images, train)
-        x = UNetHead(self.trunk.head_widths, dtype=self.dtype, name="head")(feats, train)
+        x = UNetHead(self.trunk.head_widths, dtype=self.dtype, stride=self.stride, name="head")(feats, train)
         x = nn.Conv(
             self.feature_dim,
             (1, 1),
@@ -96,6 +107,8 @@ def _check_config(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError(f"backbone config: width must be > 0, got {cfg.width}")
     if int(cfg.feature_dim) <= 0 or int(cfg.feature_dim) != cfg.feature_dim:
         raise ValueError(f"backbone config: feature_dim must be a positive integer, got {cfg.feature_dim}")
+    if int(cfg.get("stride", STRIDE)) not in STRIDES:
+        raise ValueError(f"backbone config: stride must be one of {STRIDES}, got {cfg.get('stride')}")
     if cfg.name == "efficientnet_lite0" and float(cfg.width) != 1.0:
         raise ValueError("backbone config: efficientnet_lite0 has fixed widths; width must be 1.0")
     if cfg.pretrained and float(cfg.width) != 1.0:
@@ -121,7 +134,10 @@ def build_backbone(cfg: ml_collections.ConfigDict) -> FeatureExtractor:
     """A flax.linen feature extractor from a config (see :func:`default_config`). Weights are not loaded
     here: call ``module.init`` and then :func:`load_pretrained` when ``cfg.pretrained`` is set."""
     return FeatureExtractor(
-        trunk=build_trunk(cfg), feature_dim=int(cfg.feature_dim), dtype=jnp.dtype(cfg.dtype)
+        trunk=build_trunk(cfg),
+        feature_dim=int(cfg.feature_dim),
+        dtype=jnp.dtype(cfg.dtype),
+        stride=int(cfg.get("stride", STRIDE)),
     )
 
 

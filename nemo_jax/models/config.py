@@ -15,6 +15,7 @@ def default_config() -> ml_collections.ConfigDict:
       name: one of ``BACKBONES``.
       width: channel width multiplier of the trunk (ResNet and 'tiny' only; 1.0 = torchvision widths).
       feature_dim: output channels C of the per-pixel unit features.
+      stride: output stride of the feature map, 8 (NeMo) or 4 (one more U-Net level, for small crops).
       dtype: compute dtype, 'float32' or 'bfloat16' (parameters and batch statistics stay float32; the
         output features are float32 either way).
       pretrained: '' for random initialisation, a checkpoint path (torchvision ``.pth``, its ``.npz`` or
@@ -25,6 +26,7 @@ def default_config() -> ml_collections.ConfigDict:
     cfg.name = "resnet50"
     cfg.width = 1.0
     cfg.feature_dim = 128
+    cfg.stride = 8
     cfg.dtype = "float32"
     cfg.pretrained = ""
     return cfg

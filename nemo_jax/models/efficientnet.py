@@ -71,12 +71,13 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0Trunk(nn.Module):
-    """Input [B, H, W, 3] -> ``{"stride8": [B, H/8, W/8, 40], "stride16": [..., 112],
-    "stride32": [..., 1280]}``.
+    """Input [B, H, W, 3] -> ``{"stride4": [B, H/4, W/4, 24], "stride8": [B, H/8, W/8, 40],
+    "stride16": [..., 112], "stride32": [..., 1280]}``.
 
-    Taps: end of stage 3 (stride 8), end of stage 5 (stride 16), the 1x1 head conv (stride 32). With
-    ``num_classes > 0`` the ImageNet classifier (global mean pool -> ``fc``) is built too and its logits
-    are returned under the key ``'logits'`` ([B, num_classes]); the feature extractor never uses it.
+    Taps: end of stage 2 (stride 4), end of stage 3 (stride 8), end of stage 5 (stride 16), the 1x1
+    head conv (stride 32). With ``num_classes > 0`` the ImageNet classifier (global mean pool ->
+    ``fc``) is built too and its logits are returned under the key ``'logits'`` ([B, num_classes]);
+    the feature extractor never uses it.
     """
 
     padding: str = "SAME"
@@ -100,7 +101,9 @@ class EfficientNetLite0Trunk(nn.Module):
                     x, train
                 )
                 idx += 1
-            if s == 2:
+            if s == 1:
+                out["stride4"] = x
+            elif s == 2:
                 out["stride8"] = x
             elif s == 4:
                 out["stride16"] = x

@@ -68,9 +68,9 @@ class Bottleneck(nn.Module):
 class ResNetTrunk(nn.Module):
     """conv1 -> bn1 -> relu -> maxpool -> layer1..4.
 
-    Input [B, H, W, 3]; returns ``{"stride8": [B, H/8, W/8, C8], "stride16": [..., C16],
-    "stride32": [..., C32]}`` (outputs of layer2, layer3, layer4) in the compute
-    dtype. For resnet50 at width 1: C8, C16, C32 = 512, 1024, 2048.
+    Input [B, H, W, 3]; returns ``{"stride4": [B, H/4, W/4, C4], "stride8": [B, H/8, W/8, C8],
+    "stride16": [..., C16], "stride32": [..., C32]}`` (outputs of layer1..layer4) in the compute
+    dtype. For resnet50 at width 1: C4, C8, C16, C32 = 256, 512, 1024, 2048.
     """
 
     arch: str = "resnet50"
@@ -106,6 +106,5 @@ class ResNetTrunk(nn.Module):
                 down = j == 0 and (stride != 1 or in_ch != planes * block.expansion)
                 x = block(planes, stride, down, dtype=self.dtype, name=f"layer{i + 1}_{j}")(x, train)
                 in_ch = planes * block.expansion
-            if i >= 1:
-                out[f"stride{2 ** (i + 2)}"] = x
+            out[f"stride{2 ** (i + 2)}"] = x
         return out

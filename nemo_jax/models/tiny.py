@@ -11,8 +11,8 @@ from nemo_jax.models.layers import batch_norm, conv
 
 
 class TinyTrunk(nn.Module):
-    """Input [B, H, W, 3] -> ``{"stride8": [B, H/8, W/8, 2c], "stride16": [..., 4c],
-    "stride32": [..., 8c]}`` with c = 16 * width."""
+    """Input [B, H, W, 3] -> ``{"stride4": [B, H/4, W/4, 2c], "stride8": [B, H/8, W/8, 2c],
+    "stride16": [..., 4c], "stride32": [..., 8c]}`` with c = 16 * width."""
 
     width: float = 1.0
     dtype: Any = jnp.float32
@@ -39,6 +39,6 @@ class TinyTrunk(nn.Module):
         for i, f in enumerate((c, 2 * c, 2 * c, 4 * c, 8 * c)):
             x = conv(f, 3, 2, name=f"conv{i}", dtype=self.dtype)(x)
             x = nn.relu(batch_norm(train, name=f"bn{i}", dtype=self.dtype)(x))
-            if i >= 2:
+            if i >= 1:
                 out[f"stride{2 ** (i + 1)}"] = x
         return out
