@@ -11,6 +11,7 @@ from render_reference import interior, ray_cast
 from nemo_jax.geometry import camera_from_viewpoint
 from nemo_jax.mesh import cuboid_mesh
 from nemo_jax.render import RasterSettings, render, validate_mesh
+from nemo_jax.render.scatter import INT32_MAX, flat_scatter
 
 H, W = 40, 56
 
@@ -346,3 +347,27 @@ def test_bad_input_raises_clear_errors():
         )
     with pytest.raises(ValueError, match="variant"):
         RasterSettings(height=H, width=W, variant="fancy")
+
+
+@pytest.mark.parametrize("op", ["min", "add"])
+def test_flat_scatter_equals_plain_scatter_under_nested_vmap(op):
+    """The custom vmap rule (one flat scatter over all batch members) gives exactly the per-member
+    scatter, for batched and unbatched operands and with dropped (out-of-range) indices."""
+    size = 7
+    rng = np.random.default_rng(0)
+    index = jnp.asarray(rng.integers(-2, size + 3, (3, 4, 50)), jnp.int32)
+    value = jnp.asarray(rng.integers(0, 1000, (3, 4, 50)), jnp.int32)
+
+    def plain(i, v):
+        i = jnp.where(i >= 0, i, size)  # jnp wraps negative indices; flat_scatter drops them
+        ref = jnp.full((size,), INT32_MAX if op == "min" else 0, jnp.int32).at[i]
+        return (ref.min if op == "min" else ref.add)(v, mode="drop")
+
+    expected = np.stack([[plain(index[a, b], value[a, b]) for b in range(4)] for a in range(3)])
+    fn = flat_scatter(size, op)
+    np.testing.assert_array_equal(jax.jit(jax.vmap(jax.vmap(fn)))(index, value), expected)
+    shared = jax.jit(jax.vmap(fn, in_axes=(0, None)))(index[:, 0], value[0, 0])
+    np.testing.assert_array_equal(shared, np.stack([plain(index[a, 0], value[0, 0]) for a in range(3)]))
+    np.testing.assert_array_equal(fn(index[0, 0], value[0, 0]), expected[0, 0])
+    with pytest.raises(ValueError, match="op must be"):
+        flat_scatter(size, "max")
