@@ -152,3 +152,28 @@ def test_search_config_from_mapping():
     assert cfg.num_starts == 3 and cfg.grid_size == 12 * 2 * 3 and cfg.steps == 300 and cfg.lr == 0.05
     with pytest.raises(ValueError, match="unknown key\\(s\\) \\['stepz'\\]"):
         search_config(32, 84, {"stepz": 3})
+
+
+def test_bucketed_mesh_gives_the_unpadded_search(scene, results):
+    """tools/evaluate pads each category's mesh (zero vertices and features, -1 faces) and rounds the
+    tile budget up so categories share one compiled search: the poses must not change."""
+    from nemo_jax.apps.evaluate import bucketed_search_inputs
+
+    v, f, vf, config = bucketed_search_inputs(scene["v"], scene["f"], scene["vf"], scene["config"], step=256)
+    assert v.shape[0] % 256 == 0 and f.shape[0] % 256 == 0 and config.raster.tile_budget % 256 == 0
+    assert v.shape[0] > len(scene["v"]) and bool(jnp.all(f[len(scene["f"]) :] == -1))
+    obs = np.stack([scene["clean"], scene["occluded"]])
+    res = search_batch(
+        jnp.asarray(obs),
+        vf,
+        jnp.asarray(np.tile(scene["clutter"], (2, 1))),
+        v,
+        f,
+        jnp.full((2,), FOCAL),
+        jnp.tile(scene["pp"], (2, 1)),
+        jnp.full((2,), DIST),
+        config=config,
+    )
+    for field in ("azimuth", "elevation", "theta", "loss"):
+        np.testing.assert_allclose(np.asarray(getattr(res, field)), getattr(results, field)[:2], atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(res.occluder), results.occluder[:2])
