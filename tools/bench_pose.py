@@ -22,10 +22,8 @@ into devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=2 python to
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 
@@ -33,24 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nemo_jax.apps.bench import add_car_setting_args, car_mesh, environment
 from nemo_jax.inference import SearchConfig, size_tile_budget
 from nemo_jax.inference.search import search_batch
-from nemo_jax.mesh import cuboid_mesh
 from nemo_jax.render import RasterSettings
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--height", type=int, default=32)
-    p.add_argument("--width", type=int, default=84)
-    p.add_argument("--feature_dim", type=int, default=128)
-    p.add_argument("--vertices", type=int, default=1000, help="target SingleCuboid vertex count")
-    p.add_argument("--distance", type=float, default=5.0)
-    p.add_argument("--focal", type=float, default=375.0, help="pixels at feature resolution (3000 / 8)")
-    p.add_argument("--variant", default="hard", choices=["hard", "soft"])
-    p.add_argument("--tile", type=int, nargs=2, default=(4, 4), metavar=("TH", "TW"))
-    p.add_argument("--no_cull", action="store_true", help="do not cull back faces")
+    add_car_setting_args(p)
     p.add_argument("--images", type=int, default=8, help="images per batch")
     p.add_argument("--starts", type=int, default=1, help="K refined starts per image (NeMo: 1)")
     p.add_argument("--steps", type=int, default=300)
@@ -80,7 +69,7 @@ def timed(fn, *args, repeats: int):
 def main(argv=None) -> int:
     args = parse_args(argv)
     h, w, c, b = args.height, args.width, args.feature_dim, args.images
-    v_np, f_np = cuboid_mesh([-0.2, -0.5, -0.17], [0.2, 0.5, 0.17], args.vertices)
+    v_np, f_np = car_mesh(args.vertices)
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
 
     def unit(x):
@@ -110,12 +99,7 @@ def main(argv=None) -> int:
         )
 
     common = {
-        "device": str(jax.devices()[0].device_kind),
-        "platform": jax.default_backend(),
-        "jax_version": jax.__version__,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "date": datetime.date.today().isoformat(),
+        **environment(),
         "images": b,
         "height": h,
         "width": w,

@@ -21,10 +21,7 @@ reports how many tiles were dropped (0 = every render exact).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import sys
 import time
 
@@ -33,38 +30,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from nemo_jax.apps.bench import add_car_setting_args, car_mesh, environment
 from nemo_jax.geometry import camera_from_viewpoint
-from nemo_jax.inference import clutter_similarity, nemo_loss, similarity_table
-from nemo_jax.mesh import cuboid_mesh
+from nemo_jax.inference import SearchConfig, clutter_similarity, nemo_loss, pose_grid, similarity_table
 from nemo_jax.render import RasterSettings, render, tiles_needed
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--height", type=int, default=32)
-    p.add_argument("--width", type=int, default=84)
-    p.add_argument("--feature_dim", type=int, default=128)
-    p.add_argument("--vertices", type=int, default=1000, help="target SingleCuboid vertex count")
-    p.add_argument("--distance", type=float, default=5.0)
-    p.add_argument("--focal", type=float, default=375.0, help="pixels (3000 / stride 8)")
-    p.add_argument("--variant", default="hard", choices=["hard", "soft"])
-    p.add_argument("--tile", type=int, nargs=2, default=(4, 4), metavar=("TH", "TW"))
-    p.add_argument("--no_cull", action="store_true", help="do not cull back faces (exact either way)")
+    add_car_setting_args(p)
     p.add_argument("--tile_budget", type=int, default=0, help="0: size from the benchmark poses")
     p.add_argument("--images", type=int, default=64, help="refine_step images")
     p.add_argument("--starts", type=int, default=4, help="refine_step starts per image")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--only", default="", help="comma-separated subset of benchmark names")
     return p.parse_args(argv)
-
-
-def nemo_grid() -> jnp.ndarray:
-    """NeMo's initial poses [144, 3] (azimuth, elevation, theta), radians."""
-    az = jnp.linspace(0.0, 2 * jnp.pi, 12, endpoint=False)
-    el = jnp.deg2rad(jnp.array([-30.0, 0.0, 30.0, 60.0]))
-    th = jnp.deg2rad(jnp.array([-30.0, 0.0, 30.0]))
-    return jnp.stack(jnp.meshgrid(az, el, th, indexing="ij"), -1).reshape(-1, 3)
 
 
 def timed(fn, *args, repeats: int):
@@ -83,7 +63,7 @@ def timed(fn, *args, repeats: int):
 def main(argv=None) -> int:
     args = parse_args(argv)
     h, w, c = args.height, args.width, args.feature_dim
-    v_np, f_np = cuboid_mesh([-0.2, -0.5, -0.17], [0.2, 0.5, 0.17], args.vertices)
+    v_np, f_np = car_mesh(args.vertices)
     verts, faces = jnp.asarray(v_np), jnp.asarray(f_np)
     num_v = verts.shape[0]
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
@@ -95,7 +75,6 @@ def main(argv=None) -> int:
     observed = unit(jax.random.normal(keys[1], (h, w, c)))
     clutter = unit(jax.random.normal(keys[2], (c,)))
 
-    grid = jnp.concatenate([nemo_grid(), jnp.full((144, 1), args.distance)], axis=1)
     n_refine = args.images * args.starts
     rng = np.random.default_rng(0)
     refine = np.stack(
@@ -120,6 +99,8 @@ def main(argv=None) -> int:
         tile_width=args.tile[1],
         cull_backfaces=not args.no_cull,
     )
+    nemo = pose_grid(SearchConfig(raster=base))  # NeMo's 144 initial poses, as the search uses them
+    grid = jnp.concatenate([nemo, jnp.full((len(nemo), 1), args.distance)], axis=1)
     all_poses = jnp.concatenate([grid, refine.reshape(-1, 4)])
     needed = np.asarray(tiles_needed(verts, faces, jax.vmap(camera)(all_poses), base))
     budget = args.tile_budget or int(np.ceil(1.2 * needed.max()))
@@ -177,12 +158,7 @@ def main(argv=None) -> int:
     only = [s for s in args.only.split(",") if s]
 
     common = {
-        "device": str(jax.devices()[0].device_kind),
-        "platform": jax.default_backend(),
-        "jax_version": jax.__version__,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "date": datetime.date.today().isoformat(),
+        **environment(),
         "height": h,
         "width": w,
         "feature_dim": c,
