@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from nemo_jax.geometry.camera import Camera, project, to_camera_frame
 from nemo_jax.render import RasterSettings, render
+from nemo_jax.render.visibility import zbuffer_visible
 
 
 def default_tolerance(vertices: jax.Array, faces: jax.Array) -> jax.Array:
@@ -56,17 +57,7 @@ def project_with_visibility(
     kp2d = project(cam_points, camera)
     depth = cam_points[:, 2]
     h, w = settings.height, settings.width
-    x0 = jnp.floor(kp2d[:, 0]).astype(jnp.int32)
-    y0 = jnp.floor(kp2d[:, 1]).astype(jnp.int32)
-    visible = jnp.zeros(vertices.shape[0], bool)
-    for dy in (0, 1):
-        for dx in (0, 1):
-            xs, ys = x0 + dx, y0 + dy
-            inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
-            xc, yc = jnp.clip(xs, 0, w - 1), jnp.clip(ys, 0, h - 1)
-            covered = out.coverage[yc, xc] > 0
-            near = jnp.abs(out.depth[yc, xc] - depth) <= tolerance
-            visible = visible | (inside & covered & near)
+    visible = zbuffer_visible(out.coverage, out.depth, kp2d, depth, tolerance, two_sided=True)
     in_image = (kp2d[:, 0] >= -0.5) & (kp2d[:, 0] <= w - 0.5) & (kp2d[:, 1] >= -0.5) & (kp2d[:, 1] <= h - 0.5)
     visible = visible & in_image & (depth > settings.near)
     return kp2d.astype(jnp.float32), visible, out.overflow

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from nemo_jax.geometry.camera import Camera, project, to_camera_frame
 from nemo_jax.render import RasterSettings, render
+from nemo_jax.render.visibility import zbuffer_visible
 from nemo_jax.train.contrastive import feature_coordinates
 
 
@@ -83,15 +84,7 @@ def vertex_view(
     corners = vertices[faces]  # [F, 3, 3]
     edge = jnp.mean(jnp.linalg.norm(corners - jnp.roll(corners, 1, axis=1), axis=-1))
     z = cam_points[:, 2]
-    x0 = jnp.floor(small_points[:, 0]).astype(jnp.int32)
-    y0 = jnp.floor(small_points[:, 1]).astype(jnp.int32)
-    visible = jnp.zeros(vertices.shape[0], bool)
-    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):  # the pixel centres around the projection
-        col, row = x0 + dx, y0 + dy
-        inside = (col >= 0) & (col < rw) & (row >= 0) & (row < rh)
-        col, row = jnp.clip(col, 0, rw - 1), jnp.clip(row, 0, rh - 1)
-        covered = out.coverage[row, col] > 0
-        visible |= inside & covered & (z <= out.depth[row, col] + tolerance * edge)
+    visible = zbuffer_visible(out.coverage, out.depth, small_points, z, tolerance * edge, two_sided=False)
     visible &= z > settings.near
     k = feature_stride // render_stride
     cells = out.coverage.reshape(height // feature_stride, k, width // feature_stride, k)
