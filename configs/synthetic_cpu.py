@@ -23,7 +23,7 @@ def get_config(category: str = "car"):
     c.model.width = 1.0
     c.model.feature_dim = 64
     c.model.stride = 4  # 64-px crops: a stride-8 map (8 x 8 cells) is too coarse to localise vertices
-    c.train.steps = 800
+    c.train.steps = 1200  # 800 left the aeroplane's and chair's features short (validation L0 64-84 %)
     c.train.batch_size = 16
     c.train.lr = 3e-3
     c.train.schedule = "cosine"
@@ -31,6 +31,11 @@ def get_config(category: str = "car"):
     c.train.distance_thr = 4.0  # 64-px crops: neighbours within half a feature cell
     c.train.clutter_size = 320
     c.train.clutter_per_image = 4
+    # Flip augmentation assumes a mirror-symmetric appearance. The synthetic chair's main cues (the
+    # stripes across its back, the seat's checker) are not mirror-symmetric: on a validation set (the
+    # synthetic set with seed 1, 100 L0 images) flipping cost the chair 7-9 points of Acc@pi/6, while
+    # the aeroplane needs it (57 % without vs 64-84 % with, at 800 steps).
+    c.train.flip_prob = 0.0 if category == "chair" else 0.5
     c.train.render_stride = 1
     c.train.render_tile = 8
     c.train.log_every = 20

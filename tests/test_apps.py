@@ -81,3 +81,19 @@ def test_estimate_pose_from_files(tiny, tmp_path):
     assert (out / "predictions.json").exists() and (out / "a_pose.png").exists()
     with pytest.raises(ValueError, match="category"):
         estimate.estimate_poses(str(tiny / "nemo" / "car"), str(tmp_path), None, str(out), category="chair")
+
+
+def test_demo_builds_each_categorys_own_config_then_the_overrides():
+    from nemo_jax.apps.demo import category_configs  # noqa: PLC0415
+
+    path = os.path.join(os.path.dirname(synthetic_cpu.__file__), "synthetic_cpu.py")
+    build = category_configs(path + ":car", {"train.steps": 7, "model.feature_dim": 16}, progress=False)
+    configs = {c: build(c) for c in ("car", "chair")}
+    for category, config in configs.items():
+        expected = synthetic_cpu.get_config(category)
+        expected.train.steps, expected.model.feature_dim, expected.train.progress = 7, 16, False
+        assert config.to_dict() == expected.to_dict()
+    # Per-category settings reach the demo (the chair trains without flips, see the config).
+    assert configs["car"].to_dict() != configs["chair"].to_dict()
+    with pytest.raises(FileNotFoundError, match="no such config file"):
+        category_configs(path + ".missing")

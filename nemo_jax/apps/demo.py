@@ -8,6 +8,7 @@ both on occlusion levels L0-L3, prints the tables, writes ``results.json`` (``{"
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import time
@@ -38,8 +39,37 @@ def ensure_dataset(data_dir: str, categories, options: dict | None = None, log=p
     log(f"dataset built in {time.perf_counter() - t0:.0f} s")
 
 
+def category_configs(path: str, overrides: dict | None = None, **train_fields):
+    """``category -> ConfigDict`` from a config file: its ``get_config(category)`` (so per-category
+    settings apply), then ``overrides`` (flat ``{"train.steps": 100}``, as ml_collections'
+    ``config_flags.get_override_values`` returns them), then ``train_fields`` into ``config.train``.
+
+    ``path`` may carry the ``:argument`` of a config flag; it is ignored (the category replaces it).
+    """
+    path = path.split(":")[0]
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such config file")
+    spec = importlib.util.spec_from_file_location(f"_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path}: defines no get_config()")
+
+    def build(category: str):
+        config = module.get_config(category)
+        config.update_from_flattened_dict(dict(overrides or {}))
+        config.train.update(train_fields)
+        return config
+
+    return build
+
+
 def run_demo(workdir: str, data_dir: str, categories, nemo_config, baseline_config, log=print) -> dict:
-    """Runs the whole comparison; returns ``{"nemo": results, "baseline": results}``."""
+    """Runs the whole comparison; returns ``{"nemo": results, "baseline": results}``.
+
+    ``nemo_config`` is either one ConfigDict (copied, with ``category`` set, for every category) or a
+    callable ``category -> ConfigDict`` (per-category settings, e.g. ``synthetic_cpu.get_config``).
+    """
     os.makedirs(workdir, exist_ok=True)
     timings = {}
     t0 = time.perf_counter()
@@ -49,7 +79,7 @@ def run_demo(workdir: str, data_dir: str, categories, nemo_config, baseline_conf
     nemo_runs = {}
     for category in categories:
         t0 = time.perf_counter()
-        config = copy.deepcopy(nemo_config)
+        config = nemo_config(category) if callable(nemo_config) else copy.deepcopy(nemo_config)
         config.category = category
         config.data.data_dir = data_dir
         run_dir = os.path.join(workdir, "nemo", category)
