@@ -5,9 +5,13 @@
     python tools/evaluate.py --method baseline --workdir BASELINE --dataset synthetic --data_dir data
 
 --workdir is one NeMo training run (config.json + checkpoints/) or a folder of runs, one per category.
-A local PASCAL3D+ + OccludedPASCAL3D+ tree is evaluated after building it with tools/build_data.py
-(--manual_dir as there). Prints the table, writes the results JSON ({"results": ..., "predictions":
-...}) and, with --figures DIR, NeMo's Figure 1 for the first image of each level.
+A local PASCAL3D+ + OccludedPASCAL3D+ tree is evaluated directly with --manual_dir (the folder holding
+PASCAL3D+_release1.1/ and OccludedPASCAL3D+/, as for tools/build_data.py, whose --option KEY=VALUE
+this takes too): what --data_dir lacks is built first. NeMo's protocol: --dataset occluded_pascal3d
+evaluates L0 on the clean PASCAL3D+ val set and L1-L3 on OccludedPASCAL3D+.
+
+Prints the table, writes the results JSON ({"results": ..., "predictions": ...}) and, with
+--figures DIR, NeMo's Figure 1 for the first image of each level.
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ def main(argv=None) -> int:
     p.add_argument("--method", default="nemo", choices=["nemo", "baseline"])
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--data_dir", required=True, help="where tools/build_data.py wrote the dataset")
+    p.add_argument(
+        "--manual_dir",
+        default="",
+        help="local release (as tools/build_data.py): build the dataset into --data_dir first if absent",
+    )
+    p.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="builder option, with --manual_dir"
+    )
     p.add_argument("--levels", default="0,1,2,3", help="occlusion levels, e.g. 0,1,2,3")
     p.add_argument("--categories", default="", help="baseline only: comma-separated subset")
     p.add_argument("--json", default="", help="write the results JSON here")
@@ -38,15 +50,30 @@ def main(argv=None) -> int:
     p.add_argument("--variant", default="hard", choices=["hard", "soft"], help="rasterizer")
     args = p.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x]
-
-    if args.method == "baseline":
-        cats = [c for c in args.categories.split(",") if c] or None
-        records = evaluate_lib.baseline_records(args.workdir, args.dataset, args.data_dir, levels, cats)
-    else:
+    bad = [x for x in args.option if "=" not in x]
+    if bad:
+        p.error(f"--option {bad[0]!r}: expected KEY=VALUE")
+    if args.method == "nemo":
         if os.path.isfile(os.path.join(args.workdir, "config.json")):
             runs = {os.path.basename(os.path.normpath(args.workdir)): args.workdir}
         else:
             runs = evaluate_lib.nemo_workdirs(args.workdir)
+    cats = [c for c in args.categories.split(",") if c]
+    if args.manual_dir:
+        if args.method == "nemo":
+            cats = []
+            for run_dir in runs.values():
+                with open(os.path.join(run_dir, "config.json")) as fh:
+                    cats.append(json.load(fh)["category"])
+        evaluate_lib.ensure_datasets(
+            args.dataset, args.data_dir, args.manual_dir, cats, dict(x.split("=", 1) for x in args.option)
+        )
+
+    if args.method == "baseline":
+        records = evaluate_lib.baseline_records(
+            args.workdir, args.dataset, args.data_dir, levels, cats or None
+        )
+    else:
         records = []
         overrides = {"steps": args.steps, "num_starts": args.starts}
         for category, run_dir in runs.items():

@@ -28,6 +28,50 @@ from nemo_jax.train.loop import load_run
 LEVEL_SPLITS = {0: "test_l0", 1: "test_l1", 2: "test_l2", 3: "test_l3"}
 
 
+def level_source(dataset: str, level: int, data_dir: str) -> data_lib.Source:
+    """The built split that holds occlusion level ``level`` of ``dataset`` (NeMo's protocol).
+
+    * ``synthetic``, and ``pascal3d`` built with ``synthetic_occlusion``: ``test_l{level}``.
+    * ``occluded_pascal3d``: ``test_l1..3``; L0 is the clean PASCAL3D+ val set that the occluded
+      images were made from, i.e. ``pascal3d`` (``test_l0`` if built, else ``val``) in the same
+      ``data_dir``.
+    * ``pascal3d`` / ``objectnet3d`` without test splits: L0 is ``val``.
+    """
+    split = LEVEL_SPLITS[level]
+    if dataset == "occluded_pascal3d" and level == 0:
+        dataset = "pascal3d"
+    source = None
+    try:
+        source = data_lib.load(dataset, split, data_dir)
+    except ValueError:  # the dataset has no such split
+        if level != 0 or dataset == "synthetic":
+            raise
+    return source if source is not None else data_lib.load(dataset, "val", data_dir)
+
+
+def ensure_datasets(
+    dataset: str, data_dir: str, manual_dir: str, categories: Sequence[str], options=None, log=print
+) -> None:
+    """Builds what evaluating ``dataset`` on L0-L3 reads, if it is not yet in ``data_dir``, from the
+    local release in ``manual_dir`` (``occluded_pascal3d`` also needs ``pascal3d`` for L0).
+    ``options``: overrides of the builder's options (``{"shrink": "4"}``), as ``tools/build_data.py``'s
+    ``--option``; ``categories`` default to the builder's own list when empty."""
+    names = ["pascal3d", "occluded_pascal3d"] if dataset == "occluded_pascal3d" else [dataset]
+    for name in names:
+        try:
+            log(f"{name}: using {data_lib.dataset_dir(name, data_dir)}")
+            continue
+        except FileNotFoundError:
+            pass
+        overrides = dict(options or {})
+        if categories:
+            overrides["categories"] = ",".join(categories)
+        if manual_dir and name != "synthetic":
+            overrides["manual_dir"] = manual_dir
+        stats = data_lib.build(name, data_dir, data_lib.make_options(name, overrides), progress=False)
+        log(data_lib.summary(name, stats))
+
+
 def _examples(source, category: str | None):
     """Indices of ``source`` whose category is ``category`` (all when None)."""
     if category is None:
@@ -39,8 +83,11 @@ def _examples(source, category: str | None):
 
 
 def _batches(source, indices: Sequence[int], batch_size: int):
-    for start in range(0, len(indices), batch_size):
-        exs = [source[i] for i in indices[start : start + batch_size]]
+    """Batches of at most ``batch_size`` examples, of equal sizes where possible (20 images at 16 ->
+    10 + 10, not 16 + 4): fewer batch shapes, fewer compilations of the jitted search."""
+    size = -(-len(indices) // max(1, -(-len(indices) // batch_size))) if len(indices) else 1
+    for start in range(0, len(indices), size):
+        exs = [source[i] for i in indices[start : start + size]]
         yield {k: np.stack([e[k] for e in exs]) if k != "id" else [e[k] for e in exs] for k in exs[0]}
 
 
@@ -112,10 +159,10 @@ def nemo_records(
     features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
     records, search_config = [], None
     for level in levels:
-        source = data_lib.load(dataset, LEVEL_SPLITS[level], data_dir)
+        source = level_source(dataset, level, data_dir)
         indices = _examples(source, category)
         if not indices:
-            raise ValueError(f"{source.path}: no {category!r} examples in split {LEVEL_SPLITS[level]}")
+            raise ValueError(f"{source.path}: no {category!r} examples in split {source.split}")
         for batch in _batches(source, indices, batch_size):
             observed = features_fn(batch["image"])
             b, h, w, _ = observed.shape
@@ -181,7 +228,7 @@ def baseline_records(
 
     records, predict, variables = [], None, None
     for level in levels:
-        source = data_lib.load(dataset, LEVEL_SPLITS[level], data_dir)
+        source = level_source(dataset, level, data_dir)
         if predict is None:
             config, module, variables = load_baseline(workdir, tuple(source[0]["image"].shape))
             predict = make_predict(config, module)
