@@ -23,7 +23,10 @@ def get_config(category: str = "car"):
     c.model.width = 1.0
     c.model.feature_dim = 64
     c.model.stride = 4  # 64-px crops: a stride-8 map (8 x 8 cells) is too coarse to localise vertices
-    c.train.steps = 1200  # 800 left the aeroplane's and chair's features short (validation L0 64-84 %)
+    # 800 steps left the aeroplane's and chair's features short (validation L0 64-84 %); the car scores
+    # the same at 800 as at 1200 (validation L0-L3 100/86/74/44 vs 100/87/73/47 %), which keeps the
+    # demo well inside its 15 minutes.
+    c.train.steps = 800 if category == "car" else 1200
     c.train.batch_size = 16
     c.train.lr = 3e-3
     c.train.schedule = "cosine"
