@@ -72,7 +72,7 @@ def test_viewpoint_round_trip_exact(built):
             assert ex["focal"] == np.float32(1.0) and ex["viewport"] == np.float32(3000.0)
             assert ex["distance"] == np.float32(5.0 * 8) and ex["cad_index"] == 1
             h, w = ex["image"].shape[:2]
-            assert (h, w) == (32, 84)
+            assert (h, w) == (32, 96)  # 256 x 672 / 8 = 32 x 84, width rounded up to 96
             assert abs(ex["px"] - w / 2) <= 0.5 and abs(ex["py"] - h / 2) <= 0.5
 
 
@@ -169,7 +169,7 @@ def test_objectnet3d(tmp_path):
             ex = source[i]
             ann = views[ex["id"].split("/")[1]]
             assert ex["azimuth"] == np.float32(np.deg2rad(ann["azimuth"]))
-            assert ex["image"].shape == (32, 84, 3)  # default_crop / 8
+            assert ex["image"].shape == (32, 96, 3)  # default_crop / 8, rounded up to 32
             predicted = fx.silhouette(vertices, _annotation_view(ex), ex["image"].shape[:2], one_based=False)
             observed = ex["image"].mean(-1) > 127
             assert (predicted & observed).sum() / (predicted | observed).sum() > 0.9
@@ -240,3 +240,14 @@ def test_empty_split_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="split 'val' has no examples"):
         build_lib.build("pascal3d", str(tmp_path / "data"), _options(manual), progress=False)
     assert os.listdir(tmp_path / "data" / "pascal3d") == []
+
+
+def test_crop_sizes_round_up_to_the_backbone_multiple():
+    # NeMo's sizes are multiples of 32 and stay as they are; shrunk ones are rounded up.
+    for category, size in pascal3d.CROP_SIZES.items():
+        assert pascal3d.Pascal3DOptions().crop_size(category) == tuple(size)
+    assert pascal3d.Pascal3DOptions(shrink=8).crop_size("car") == (32, 96)
+    assert pascal3d.Pascal3DOptions(shrink=4).crop_size("chair") == (160, 96)  # 136 x 96
+    assert pascal3d.Pascal3DOptions(shrink=8, crop_multiple=1).crop_size("car") == (32, 84)
+    with pytest.raises(ValueError, match="crop_multiple"):
+        pascal3d.Pascal3DOptions(crop_multiple=0)

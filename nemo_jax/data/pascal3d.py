@@ -65,6 +65,9 @@ class Pascal3DOptions:
         none for (ObjectNet3D).
       shrink: integer factor dividing every crop size and multiplying every render distance: the
         same framing with ``shrink`` times fewer pixels per side (1 = NeMo; 4-8 for CPU runs).
+      crop_multiple: crop sides are rounded UP to a multiple of this (a little more context around
+        the same framing), so shrunk crops fit the backbones' stride-32 trunks: car 672 / 8 = 84
+        -> 96. NeMo's own sizes are multiples of 32 already; 1 keeps the plain division.
       synthetic_occlusion: ``pascal3d`` only: also write ``test_l0..test_l3``, the val images with
         pasted occluders (OccludedPASCAL3D+ ratio ranges of the object mask, the CAD silhouette
         rendered at the annotated pose), and give every example an ``object_mask``; for users
@@ -80,6 +83,7 @@ class Pascal3DOptions:
     default_crop: tuple[int, int] = (320, 320)
     default_distance: float = 5.0
     shrink: int = 1
+    crop_multiple: int = 32
     synthetic_occlusion: bool = False
     seed: int = 0
 
@@ -88,11 +92,14 @@ class Pascal3DOptions:
             raise ValueError(f"Pascal3DOptions.pose_split: must be one of {splits.POSE_SPLITS}")
         if int(self.shrink) < 1:
             raise ValueError(f"Pascal3DOptions.shrink: must be >= 1, got {self.shrink}")
+        if int(self.crop_multiple) < 1:
+            raise ValueError(f"Pascal3DOptions.crop_multiple: must be >= 1, got {self.crop_multiple}")
 
     def crop_size(self, category: str) -> tuple[int, int]:
-        """Crop ``(H, W)`` in pixels."""
+        """Crop ``(H, W)`` in pixels: NeMo's size over ``shrink``, rounded up to ``crop_multiple``."""
+        m = int(self.crop_multiple)
         h, w = CROP_SIZES.get(category, self.default_crop)
-        return max(1, round(h / self.shrink)), max(1, round(w / self.shrink))
+        return tuple(-(-max(1, round(s / self.shrink)) // m) * m for s in (h, w))
 
     def render_distance(self, category: str) -> float:
         """The distance (CAD units) objects of ``category`` are rescaled to."""
