@@ -5,35 +5,10 @@ from __future__ import annotations
 
 import ml_collections
 
-# NeMo (Angtian/NeMo): crop size (H, W) and render distance per PASCAL3D+ category.
-CROP_SIZES = {
-    "aeroplane": (320, 1024),
-    "bicycle": (608, 608),
-    "boat": (512, 1216),
-    "bottle": (512, 736),
-    "bus": (384, 896),
-    "car": (256, 672),
-    "chair": (544, 384),
-    "diningtable": (320, 800),
-    "motorbike": (512, 512),
-    "sofa": (352, 736),
-    "train": (256, 608),
-    "tvmonitor": (480, 480),
-}
-DISTANCES = {
-    "aeroplane": 7.0,
-    "bicycle": 5.2,
-    "boat": 8.0,
-    "bottle": 5.0,
-    "bus": 6.0,
-    "car": 5.0,
-    "chair": 4.0,
-    "diningtable": 7.0,
-    "motorbike": 4.5,
-    "sofa": 5.0,
-    "train": 4.5,
-    "tvmonitor": 5.5,
-}
+# NeMo's (Angtian/NeMo) crop size (H, W) and render distance per PASCAL3D+ category, re-exported for
+# the config files: one definition, the data builders'.
+from nemo_jax.data.pascal3d import CROP_SIZES  # noqa: F401
+from nemo_jax.data.pascal3d import RENDER_DISTANCES as DISTANCES  # noqa: F401
 
 
 def base() -> ml_collections.ConfigDict:
