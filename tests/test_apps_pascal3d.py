@@ -17,6 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from configs import nemo_pascal3d  # noqa: E402
+from nemo_jax import data  # noqa: E402
 from nemo_jax.apps import evaluate  # noqa: E402
 from nemo_jax.train.loop import train  # noqa: E402
 
@@ -80,6 +81,9 @@ def test_level_zero_of_a_set_without_test_splits_is_val_and_other_levels_fail_cl
     fx.write_pascal3d(manual, categories=("motorbike",), per_split=(2, 2))
     evaluate.ensure_datasets("pascal3d", data_dir, manual, ["motorbike"], OPTIONS, log=lambda *_: None)
     assert evaluate.level_source("pascal3d", 0, data_dir).split == "val"
+    # An existing build is reused only if it holds the categories asked for.
+    with pytest.raises(ValueError, match=r"lacks categories \['car'\]"):
+        data.ensure_built("pascal3d", data_dir, OPTIONS, ["motorbike", "car"], manual, log=lambda *_: None)
     with pytest.raises(ValueError, match="no split 'test_l2'"):
         evaluate.level_source("pascal3d", 2, data_dir)
     with pytest.raises(FileNotFoundError, match="occluded_pascal3d"):

@@ -21,24 +21,6 @@ from nemo_jax.baseline import train_baseline
 from nemo_jax.train.loop import train
 
 
-def ensure_dataset(data_dir: str, categories, options: dict | None = None, log=print) -> None:
-    """Builds the synthetic dataset into ``data_dir`` unless it is already there."""
-    try:
-        source = data_lib.load("synthetic", "train", data_dir)
-        missing = [c for c in categories if c not in source.categories]
-        if not missing:
-            log(f"dataset: using {source.path}")
-            return
-        raise ValueError(f"{source.path} lacks categories {missing}; delete it or use another --data_dir")
-    except FileNotFoundError:
-        pass
-    opts = data_lib.make_options("synthetic", {"categories": ",".join(categories), **(options or {})})
-    t0 = time.perf_counter()
-    stats = data_lib.build("synthetic", data_dir, opts)
-    log(data_lib.summary("synthetic", stats))
-    log(f"dataset built in {time.perf_counter() - t0:.0f} s")
-
-
 def category_configs(path: str, overrides: dict | None = None, **train_fields):
     """``category -> ConfigDict`` from a config file: its ``get_config(category)`` (so per-category
     settings apply), then ``overrides`` (flat ``{"train.steps": 100}``, as ml_collections'
@@ -73,7 +55,7 @@ def run_demo(workdir: str, data_dir: str, categories, nemo_config, baseline_conf
     os.makedirs(workdir, exist_ok=True)
     timings = {}
     t0 = time.perf_counter()
-    ensure_dataset(data_dir, categories, log=log)
+    data_lib.ensure_built("synthetic", data_dir, categories=categories, log=log)
     timings["data_s"] = time.perf_counter() - t0
 
     nemo_runs = {}

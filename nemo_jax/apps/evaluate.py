@@ -40,13 +40,12 @@ def level_source(dataset: str, level: int, data_dir: str) -> data_lib.Source:
     split = LEVEL_SPLITS[level]
     if dataset == "occluded_pascal3d" and level == 0:
         dataset = "pascal3d"
-    source = None
     try:
-        source = data_lib.load(dataset, split, data_dir)
+        return data_lib.load(dataset, split, data_dir)
     except ValueError:  # the dataset has no such split
         if level != 0 or dataset == "synthetic":
             raise
-    return source if source is not None else data_lib.load(dataset, "val", data_dir)
+    return data_lib.load(dataset, "val", data_dir)
 
 
 def ensure_datasets(
@@ -55,21 +54,13 @@ def ensure_datasets(
     """Builds what evaluating ``dataset`` on L0-L3 reads, if it is not yet in ``data_dir``, from the
     local release in ``manual_dir`` (``occluded_pascal3d`` also needs ``pascal3d`` for L0).
     ``options``: overrides of the builder's options (``{"shrink": "4"}``), as ``tools/build_data.py``'s
-    ``--option``; ``categories`` default to the builder's own list when empty."""
+    ``--option``; ``categories`` default to the builder's own list when empty, and an existing
+    build must hold them (see :func:`nemo_jax.data.ensure_built`)."""
     names = ["pascal3d", "occluded_pascal3d"] if dataset == "occluded_pascal3d" else [dataset]
     for name in names:
-        try:
-            log(f"{name}: using {data_lib.dataset_dir(name, data_dir)}")
-            continue
-        except FileNotFoundError:
-            pass
-        overrides = dict(options or {})
-        if categories:
-            overrides["categories"] = ",".join(categories)
-        if manual_dir and name != "synthetic":
-            overrides["manual_dir"] = manual_dir
-        stats = data_lib.build(name, data_dir, data_lib.make_options(name, overrides), progress=False)
-        log(data_lib.summary(name, stats))
+        data_lib.ensure_built(
+            name, data_dir, options, categories, manual_dir or None, progress=False, log=log
+        )
 
 
 def _examples(source, category: str | None):

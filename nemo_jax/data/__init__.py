@@ -20,7 +20,7 @@ from nemo_jax.data.builders import BuildStats, NemoBuilder, Synthetic
 from nemo_jax.data.loader import Source, batches, dataset_dir, load, pad_example
 from nemo_jax.data.meshes import CategoryMeshes, load_meshes, write_meshes
 from nemo_jax.data.occlusion import LEVELS, make_occluder_mask, occlude, occlusion_ratio
-from nemo_jax.data.prepare import DATASETS, build, make_options, summary
+from nemo_jax.data.prepare import DATASETS, build, ensure_built, make_options, summary
 from nemo_jax.data.splits import TEST_SPLITS, in_seen_bins, sample_azimuth
 from nemo_jax.data.synthetic import SyntheticOptions
 from nemo_jax.data.visibility import project_with_visibility
@@ -38,6 +38,7 @@ __all__ = [
     "batches",
     "build",
     "dataset_dir",
+    "ensure_built",
     "in_seen_bins",
     "load",
     "load_meshes",

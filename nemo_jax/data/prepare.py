@@ -7,11 +7,13 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 
 import tensorflow_datasets as tfds
 import tqdm
 
 from nemo_jax.data import builders
+from nemo_jax.data.loader import dataset_dir
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,37 @@ def build(
             shutil.rmtree(scratch, ignore_errors=True)
     builder.stats.path = target
     return builder.stats
+
+
+def ensure_built(
+    dataset: str,
+    data_dir: str,
+    options: dict | None = None,
+    categories=(),
+    manual_dir: str | None = None,
+    progress: bool = True,
+    log=print,
+) -> str:
+    """Builds ``dataset`` into ``data_dir`` unless a complete version is already there, and returns
+    that version's directory. ``options``: overrides as for :func:`make_options`; ``categories``
+    (empty: the builder's default list) are built, and an existing dataset must hold them all
+    (``ValueError`` naming the missing ones otherwise)."""
+    try:
+        path = dataset_dir(dataset, data_dir)
+    except FileNotFoundError:
+        overrides = dict(options or {})
+        if categories:
+            overrides["categories"] = ",".join(categories)
+        t0 = time.perf_counter()
+        stats = build(dataset, data_dir, make_options(dataset, overrides), manual_dir, progress=progress)
+        log(f"{summary(dataset, stats)}\nbuilt in {time.perf_counter() - t0:.0f} s")
+        return stats.path
+    names = tfds.builder_from_directory(path).info.features["category"].names
+    missing = [c for c in categories if c not in names]
+    if missing:
+        raise ValueError(f"{path} lacks categories {missing}; delete it or use another data_dir")
+    log(f"{dataset}: using {path}")
+    return path
 
 
 def summary(dataset: str, stats: builders.BuildStats) -> str:
