@@ -39,12 +39,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no_progress", action="store_true")
     args = parser.parse_args(argv)
 
-    overrides = {}
-    for item in args.option:
-        if "=" not in item:
-            parser.error(f"--option {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        overrides[key] = value
+    try:
+        overrides = build_lib.parse_option_items(args.option)
+    except ValueError as err:
+        parser.error(str(err))
     if args.categories:
         overrides["categories"] = args.categories
     if args.pose_split:

@@ -23,6 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from nemo_jax import data as data_lib  # noqa: E402
 from nemo_jax import eval as eval_lib  # noqa: E402
 from nemo_jax.apps import evaluate as evaluate_lib  # noqa: E402
 
@@ -50,9 +51,10 @@ def main(argv=None) -> int:
     p.add_argument("--variant", default="hard", choices=["hard", "soft"], help="rasterizer")
     args = p.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x]
-    bad = [x for x in args.option if "=" not in x]
-    if bad:
-        p.error(f"--option {bad[0]!r}: expected KEY=VALUE")
+    try:
+        options = data_lib.parse_option_items(args.option)
+    except ValueError as err:
+        p.error(str(err))
     if args.method == "nemo":
         if os.path.isfile(os.path.join(args.workdir, "config.json")):
             runs = {os.path.basename(os.path.normpath(args.workdir)): args.workdir}
@@ -65,9 +67,7 @@ def main(argv=None) -> int:
             for run_dir in runs.values():
                 with open(os.path.join(run_dir, "config.json")) as fh:
                     cats.append(json.load(fh)["category"])
-        evaluate_lib.ensure_datasets(
-            args.dataset, args.data_dir, args.manual_dir, cats, dict(x.split("=", 1) for x in args.option)
-        )
+        evaluate_lib.ensure_datasets(args.dataset, args.data_dir, args.manual_dir, cats, options)
 
     if args.method == "baseline":
         records = evaluate_lib.baseline_records(

@@ -76,7 +76,8 @@ def _examples(source, category: str | None):
 def _batches(source, indices: Sequence[int], batch_size: int):
     """Batches of at most ``batch_size`` examples, of equal sizes where possible (20 images at 16 ->
     10 + 10, not 16 + 4): fewer batch shapes, fewer compilations of the jitted search."""
-    size = -(-len(indices) // max(1, -(-len(indices) // batch_size))) if len(indices) else 1
+    count = max(1, -(-len(indices) // batch_size))  # batches needed
+    size = max(1, -(-len(indices) // count))
     for start in range(0, len(indices), size):
         exs = [source[i] for i in indices[start : start + size]]
         yield {k: np.stack([e[k] for e in exs]) if k != "id" else [e[k] for e in exs] for k in exs[0]}

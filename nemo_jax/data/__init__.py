@@ -20,7 +20,7 @@ from nemo_jax.data.builders import BuildStats, NemoBuilder, Synthetic
 from nemo_jax.data.loader import Source, batches, dataset_dir, load, pad_example
 from nemo_jax.data.meshes import CategoryMeshes, load_meshes, write_meshes
 from nemo_jax.data.occlusion import LEVELS, make_occluder_mask, occlude, occlusion_ratio
-from nemo_jax.data.prepare import DATASETS, build, ensure_built, make_options, summary
+from nemo_jax.data.prepare import DATASETS, build, ensure_built, make_options, parse_option_items, summary
 from nemo_jax.data.splits import TEST_SPLITS, in_seen_bins, sample_azimuth
 from nemo_jax.data.synthetic import SyntheticOptions
 from nemo_jax.data.visibility import project_with_visibility
@@ -47,6 +47,7 @@ __all__ = [
     "occlude",
     "occlusion_ratio",
     "pad_example",
+    "parse_option_items",
     "project_with_visibility",
     "sample_azimuth",
     "summary",

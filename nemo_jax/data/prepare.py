@@ -32,6 +32,15 @@ def _registry():
 DATASETS = ("synthetic", "pascal3d", "occluded_pascal3d", "objectnet3d")
 
 
+def parse_option_items(items) -> dict:
+    """``["height=96", "seed=1"]`` (the tools' repeatable ``--option KEY=VALUE``) -> ``{"height": "96",
+    "seed": "1"}``; ``ValueError`` on an item without ``=``. Values stay strings (see make_options)."""
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise ValueError(f"--option {bad[0]!r}: expected KEY=VALUE")
+    return dict(item.split("=", 1) for item in items)
+
+
 def make_options(dataset: str, overrides: dict):
     """The dataset's options dataclass with ``overrides`` (field -> value, strings are parsed to the
     field's type: ints, floats, comma-separated tuples)."""
