@@ -83,5 +83,12 @@ def base() -> ml_collections.ConfigDict:
     c.eval.match_px = 16.0
 
     c.parallel = ml_collections.ConfigDict()
-    c.parallel.distributed = False  # jax.distributed.initialize() (multi-host)
+    # Multi-process runs (nemo_jax.train.multihost). Unset values fall back to the environment
+    # (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); distributed=True with nothing set
+    # lets JAX detect a SLURM job, a TPU pod or Open MPI.
+    c.parallel.distributed = False
+    c.parallel.coordinator_address = ""  # host:port of process 0
+    c.parallel.num_processes = 0  # 0: unset
+    c.parallel.process_id = -1  # -1: unset; the only key that differs between the processes
+    c.parallel.init_timeout_s = 300  # wait this long for the coordinator and every process
     return c

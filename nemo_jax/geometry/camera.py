@@ -17,11 +17,12 @@ from __future__ import annotations
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nemo_jax.geometry.rotation import rotation_from_viewpoint
 
 # diag(1, -1, -1): the toolkit's OpenGL camera frame -> OpenCV camera frame.
-_GL_TO_CV = jnp.array([1.0, -1.0, -1.0])
+_GL_TO_CV = np.array([1.0, -1.0, -1.0])  # numpy: importing must not start a JAX backend
 
 
 @flax.struct.dataclass

@@ -23,6 +23,7 @@ RESUMABLE_KEYS = (
     "train.eval_every",
     "train.progress",
     "eval.",
+    "parallel.",  # the process/device layout: the global batch, and so every step, is the same
 )
 
 
@@ -79,7 +80,7 @@ class Checkpointer:
             enable_async_checkpointing=False,
         )
         self.manager = ocp.CheckpointManager(ckpt_dir, options=options)
-        if not has_ckpt:
+        if not has_ckpt and jax.process_index() == 0:  # one writer in a multi-process run
             with open(self.config_path, "w") as fh:
                 json.dump(config_dict, fh, indent=2, sort_keys=True, default=str)
             with open(self.mesh_path, "w") as fh:

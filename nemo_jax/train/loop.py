@@ -24,7 +24,7 @@ import tqdm
 
 from nemo_jax import mesh as mesh_lib
 from nemo_jax.render import validate_mesh
-from nemo_jax.train import contrastive, parallel
+from nemo_jax.train import contrastive, multihost, parallel
 from nemo_jax.train.checkpoint import Checkpointer
 from nemo_jax.train.state import create_train_state, learning_rate_schedule, make_optimizer
 from nemo_jax.train.step import BATCH_FIELDS, StepConfig, jit_step, make_train_step, views
@@ -116,25 +116,21 @@ def build_sources(config, vertices, faces, perm):
     raise ValueError(f"config.data.source: {d.source!r} is not 'toy' or 'tfds'")
 
 
-def batch_dataset(source, batch_size: int, seed: int):
-    """Infinite, reshuffled-every-epoch batches with random access: ``ds[step]`` is batch ``step``."""
+def batch_dataset(source, batch_size: int, seed: int) -> multihost.ProcessBatches:
+    """Infinite, reshuffled-every-epoch batches with random access: ``ds[step]`` is this process's
+    rows of global batch ``step`` (all of it with one process); only those examples are read."""
     if len(source) < batch_size:
         raise ValueError(f"data: {len(source)} examples < batch size {batch_size}")
-    return (
-        grain.MapDataset.source(source)
-        .seed(seed)
-        .shuffle()
-        .repeat(None)
-        .batch(batch_size, drop_remainder=True)
-    )
+    examples = grain.MapDataset.source(source).seed(seed).shuffle().repeat(None)
+    return multihost.ProcessBatches(examples, batch_size)
 
 
 def prefetched(batches, start: int, stop: int, ahead: int = 2) -> Iterator:
-    """Yields ``host_slice(batches[s])`` for ``s`` in ``[start, stop)``, reading up to ``ahead``
+    """Yields ``batches[s]`` for ``s`` in ``[start, stop)``, reading up to ``ahead``
     batches in a background thread while the device runs the current step (reading and decoding a
     batch is ~15 % of a CPU train step). The order, and so every batch, is unchanged."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        fetch = lambda s: parallel.host_slice(batches[s])
+        fetch = lambda s: batches[s]
         pending = collections.deque(pool.submit(fetch, s) for s in range(start, min(stop, start + ahead)))
         for s in range(start, stop):
             batch = pending.popleft().result()
@@ -157,12 +153,15 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
     memory-bank feature. Reports ``vertex_accuracy`` (the match is the vertex itself; chance
     ``1 / V``) and ``near_accuracy`` (the match projects within ``config.eval.match_px`` image pixels
     of the vertex) with its chance level ``near_chance`` (mean fraction of vertices that near).
+
+    Each batch of ``batch_size`` images is split over all devices (of all processes: each process
+    reads only its rows), padded with masked rows up to a multiple of the local device count.
     """
     cfg = StepConfig.from_config(config)
     thr = float(config.eval.match_px)
 
     @jax.jit
-    def match(batch):
+    def match(variables, neural_mesh, batch, valid):
         view = views(neural_mesh, batch, cfg)
         feats = model.apply(variables, preprocess(batch["image"]), train=False)
         pts = contrastive.feature_coordinates(view.points, cfg.feature_stride)
@@ -174,17 +173,30 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
         near = jnp.linalg.norm(pred_pts - view.points, axis=-1) <= thr
         d = jnp.linalg.norm(view.points[:, :, None] - view.points[:, None], axis=-1)
         chance = jnp.mean(d <= thr, -1)
-        w = view.visible.astype(jnp.float32)
+        w = view.visible.astype(jnp.float32) * valid[:, None]
         return jnp.stack([jnp.sum(exact * w), jnp.sum(near * w), jnp.sum(chance * w), jnp.sum(w)])
 
     totals = np.zeros(4)
     n = len(source) - len(source) % batch_size if len(source) >= batch_size else 0
     if n == 0:
         raise ValueError(f"evaluate: {len(source)} held-out examples < eval batch size {batch_size}")
+    replicated, split = parallel.shardings(parallel.data_mesh())
+    variables, neural_mesh = jax.device_put((variables, neural_mesh), replicated)
+    if batch_size % jax.process_count():
+        raise ValueError(
+            f"config.eval.batch_size={batch_size} is not divisible by the {jax.process_count()} processes"
+        )
+    local = batch_size // jax.process_count()
+    padded = -(-local // jax.local_device_count()) * jax.local_device_count()
+    valid = (np.arange(padded) < local).astype(np.float32)
     for start in range(0, n, batch_size):
-        exs = [source[i] for i in range(start, start + batch_size)]
-        batch = {k: jnp.asarray(np.stack([e[k] for e in exs])) for k in BATCH_FIELDS}
-        totals += np.asarray(match(batch))
+        first = start + jax.process_index() * local
+        exs = [source[i] for i in range(first, first + local)]
+        exs += exs[:1] * (padded - local)
+        batch = {k: np.stack([e[k] for e in exs]) for k in BATCH_FIELDS}
+        batch = parallel.shard_batch({**batch, "valid": valid}, split)
+        valid_rows = batch.pop("valid")
+        totals += np.asarray(match(variables, neural_mesh, batch, valid_rows))
     visible = max(totals[3], 1.0)
     v = neural_mesh.vertices.shape[0]
     return {
@@ -198,11 +210,15 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
 
 
 class MetricWriter:
-    """Appends metrics to ``workdir/metrics.jsonl`` and TensorBoard events in ``workdir/tb``."""
+    """Appends metrics to ``workdir/metrics.jsonl`` and TensorBoard events in ``workdir/tb``
+    (process 0 only in a multi-process run; the metrics are global, the others write nothing)."""
 
     def __init__(self, workdir: str, resume_step: int):
         from tensorboardX import SummaryWriter  # noqa: PLC0415
 
+        self.enabled = jax.process_index() == 0
+        if not self.enabled:
+            return
         self.path = os.path.join(workdir, "metrics.jsonl")
         if os.path.exists(self.path):  # drop rows a killed run wrote after its last checkpoint
             with open(self.path) as fh:
@@ -214,6 +230,8 @@ class MetricWriter:
         self.tb = SummaryWriter(os.path.join(workdir, "tb"))
 
     def write(self, step: int, metrics: dict, prefix: str = "train") -> None:
+        if not self.enabled:
+            return
         row = {"step": int(step), "split": prefix, **{k: float(v) for k, v in metrics.items()}}
         with open(self.path, "a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -222,7 +240,8 @@ class MetricWriter:
         self.tb.flush()
 
     def close(self):
-        self.tb.close()
+        if self.enabled:
+            self.tb.close()
 
 
 def train(config, workdir: str, model=None, preprocess: Callable | None = None) -> dict:
@@ -238,7 +257,9 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
       (:func:`evaluate`), and the final :class:`TrainState` (``state.mesh`` is the trained neural mesh).
     """
     parallel.maybe_initialize_distributed(config.parallel)
+    multihost.check_same_config(config.to_dict())
     t = config.train
+    multihost.local_batch_size(int(t.batch_size))
     vertices, faces = build_geometry(config)
     validate_mesh(vertices, faces, f"config.mesh (kind={config.mesh.kind!r})")
     perm = mesh_lib.mirror_permutation(vertices) if float(t.flip_prob) > 0 else None

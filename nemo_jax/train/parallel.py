@@ -9,12 +9,15 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from nemo_jax.train import multihost
+
 
 def maybe_initialize_distributed(cfg) -> None:
-    """``jax.distributed.initialize()`` when ``cfg.distributed`` (multi-host; coordinator etc.
-    from the environment, e.g. SLURM or the ``JAX_COORDINATOR_ADDRESS`` variables)."""
-    if bool(cfg.get("distributed", False)):
-        jax.distributed.initialize()
+    """Joins a multi-process run when ``config.parallel`` (``cfg``) or the environment asks for one
+    (see :func:`nemo_jax.train.multihost.process_spec`); a no-op for a single process."""
+    spec = multihost.process_spec(cfg)
+    if spec is not None:
+        multihost.initialize(spec)
 
 
 def data_mesh(num_devices: int | None = None) -> Mesh:
