@@ -18,6 +18,7 @@ import trimesh
 
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
+from nemo_jax.inference import sharding
 from nemo_jax.inference.search import SearchConfig, search_batch, size_tile_budget
 from nemo_jax.mesh import clutter_feature
 from nemo_jax.render import RasterSettings
@@ -148,7 +149,9 @@ def nemo_records(
     category = config.category
     stride = int(config.model.get("stride", 8))
     clutter = clutter_feature(mesh)
-    features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
+    features_fn = jax.jit(lambda variables, images: model.apply(variables, _preprocess(images), train=False))
+    devices = sharding.image_mesh()  # every batch is spread over all local devices
+    variables = sharding.replicate(variables, devices)
     records, search_config = [], None
     for level in levels:
         source = level_source(dataset, level, data_dir)
@@ -156,8 +159,9 @@ def nemo_records(
         if not indices:
             raise ValueError(f"{source.path}: no {category!r} examples in split {source.split}")
         for batch in _batches(source, indices, batch_size):
-            observed = features_fn(batch["image"])
-            b, h, w, _ = observed.shape
+            images, b = sharding.shard_images(batch["image"], devices)
+            observed = features_fn(variables, images)  # [B', h, w, C], B' = b padded, split over devices
+            _, h, w, _ = observed.shape
             focal = batch["focal"] * batch["viewport"] / stride
             principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
             if search_config is None:
@@ -173,17 +177,23 @@ def nemo_records(
                 vertices, faces, vertex_features, search_config = bucketed_search_inputs(
                     mesh.vertices, mesh.faces, mesh.features, search_config
                 )
-            clutters = jnp.broadcast_to(clutter, (b, clutter.shape[0]))
-            result = search_batch(
-                observed,
-                vertex_features,
-                clutters,
-                vertices,
-                faces,
-                jnp.asarray(focal, jnp.float32),
-                jnp.asarray(principal, jnp.float32),
-                jnp.asarray(batch["distance"], jnp.float32),
-                search_config,
+                vertices, faces, vertex_features = sharding.replicate(
+                    (vertices, faces, vertex_features), devices
+                )
+            per_image, _ = sharding.shard_images(
+                (
+                    np.broadcast_to(np.asarray(clutter, np.float32), (b, clutter.shape[0])),
+                    np.asarray(focal, np.float32),
+                    np.asarray(principal, np.float32),
+                    np.asarray(batch["distance"], np.float32),
+                ),
+                devices,
+            )
+            result = sharding.unpad(
+                search_batch(
+                    observed, vertex_features, per_image[0], vertices, faces, *per_image[1:], search_config
+                ),
+                b,
             )
             if int(np.max(np.asarray(result.overflow))) > 0:
                 raise RuntimeError("pose search: tile budget overflow; raise the search tile budget")

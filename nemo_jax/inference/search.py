@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 from nemo_jax.geometry import camera_from_viewpoint
+from nemo_jax.inference import sharding
 from nemo_jax.inference.objective import clutter_similarity, nemo_loss, similarity_table
 from nemo_jax.render import RasterSettings, render, tiles_needed
 
@@ -311,6 +312,7 @@ def search_pose(
 
     Returns:
       :class:`PoseResult` with a leading ``[B]`` axis (also when ``observed`` is ``[h, w, C]``).
+      The images are spread over all local devices (:mod:`nemo_jax.inference.sharding`).
 
     Raises:
       ValueError naming the argument: wrong shapes, feature size vs config, non-finite values.
@@ -346,17 +348,11 @@ def search_pose(
     dist = _per_image("distance", distance, b, ())
     if np.any(dist <= 0) or np.any(foc <= 0):
         raise ValueError("search_pose: distance and focal must be > 0")
-    return search_batch(
-        jnp.asarray(obs),
-        jnp.asarray(vf),
-        jnp.asarray(clu),
-        jnp.asarray(verts),
-        jnp.asarray(fcs, jnp.int32),
-        jnp.asarray(foc),
-        jnp.asarray(pp),
-        jnp.asarray(dist),
-        config=config,
-    )
+    mesh = sharding.image_mesh()
+    (obs, clu, foc, pp, dist), n = sharding.shard_images((obs, clu, foc, pp, dist), mesh)
+    vf, verts, fcs = sharding.replicate((vf, verts, fcs.astype(np.int32)), mesh)
+    result = search_batch(obs, vf, clu, verts, fcs, foc, pp, dist, config=config)
+    return jax.tree.map(lambda x: x[:n], result)
 
 
 def size_tile_budget(vertices, faces, focal, principal, distance, config: SearchConfig, margin: float = 1.2):
