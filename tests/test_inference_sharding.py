@@ -29,6 +29,18 @@ def test_shard_images_pads_with_the_last_row_and_unpads():
         sharding.shard_images({"a": np.zeros(5), "b": np.zeros(4)}, mesh)
 
 
+def test_place_splits_per_image_leaves_and_replicates_shared_ones():
+    import jax
+
+    mesh = sharding.image_mesh(jax.local_devices()[:1])
+    tree = {"obs": np.ones((3, 2), np.float32), "mesh": np.zeros((7, 3), np.float32)}
+    placed, n = sharding.place(tree, {"obs": 0, "mesh": None}, mesh)
+    assert n == 3 and placed["obs"].shape == (3, 2) and placed["mesh"].shape == (7, 3)
+    assert placed["mesh"].sharding.is_fully_replicated
+    with pytest.raises(ValueError, match="axes must be 0 or None"):
+        sharding.place(tree, {"obs": 1, "mesh": None}, mesh)
+
+
 def _predict(root: str, out: str) -> None:
     """In a subprocess: the pose search on random features and the evaluation of the tiny run."""
     import jax
@@ -61,6 +73,7 @@ def _predict(root: str, out: str) -> None:
         )
 
 
+@pytest.mark.slow  # an acceptance test: .ci/run runs it (build + 1 train step + 2 subprocesses)
 def test_four_devices_predict_what_one_device_predicts(tmp_path):
     sys.path.insert(0, ROOT)
     from configs import synthetic_cpu

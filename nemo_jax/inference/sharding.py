@@ -60,3 +60,19 @@ def replicate(tree, mesh: Mesh):
 def unpad(tree, n: int):
     """The first ``n`` rows of every leaf, as numpy arrays (gathered from the devices)."""
     return jax.tree.map(lambda x: np.asarray(x)[:n], tree)
+
+
+def place(tree, axes, mesh: Mesh):
+    """Places a batch PyTree whose leaves are per-image (``axes`` leaf ``0``: padded and split over
+    the ``'data'`` axis) or shared (``None``: replicated), e.g. a batched ``SearchInputs`` with
+    ``BATCH_AXES``. Returns ``(placed tree, number of real images)``."""
+    flat, treedef = jax.tree.flatten(tree)
+    flat_axes = treedef.flatten_up_to(axes)
+    per_image = [x for x, a in zip(flat, flat_axes, strict=True) if a is not None]
+    if any(a not in (None, 0) for a in flat_axes):
+        raise ValueError(f"place: axes must be 0 or None, got {flat_axes}")
+    sharded, n = shard_images(per_image, mesh)
+    shared = replicate([x for x, a in zip(flat, flat_axes, strict=True) if a is None], mesh)
+    it_sharded, it_shared = iter(sharded), iter(shared)
+    out = [next(it_shared) if a is None else next(it_sharded) for a in flat_axes]
+    return jax.tree.unflatten(treedef, out), n

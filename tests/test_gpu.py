@@ -1,0 +1,82 @@
+"""On a CUDA GPU (``pytest -m gpu``; tools/gpu_check.sh runs these): the pose search gives the CPU's
+poses, and the bfloat16 train step stays finite and close to float32."""
+
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+pytestmark = pytest.mark.gpu
+
+
+def _gpu():
+    try:
+        return jax.devices("gpu")[0]
+    except RuntimeError:
+        pytest.skip("no GPU visible to JAX")
+
+
+def test_search_on_gpu_matches_cpu():
+    from nemo_jax import mesh as mesh_lib
+    from nemo_jax.inference import search
+
+    gpu, cpu = _gpu(), jax.devices("cpu")[0]
+    rng = np.random.default_rng(0)
+    v, f = mesh_lib.cuboid_mesh([-1, -0.6, -0.4], [1, 0.6, 0.4], 200)
+    unit = lambda x: (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+    obs, feats, clutter = (
+        unit(rng.normal(size=(4, 32, 84, 32))),
+        unit(rng.normal(size=(len(v), 32))),
+        unit(rng.normal(size=32)),
+    )
+    cfg = search.search_config(32, 84, {"steps": 50})
+    cfg = search.size_tile_budget(v, f, 375.0, np.array([41.5, 15.5]), 5.0, cfg)
+    poses = {}
+    for name, dev in (("gpu", gpu), ("cpu", cpu)):
+        with jax.default_device(dev):
+            r = search.search_batch(
+                *(jax.device_put(np.asarray(x), dev) for x in (obs, feats, np.tile(clutter, (4, 1)), v, f)),
+                *(
+                    jax.device_put(np.asarray(x, np.float32), dev)
+                    for x in ([375.0] * 4, [[41.5, 15.5]] * 4, [5.0] * 4)
+                ),
+                config=cfg,
+            )
+        poses[name] = np.stack([r.azimuth, r.elevation, r.theta, r.loss], 1)
+    np.testing.assert_allclose(poses["gpu"], poses["cpu"], rtol=1e-3, atol=1e-3)
+
+
+def test_bfloat16_train_step_on_gpu_is_finite_and_close_to_float32():
+    gpu = _gpu()
+    sys.path.insert(0, os.path.dirname(HERE))
+    sys.path.insert(0, HERE)
+    from test_train_parallel import _random_batch
+
+    from configs import smoke
+    from nemo_jax import mesh as mesh_lib
+    from nemo_jax.train import loop, state, step
+
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        config = smoke.get_config()
+        config.model.dtype = dtype
+        model, preprocess = loop.build_model(config)
+        v, f = loop.build_geometry(config)
+        tx = state.make_optimizer(config.train)
+        with jax.default_device(gpu):
+            neural = mesh_lib.init_neural_mesh(jax.random.PRNGKey(0), v, f, 16, 32)
+            s = state.create_train_state(jax.random.PRNGKey(1), model, neural, tx, (64, 64))
+            fn = jax.jit(
+                step.make_train_step(model, tx, step.StepConfig.from_config(config), preprocess, None)
+            )
+            batch = jax.device_put(_random_batch(8, 64), gpu)
+            out = []
+            for _ in range(3):
+                s, metrics = fn(s, batch)
+                out.append(float(metrics["loss"]))
+        assert all(np.isfinite(out)), (dtype, out)
+        losses[dtype] = out
+    np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.05)
