@@ -15,8 +15,7 @@ import numpy as np
 from PIL import Image
 
 from nemo_jax.apps.evaluate import _preprocess
-from nemo_jax.inference import SearchInputs, search_config_for, search_pose
-from nemo_jax.mesh import clutter_feature
+from nemo_jax.inference import neural_mesh_inputs, search_config_for, search_pose
 from nemo_jax.train.contrastive import feature_coordinates
 from nemo_jax.train.loop import load_run
 
@@ -62,7 +61,6 @@ def estimate_poses(
     names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
     if not names:
         raise FileNotFoundError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-    clutter = clutter_feature(mesh)
     focal_px = 3000.0 / stride  # NeMo's focal 1 x viewport 3000 image pixels, at feature resolution
     principal = feature_coordinates(np.array([size[1] / 2, size[0] / 2]), stride)
     records, search_config = [], None
@@ -78,17 +76,7 @@ def estimate_poses(
         observed = model.apply(variables, _preprocess(crop[None]), train=False)
         if search_config is None:
             search_config = search_config_for(mesh, observed.shape[1:3], focal_px, principal, distance)
-        inputs = SearchInputs(
-            observed=observed,
-            vertex_features=mesh.features,
-            clutter=clutter,
-            vertices=mesh.vertices,
-            faces=mesh.faces,
-            focal_px=focal_px,
-            principal=principal,
-            distance=distance,
-        )
-        result = search_pose(inputs, search_config)
+        result = search_pose(neural_mesh_inputs(mesh, observed, focal_px, principal, distance), search_config)
         pose = {k: float(np.asarray(getattr(result, k))[0]) for k in ("azimuth", "elevation", "theta")}
         record = {
             "image": name,

@@ -7,6 +7,7 @@ the viewpoint directly. Both produce the same prediction records and so the same
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 
@@ -16,7 +17,13 @@ import numpy as np
 
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
-from nemo_jax.inference import SearchInputs, bucketed_search_inputs, search_batch, search_config_for
+from nemo_jax.inference import (
+    SearchInputs,
+    bucketed_search_inputs,
+    neural_mesh_inputs,
+    search_batch,
+    search_config_for,
+)
 from nemo_jax.mesh import clutter_feature
 from nemo_jax.render import RasterSettings
 from nemo_jax.train.contrastive import feature_coordinates
@@ -217,7 +224,6 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
     stride = int(config.model.get("stride", 8))
     image = batch["image"][index]
     observed = model.apply(variables, _preprocess(image[None]), train=False)[0]
-    clutter = clutter_feature(mesh)
     focal_image_px = float(batch["focal"][index] * batch["viewport"][index])  # image pixels
     principal = np.array([batch["px"][index], batch["py"][index]], np.float32)
     pose = tuple(
@@ -225,15 +231,8 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
     )
     h, w = observed.shape[:2]
     settings = RasterSettings(height=h, width=w, tile_height=4, tile_width=4, tile_budget=4 * len(mesh.faces))
-    inputs = SearchInputs(
-        observed=observed,
-        vertex_features=mesh.features,
-        clutter=clutter,
-        vertices=mesh.vertices,
-        faces=mesh.faces,
-        focal_px=focal_image_px / stride,
-        principal=feature_coordinates(principal, stride),
-        distance=pose[3],
+    inputs = neural_mesh_inputs(
+        mesh, observed, focal_image_px / stride, feature_coordinates(principal, stride), pose[3]
     )
     landscape = loss_landscape(
         inputs,
@@ -282,3 +281,58 @@ def figure_hook(run_dir: str, out_dir: str, category: str):
         )
 
     return on_batch
+
+
+def evaluate(
+    workdir: str,
+    dataset: str,
+    data_dir: str,
+    method: str = "nemo",
+    levels: Sequence[int] = (0, 1, 2, 3),
+    categories: Sequence[str] = (),
+    manual_dir: str = "",
+    options: dict | None = None,
+    figures_dir: str = "",
+    search_overrides: dict | None = None,
+    variant: str = "hard",
+) -> dict:
+    """NeMo (or the baseline) on ``dataset``'s occlusion ``levels``: NeMo's results dict
+    (:func:`nemo_jax.eval.evaluate_records`).
+
+    ``workdir``: one NeMo training run (``config.json`` + checkpoints), a folder of runs (one per
+    category), or the baseline's run (``method="baseline"``; ``categories`` then selects a subset).
+    With ``manual_dir`` (a local release, as ``nemo-jax-build-data``'s), what ``data_dir`` lacks is
+    built first with the builder ``options``. ``figures_dir``: NeMo's Figure 1 for the first image
+    of each level. ``search_overrides``: :class:`nemo_jax.inference.SearchConfig` fields.
+    """
+    if method not in ("nemo", "baseline"):
+        raise ValueError(f"evaluate: method must be 'nemo' or 'baseline', got {method!r}")
+    if method == "nemo":
+        if os.path.isfile(os.path.join(workdir, "config.json")):
+            runs = {os.path.basename(os.path.normpath(workdir)): workdir}
+        else:
+            runs = nemo_workdirs(workdir)
+    cats = list(categories)
+    if manual_dir:
+        if method == "nemo":
+            cats = []
+            for run_dir in runs.values():
+                with open(os.path.join(run_dir, "config.json")) as fh:
+                    cats.append(json.load(fh)["category"])
+        ensure_datasets(dataset, data_dir, manual_dir, cats, options)
+    if method == "baseline":
+        records = baseline_records(workdir, dataset, data_dir, levels, cats or None)
+    else:
+        records = []
+        for category, run_dir in runs.items():
+            hook = figure_hook(run_dir, figures_dir, category) if figures_dir else None
+            records += nemo_records(
+                run_dir,
+                dataset,
+                data_dir,
+                levels,
+                search_overrides=search_overrides,
+                variant=variant,
+                on_batch=hook,
+            )
+    return eval_lib.evaluate_records(records)

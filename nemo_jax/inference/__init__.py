@@ -7,7 +7,7 @@ Modules:
   landscape: loss along each camera parameter around a pose (figures).
 """
 
-from nemo_jax.inference.category import bucketed_search_inputs, search_config_for
+from nemo_jax.inference.category import bucketed_search_inputs, neural_mesh_inputs, search_config_for
 from nemo_jax.inference.landscape import PARAMETERS, loss_landscape
 from nemo_jax.inference.objective import clutter_similarity, nemo_loss, similarity_table
 from nemo_jax.inference.search import (
@@ -34,6 +34,7 @@ __all__ = [
     "clutter_similarity",
     "loss_landscape",
     "nemo_loss",
+    "neural_mesh_inputs",
     "occlusion_maps",
     "pose_grid",
     "pose_loss",

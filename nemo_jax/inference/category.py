@@ -13,8 +13,26 @@ import jax.numpy as jnp
 import numpy as np
 import trimesh
 
-from nemo_jax.inference.search import SearchConfig, size_tile_budget
+from nemo_jax.inference.search import SearchConfig, SearchInputs, size_tile_budget
+from nemo_jax.mesh import NeuralMesh, clutter_feature
 from nemo_jax.render import RasterSettings
+
+
+def neural_mesh_inputs(neural_mesh: NeuralMesh, observed, focal_px, principal, distance) -> SearchInputs:
+    """:class:`nemo_jax.inference.SearchInputs` of ``observed`` (``[h, w, C]`` or ``[B, h, w, C]``)
+    against a trained neural mesh: its vertices, faces and vertex features, and its clutter bank's
+    normalised mean as the clutter feature ``[C]``. ``focal_px`` in feature-map pixels,
+    ``principal`` (x, y) in feature-map pixels, ``distance`` in CAD units."""
+    return SearchInputs(
+        observed=observed,
+        vertex_features=neural_mesh.features,
+        clutter=clutter_feature(neural_mesh),
+        vertices=neural_mesh.vertices,
+        faces=neural_mesh.faces,
+        focal_px=focal_px,
+        principal=principal,
+        distance=distance,
+    )
 
 
 def search_config_for(
