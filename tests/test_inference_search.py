@@ -70,6 +70,22 @@ def scene():
     )
 
 
+def _batched(scene, obs, vertices=None, faces=None, vertex_features=None) -> SearchInputs:
+    """Batched search inputs: images ``obs [B, H, W, C]`` seen by the scene's camera; the scene's mesh
+    unless another (e.g. padded) one is given."""
+    b = len(obs)
+    return SearchInputs(
+        observed=jnp.asarray(obs),
+        vertex_features=jnp.asarray(scene["vf"] if vertex_features is None else vertex_features),
+        clutter=jnp.asarray(np.tile(scene["clutter"], (b, 1))),
+        vertices=jnp.asarray(scene["v"] if vertices is None else vertices),
+        faces=jnp.asarray(scene["f"] if faces is None else faces),
+        focal_px=jnp.full((b,), FOCAL),
+        principal=jnp.tile(scene["pp"], (b, 1)),
+        distance=jnp.full((b,), DIST),
+    )
+
+
 @pytest.fixture(scope="module")
 def results(scene):
     """search_batch on [clean, occluded, NaN]: the NaN image bypasses search_pose's eager check to
@@ -77,17 +93,7 @@ def results(scene):
     nan_image = scene["clean"].copy()
     nan_image[5, 7, :] = np.nan
     obs = np.stack([scene["clean"], scene["occluded"], nan_image])
-    inputs = SearchInputs(
-        observed=jnp.asarray(obs),
-        vertex_features=jnp.asarray(scene["vf"]),
-        clutter=jnp.asarray(np.tile(scene["clutter"], (3, 1))),
-        vertices=jnp.asarray(scene["v"]),
-        faces=jnp.asarray(scene["f"]),
-        focal_px=jnp.full((3,), FOCAL),
-        principal=jnp.tile(scene["pp"], (3, 1)),
-        distance=jnp.full((3,), DIST),
-    )
-    res = search_batch(inputs, config=scene["config"])
+    res = search_batch(_batched(scene, obs), config=scene["config"])
     return jax.tree.map(np.asarray, res)
 
 
@@ -134,14 +140,7 @@ def test_never_nan_pose(results):
 
 def test_bad_input_raises(scene):
     good = SearchInputs(
-        observed=scene["clean"],
-        vertex_features=scene["vf"],
-        clutter=scene["clutter"],
-        vertices=scene["v"],
-        faces=scene["f"],
-        focal_px=FOCAL,
-        principal=scene["pp"],
-        distance=DIST,
+        scene["clean"], scene["vf"], scene["clutter"], scene["v"], scene["f"], FOCAL, scene["pp"], DIST
     )
     config = scene["config"]
     bad = scene["clean"].copy()
@@ -167,17 +166,7 @@ def test_bucketed_mesh_gives_the_unpadded_search(scene, results):
     assert v.shape[0] % 256 == 0 and f.shape[0] % 256 == 0 and config.raster.tile_budget % 256 == 0
     assert v.shape[0] > len(scene["v"]) and bool(jnp.all(f[len(scene["f"]) :] == -1))
     obs = np.stack([scene["clean"], scene["occluded"]])
-    inputs = SearchInputs(
-        observed=jnp.asarray(obs),
-        vertex_features=vf,
-        clutter=jnp.asarray(np.tile(scene["clutter"], (2, 1))),
-        vertices=v,
-        faces=f,
-        focal_px=jnp.full((2,), FOCAL),
-        principal=jnp.tile(scene["pp"], (2, 1)),
-        distance=jnp.full((2,), DIST),
-    )
-    res = search_batch(inputs, config=config)
+    res = search_batch(_batched(scene, obs, v, f, vf), config=config)
     for field in ("azimuth", "elevation", "theta", "loss"):
         np.testing.assert_allclose(np.asarray(getattr(res, field)), getattr(results, field)[:2], atol=1e-4)
     np.testing.assert_array_equal(np.asarray(res.occluder), results.occluder[:2])

@@ -42,16 +42,7 @@ def test_figure_one_and_landscape(tmp_path):
     )
     mask = np.asarray(out.coverage) > 0.5
     obs = np.where(mask[..., None], _unit(np.asarray(out.features) + 1e-9), clutter).astype(np.float32)
-    inputs = SearchInputs(
-        observed=obs,
-        vertex_features=vf,
-        clutter=clutter,
-        vertices=v,
-        faces=f,
-        focal_px=60.0,
-        principal=pp,
-        distance=pose[3],
-    )
+    inputs = SearchInputs(obs, vf, clutter, v, f, 60.0, pp, pose[3])  # focal_px 60
     land = loss_landscape(inputs, pose, settings, num=9, span_deg=40)
     assert set(land) == set(PARAMETERS)
     for i, name in enumerate(PARAMETERS):

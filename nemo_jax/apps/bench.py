@@ -188,18 +188,10 @@ def bench_pose(
         )
     common["devices"] = len(jax.devices())
 
+    shared = SearchInputs(observed, vertex_features, clutter, verts, faces, focal_px, principal, dist)
+
     def search(observed, clutter):
-        inputs = SearchInputs(
-            observed=observed,
-            vertex_features=vertex_features,
-            clutter=clutter,
-            vertices=verts,
-            faces=faces,
-            focal_px=focal_px,
-            principal=principal,
-            distance=dist,
-        )
-        return search_batch(inputs, config=config)
+        return search_batch(shared.replace(observed=observed, clutter=clutter), config=config)
 
     benches = {"pose_search": (jax.jit(search), (observed, clutter), {})}
     only = [s for s in only if s]

@@ -130,16 +130,8 @@ def nemo_records(
                     mesh.vertices, mesh.faces, mesh.features, search_config
                 )
             clutters = jnp.broadcast_to(clutter, (b, clutter.shape[0]))
-            inputs = SearchInputs(
-                observed=observed,
-                vertex_features=vertex_features,
-                clutter=clutters,
-                vertices=vertices,
-                faces=faces,
-                focal_px=jnp.asarray(focal_px, jnp.float32),
-                principal=jnp.asarray(principal, jnp.float32),
-                distance=jnp.asarray(batch["distance"], jnp.float32),
-            )
+            camera = [jnp.asarray(x, jnp.float32) for x in (focal_px, principal, batch["distance"])]
+            inputs = SearchInputs(observed, vertex_features, clutters, vertices, faces, *camera)
             result = search_batch(inputs, search_config)
             if int(np.max(np.asarray(result.overflow))) > 0:
                 raise RuntimeError("pose search: tile budget overflow; raise the search tile budget")

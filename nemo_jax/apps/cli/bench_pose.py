@@ -28,7 +28,7 @@ import json
 
 from absl import flags
 
-from nemo_jax.apps.bench import bench_pose, define_car_setting_flags
+from nemo_jax.apps.bench import CAR_SETTING, bench_pose, define_car_setting_flags
 from nemo_jax.apps.cli import no_positional, run
 
 define_car_setting_flags()
@@ -50,13 +50,7 @@ def _main(argv) -> int:
         repeats=_REPEATS.value,
         backbone=_BACKBONE.value,
         only=_ONLY.value.split(","),
-        height=FLAGS.height,
-        width=FLAGS.width,
-        feature_dim=FLAGS.feature_dim,
-        vertices=FLAGS.vertices,
-        distance=FLAGS.distance,
-        focal=FLAGS.focal,
-        variant=FLAGS.variant,
+        **{name: FLAGS[name].value for name, *_ in CAR_SETTING if name not in ("json", "tile", "no_cull")},
         tile=[int(t) for t in FLAGS.tile],
         cull=not FLAGS.no_cull,
         log=lambda note: print(json.dumps(note)),
@@ -79,8 +73,5 @@ def _main(argv) -> int:
 
 
 def main():
+    """Console entry point (``[project.scripts]``); ``tools/*.py`` call it too."""
     run(__name__, _main)
-
-
-if __name__ == "__main__":
-    main()

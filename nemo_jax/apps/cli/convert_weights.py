@@ -56,8 +56,5 @@ def _main(argv):
 
 
 def main():
+    """Console entry point (``[project.scripts]``); ``tools/*.py`` call it too."""
     run(__name__, _main)
-
-
-if __name__ == "__main__":
-    main()

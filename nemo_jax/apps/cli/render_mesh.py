@@ -80,8 +80,5 @@ def _main(argv) -> int:
 
 
 def main():
+    """Console entry point (``[project.scripts]``); ``tools/*.py`` call it too."""
     run(__name__, _main)
-
-
-if __name__ == "__main__":
-    main()
