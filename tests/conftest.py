@@ -10,7 +10,9 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
+TESTS = os.path.join(ROOT, "tests")
+# Subprocesses import this checkout (and the tests' helper modules, as pytest's ``pythonpath`` does here).
+os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, TESTS, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def run_tool(name: str, *args, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
