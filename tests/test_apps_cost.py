@@ -40,18 +40,29 @@ def test_roofline_is_the_slower_of_compute_and_memory():
 def test_search_cost_per_image_is_independent_of_the_batch():
     from nemo_jax import mesh as mesh_lib
     from nemo_jax.inference import search
+    from nemo_jax.render import RasterSettings
 
     v, f = mesh_lib.cuboid_mesh([-1, -0.6, -0.4], [1, 0.6, 0.4], 40)
     cfg = search.size_tile_budget(
-        v, f, 20.0, np.array([8.0, 6.0]), 5.0, search.search_config(12, 16, {"steps": 7})
+        v,
+        f,
+        20.0,
+        np.array([8.0, 6.0]),
+        5.0,
+        search.SearchConfig(
+            raster=RasterSettings(height=12, width=16, tile_height=4, tile_width=4, cull_backfaces=True),
+            steps=7,
+        ),
     )
     per_image = []
     for b in (1, 2):
-        args = (
-            jnp.ones((b, 12, 16, 8)) / np.sqrt(8), jnp.ones((len(v), 8)) / np.sqrt(8), jnp.zeros((b, 8)),
-            jnp.asarray(v), jnp.asarray(f), jnp.full(b, 20.0), jnp.tile(jnp.array([[8.0, 6.0]]), (b, 1)),
-            jnp.full(b, 5.0),
+        inputs = search.SearchInputs(
+            observed=jnp.ones((b, 12, 16, 8)) / np.sqrt(8),
+            vertex_features=jnp.ones((len(v), 8)) / np.sqrt(8),
+            clutter=jnp.zeros((b, 8)), vertices=jnp.asarray(v), faces=jnp.asarray(f, jnp.int32),
+            focal_px=jnp.full(b, 20.0), principal=jnp.tile(jnp.array([[8.0, 6.0]]), (b, 1)),
+            distance=jnp.full(b, 5.0),
         )  # fmt: skip
-        per_image.append(cost.search_cost(*args, cfg).per(b))
+        per_image.append(cost.search_cost(inputs, cfg).per(b))
     assert per_image[0].flops > 0 and per_image[0].bytes_accessed > 0
     assert per_image[1].flops == pytest.approx(per_image[0].flops, rel=0.1)

@@ -22,6 +22,7 @@ def _gpu():
 def test_search_on_gpu_matches_cpu():
     from nemo_jax import mesh as mesh_lib
     from nemo_jax.inference import search
+    from nemo_jax.render import RasterSettings
 
     gpu, cpu = _gpu(), jax.devices("cpu")[0]
     rng = np.random.default_rng(0)
@@ -32,19 +33,20 @@ def test_search_on_gpu_matches_cpu():
         unit(rng.normal(size=(len(v), 32))),
         unit(rng.normal(size=32)),
     )
-    cfg = search.search_config(32, 84, {"steps": 50})
+    cfg = search.SearchConfig(
+        raster=RasterSettings(height=32, width=84, tile_height=4, tile_width=4, cull_backfaces=True), steps=50
+    )
     cfg = search.size_tile_budget(v, f, 375.0, np.array([41.5, 15.5]), 5.0, cfg)
     poses = {}
     for name, dev in (("gpu", gpu), ("cpu", cpu)):
         with jax.default_device(dev):
-            r = search.search_batch(
-                *(jax.device_put(np.asarray(x), dev) for x in (obs, feats, np.tile(clutter, (4, 1)), v, f)),
-                *(
-                    jax.device_put(np.asarray(x, np.float32), dev)
-                    for x in ([375.0] * 4, [[41.5, 15.5]] * 4, [5.0] * 4)
-                ),
-                config=cfg,
-            )
+            put = lambda x, dtype=np.float32, dev=dev: jax.device_put(np.asarray(x, dtype), dev)
+            inputs = search.SearchInputs(
+                observed=put(obs), vertex_features=put(feats), clutter=put(np.tile(clutter, (4, 1))),
+                vertices=put(v), faces=put(f, np.int32), focal_px=put([375.0] * 4),
+                principal=put([[41.5, 15.5]] * 4), distance=put([5.0] * 4),
+            )  # fmt: skip
+            r = search.search_batch(inputs, config=cfg)
         poses[name] = np.stack([r.azimuth, r.elevation, r.theta, r.loss], 1)
     np.testing.assert_allclose(poses["gpu"], poses["cpu"], rtol=1e-3, atol=1e-3)
 

@@ -48,15 +48,21 @@ def _predict(root: str, out: str) -> None:
     from nemo_jax import mesh as mesh_lib
     from nemo_jax.apps import evaluate
     from nemo_jax.inference import search
+    from nemo_jax.render import RasterSettings
 
     rng = np.random.default_rng(0)
     v, f = mesh_lib.cuboid_mesh([-1, -0.6, -0.4], [1, 0.6, 0.4], 40)
     unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
     obs = unit(rng.normal(size=(3, 12, 16, 8))).astype(np.float32)  # 3 images: padded to 4
-    cfg = search.search_config(12, 16, {"steps": 5, "num_starts": 2})
+    cfg = search.SearchConfig(
+        raster=RasterSettings(height=12, width=16, tile_height=4, tile_width=4, cull_backfaces=True),
+        steps=5,
+        num_starts=2,
+    )
     cfg = search.size_tile_budget(v, f, 20.0, np.array([8.0, 6.0]), 5.0, cfg)
     feats = unit(rng.normal(size=(len(v), 8))).astype(np.float32)
-    res = search.search_pose(obs, feats, unit(rng.normal(size=8)), v, f, 20.0, [8.0, 6.0], 5.0, cfg)
+    inputs = search.SearchInputs(obs, feats, unit(rng.normal(size=8)), v, f, 20.0, [8.0, 6.0], 5.0)
+    res = search.search_pose(inputs, cfg)
     records = evaluate.nemo_records(
         os.path.join(root, "nemo"), "synthetic", os.path.join(root, "data"), levels=(0,), batch_size=8,
         search_overrides={"steps": 5},

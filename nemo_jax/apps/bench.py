@@ -6,6 +6,7 @@ settings, timing, the environment record every benchmark line carries: device, v
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nemo_jax.apps import cost as cost_lib
 from nemo_jax.mesh import cuboid_mesh
 from nemo_jax.render import RasterSettings
 
@@ -134,14 +136,19 @@ def bench_pose(
     tile=(4, 4),
     cull: bool = True,
     log=print,
+    cost: bool = False,
 ):
     """NeMo's full pose search on the car setting: yields ``common`` (the setting and environment,
     a dict) first, then one record per benchmark (``pose_search``: the search for a batch of
     ``images`` from precomputed feature maps; ``pose_search_e2e``: ``backbone`` + search from uint8
     images). ``focal`` in pixels of the feature map. With several devices the image batch is
     sharded over them (data parallel). ``log`` receives a JSON-able note when a benchmark is skipped.
+
+    ``cost=True``: nothing is timed; each record holds XLA's cost analysis of the compiled program
+    per image (FLOPs, bytes accessed; the refinement loop counted ``steps`` times, see
+    :mod:`nemo_jax.apps.cost`) and the roofline bound it implies on an H100 SXM.
     """
-    from nemo_jax.inference import SearchConfig, SearchInputs, search_batch, size_tile_budget
+    from nemo_jax.inference import SearchConfig, SearchInputs, size_tile_budget
 
     h, w, c, b = height, width, feature_dim, images
     v_np, f_np = car_mesh(vertices)
@@ -189,41 +196,21 @@ def bench_pose(
     common["devices"] = len(jax.devices())
 
     shared = SearchInputs(observed, vertex_features, clutter, verts, faces, focal_px, principal, dist)
-
-    def search(observed, clutter):
-        return search_batch(shared.replace(observed=observed, clutter=clutter), config=config)
-
-    benches = {"pose_search": (jax.jit(search), (observed, clutter), {})}
     only = [s for s in only if s]
-    if not only or "pose_search_e2e" in only:
-        try:
-            from nemo_jax.models import STRIDE, build_backbone, default_config, preprocess
-        except ImportError as e:  # another part of the project; skip with a note
-            log({"name": "pose_search_e2e", "skipped": f"nemo_jax.models unavailable: {e}"})
-        else:
-            cfg = default_config()
-            cfg.name = backbone
-            cfg.feature_dim = c
-            model = build_backbone(cfg)
-            stride = STRIDE
-            image_batch = jax.random.randint(keys[3], (b, h * stride, w * stride, 3), 0, 256).astype(
-                jnp.uint8
-            )
-            variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(1), x, train=False))(
-                preprocess(image_batch[:1])
-            )
-
-            def e2e(image_batch, clutter):
-                feats = model.apply(variables, preprocess(image_batch), train=False)
-                return search(feats.astype(jnp.float32), clutter)
-
-            benches["pose_search_e2e"] = (
-                jax.jit(e2e),
-                (image_batch, clutter),
-                {"backbone": backbone, "image_shape": [h * stride, w * stride]},
-            )
-
+    benches = _pose_benches(shared, config, only, backbone, keys[3], log)
     yield common
+    if cost:
+        with_steps = [
+            _pose_benches(shared, dataclasses.replace(config, steps=k), only, backbone, keys[3], log)
+            for k in (0, 1)
+        ]
+        for name, (_, fn_args, extra) in benches.items():
+            if only and name not in only:
+                continue
+            at = [cost_lib.compiled_cost(w[name][0], *fn_args) for w in with_steps]
+            per_image = cost_lib.with_loop(at[0], at[1], steps).per(b)
+            yield {"name": f"{name}_cost", **cost_record(per_image), **extra, **common}
+        return
     for name, (fn, fn_args, extra) in benches.items():
         if only and name not in only:
             continue
@@ -245,11 +232,64 @@ def bench_pose(
         }
 
 
-def bench_train(config, steps: int = 10, warmup: int = 2) -> dict:
+def cost_record(per_image) -> dict:
+    """JSON fields of a per-image :class:`nemo_jax.apps.cost.Cost` and its H100 SXM roofline (ms)."""
+    bound = cost_lib.roofline(per_image)
+    return {
+        "flops_per_image": per_image.flops,
+        "bytes_per_image": per_image.bytes_accessed,
+        "transcendentals_per_image": per_image.transcendentals,
+        "flops_per_byte": per_image.flops / max(per_image.bytes_accessed, 1.0),
+        "h100_ms_per_image": {k.removesuffix("_s"): 1e3 * v for k, v in bound.items()},
+        "h100_peaks": cost_lib.H100_SXM,
+    }
+
+
+def _pose_benches(shared, config, only, backbone, key, log) -> dict:
+    """``{name: (jitted fn, args, extra record fields)}`` of the pose-search benchmarks."""
+    from nemo_jax.inference import search_batch
+
+    observed, clutter = shared.observed, shared.clutter
+    b, h, w, c = observed.shape
+
+    def search(observed, clutter):
+        return search_batch(shared.replace(observed=observed, clutter=clutter), config=config)
+
+    benches = {"pose_search": (jax.jit(search), (observed, clutter), {})}
+    if not only or "pose_search_e2e" in only:
+        try:
+            from nemo_jax.models import STRIDE, build_backbone, default_config, preprocess
+        except ImportError as e:  # another part of the project; skip with a note
+            log({"name": "pose_search_e2e", "skipped": f"nemo_jax.models unavailable: {e}"})
+        else:
+            cfg = default_config()
+            cfg.name = backbone
+            cfg.feature_dim = c
+            model = build_backbone(cfg)
+            stride = STRIDE
+            image_batch = jax.random.randint(key, (b, h * stride, w * stride, 3), 0, 256).astype(jnp.uint8)
+            variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(1), x, train=False))(
+                preprocess(image_batch[:1])
+            )
+
+            def e2e(image_batch, clutter):
+                feats = model.apply(variables, preprocess(image_batch), train=False)
+                return search(feats.astype(jnp.float32), clutter)
+
+            benches["pose_search_e2e"] = (
+                jax.jit(e2e),
+                (image_batch, clutter),
+                {"backbone": backbone, "image_shape": [h * stride, w * stride]},
+            )
+    return benches
+
+
+def bench_train(config, steps: int = 10, warmup: int = 2, cost: bool = False) -> dict:
     """The jitted train step of ``config`` (a training ConfigDict) on random images of its shapes:
     ``steps`` timed steps after compilation and ``warmup`` untimed ones. The neural mesh is a cuboid
     (~``config.mesh.target_vertices`` vertices) spanning ~70% of the image width; no data files.
-    Returns one record (median_ms, images_per_s, device, shapes, ...)."""
+    Returns one record (median_ms, images_per_s, device, shapes, ...). ``cost=True``: nothing runs;
+    the record holds XLA's cost analysis of the compiled step per image and its H100 roofline."""
     from nemo_jax import mesh as mesh_lib
     from nemo_jax.train import loop, parallel
     from nemo_jax.train.state import create_train_state, make_optimizer
@@ -287,6 +327,25 @@ def bench_train(config, steps: int = 10, warmup: int = 2) -> dict:
         "viewport": np.full(b, viewport, np.float32),
     }
     batch = parallel.shard_batch(batch, split)
+    shapes = {
+        "batch": b,
+        "image": [height, width],
+        "features": [height // step_cfg.feature_stride, width // step_cfg.feature_stride],
+        "vertices": int(len(vertices)),
+        "faces": int(len(faces)),
+        "clutter": int(t.clutter_size),
+    }
+    backbone = f"{config.model.name} width={config.model.width} dim={config.model.feature_dim}"
+    if cost:
+        per_image = cost_lib.compiled_cost(fn, state, batch).per(b)
+        return {
+            "name": "train_step_cost",
+            **cost_record(per_image),
+            "backbone": backbone,
+            "dtype": config.model.dtype,
+            "shapes": shapes,
+            **environment(),
+        }
     t0 = time.perf_counter()
     state, metrics = fn(state, batch)
     jax.block_until_ready(metrics)
@@ -309,16 +368,9 @@ def bench_train(config, steps: int = 10, warmup: int = 2) -> dict:
         "images_per_s": b / median,
         "device": f"{dev.platform}:{dev.device_kind} x{jax.device_count()}",
         "jax_version": jax.__version__,
-        "backbone": f"{config.model.name} width={config.model.width} dim={config.model.feature_dim}",
+        "backbone": backbone,
         "dtype": config.model.dtype,
-        "shapes": {
-            "batch": b,
-            "image": [height, width],
-            "features": [height // step_cfg.feature_stride, width // step_cfg.feature_stride],
-            "vertices": int(len(vertices)),
-            "faces": int(len(faces)),
-            "clutter": int(t.clutter_size),
-        },
+        "shapes": shapes,
         "grad_accum": int(t.grad_accum),
         "render_stride": step_cfg.render_stride,
         "render_overflow": overflow,

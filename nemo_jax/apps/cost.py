@@ -97,13 +97,10 @@ def roofline(cost: Cost, device: dict | None = None) -> dict:
     return out
 
 
-def search_cost(
-    observed, vertex_features, clutter, vertices, faces, focal, principal, distance, config
-) -> Cost:
-    """XLA's cost of the batched pose search (``nemo_jax.inference.search.search_batch``, same
-    arguments) with ``config.steps`` refinement steps, from compilations at 0 and 1 steps."""
-    from nemo_jax.inference.search import search_batch  # noqa: PLC0415
+def search_cost(inputs, config) -> Cost:
+    """XLA's cost of the batched pose search (``nemo_jax.inference.search_batch(inputs, config)``)
+    with ``config.steps`` refinement steps, from compilations at 0 and 1 steps."""
+    from nemo_jax.inference import search_batch  # noqa: PLC0415
 
-    args = (observed, vertex_features, clutter, vertices, faces, focal, principal, distance)
-    at = [compiled_cost(search_batch, *args, config=dataclasses.replace(config, steps=k)) for k in (0, 1)]
+    at = [compiled_cost(search_batch, inputs, config=dataclasses.replace(config, steps=k)) for k in (0, 1)]
     return with_loop(at[0], at[1], int(config.steps))

@@ -94,12 +94,20 @@ def nemo_records(
     search_overrides: dict | None = None,
     variant: str = "hard",
     on_batch: Callable[[dict, object], None] | None = None,
+    dtype: str = "",
 ) -> list[dict]:
     """Prediction records of the NeMo run in ``workdir`` (one category) on ``levels``.
 
-    ``on_batch(batch, result)`` is called after each batch (e.g. to draw figures).
+    ``on_batch(batch, result)`` is called after each batch (e.g. to draw figures). ``dtype``: the
+    backbone's compute dtype (``'float32'`` / ``'bfloat16'``; default: the run's
+    ``config.model.dtype``); the search itself runs in float32 on the float32 features.
     """
     config, model, variables, mesh = load_run(workdir)
+    if dtype and dtype != config.model.dtype:
+        from nemo_jax import models  # noqa: PLC0415
+
+        config.model.dtype = dtype
+        model = models.build_backbone(config.model)
     category = config.category
     stride = int(config.model.get("stride", 8))
     clutter = clutter_feature(mesh)
@@ -294,6 +302,7 @@ def evaluate(
     figures_dir: str = "",
     search_overrides: dict | None = None,
     variant: str = "hard",
+    dtype: str = "",
 ) -> dict:
     """NeMo (or the baseline) on ``dataset``'s occlusion ``levels``: NeMo's results dict
     (:func:`nemo_jax.eval.evaluate_records`).
@@ -303,6 +312,7 @@ def evaluate(
     With ``manual_dir`` (a local release, as ``nemo-jax-build-data``'s), what ``data_dir`` lacks is
     built first with the builder ``options``. ``figures_dir``: NeMo's Figure 1 for the first image
     of each level. ``search_overrides``: :class:`nemo_jax.inference.SearchConfig` fields.
+    ``dtype``: NeMo's backbone compute dtype (default: each run's own, see :func:`nemo_records`).
     """
     if method not in ("nemo", "baseline"):
         raise ValueError(f"evaluate: method must be 'nemo' or 'baseline', got {method!r}")
@@ -333,5 +343,6 @@ def evaluate(
                 search_overrides=search_overrides,
                 variant=variant,
                 on_batch=hook,
+                dtype=dtype,
             )
     return eval_lib.evaluate_records(records)

@@ -38,6 +38,11 @@ _STEPS = flags.DEFINE_integer("steps", 300, "Adam steps.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs after the warm-up.")
 _BACKBONE = flags.DEFINE_string("backbone", "resnet50", "nemo_jax.models backbone name for pose_search_e2e.")
 _ONLY = flags.DEFINE_string("only", "", "Comma-separated subset of benchmark names.")
+_COST = flags.DEFINE_bool(
+    "cost",
+    False,
+    "Print XLA's cost analysis of the compiled search (FLOPs, bytes per image) and the H100 roofline.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -54,6 +59,7 @@ def _main(argv) -> int:
         tile=[int(t) for t in FLAGS.tile],
         cull=not FLAGS.no_cull,
         log=lambda note: print(json.dumps(note)),
+        cost=_COST.value,
     )
     common = next(records)
     if not FLAGS.json:
@@ -62,7 +68,7 @@ def _main(argv) -> int:
             f"{'name':<18}{'median_ms':>12}{'ms/image':>11}{'images/s':>10}{'compile_s':>11}{'overflow':>10}"
         )
     for record in records:
-        if FLAGS.json:
+        if FLAGS.json or _COST.value:
             print(json.dumps(record), flush=True)
         else:
             print(

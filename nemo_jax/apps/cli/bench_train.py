@@ -22,6 +22,11 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
 _JSON = flags.DEFINE_bool("json", False, "Print JSON lines only.")
+_COST = flags.DEFINE_bool(
+    "cost",
+    False,
+    "Print XLA's cost analysis of the compiled step (FLOPs, bytes per image) and the H100 roofline.",
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -30,8 +35,8 @@ def _main(argv):
     from nemo_jax.apps.bench import bench_train
 
     logging.set_verbosity(logging.WARNING)
-    result = bench_train(_CONFIG.value, _STEPS.value, _WARMUP.value)
-    if _JSON.value:
+    result = bench_train(_CONFIG.value, _STEPS.value, _WARMUP.value, cost=_COST.value)
+    if _JSON.value or _COST.value:
         print(json.dumps(result))
     else:
         print(

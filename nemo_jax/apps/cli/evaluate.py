@@ -41,6 +41,12 @@ _FIGURES = flags.DEFINE_string("figures", "", "Folder for Figure 1 PNGs (NeMo)."
 _STEPS = flags.DEFINE_integer("steps", 300, "Refinement steps (NeMo: 300).")
 _STARTS = flags.DEFINE_integer("starts", 1, "Grid starts refined (NeMo: 1).")
 _VARIANT = flags.DEFINE_enum("variant", "hard", ["hard", "soft"], "Rasterizer.")
+_DTYPE = flags.DEFINE_enum(
+    "dtype",
+    "",
+    ["", "float32", "bfloat16"],
+    "NeMo backbone compute dtype (default: the run's config.model.dtype).",
+)
 flags.mark_flags_as_required(["workdir", "data_dir"])
 
 
@@ -66,6 +72,7 @@ def _main(argv) -> int:
         figures_dir=_FIGURES.value,
         search_overrides={"steps": _STEPS.value, "num_starts": _STARTS.value},
         variant=_VARIANT.value,
+        dtype=_DTYPE.value,
     )
     print(eval_lib.format_table(results, f"{_METHOD.value} on {_DATASET.value}"))
     if _JSON.value:
