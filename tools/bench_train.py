@@ -23,7 +23,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from nemo_jax import mesh as mesh_lib  # noqa: E402
-from nemo_jax.train import loop, parallel  # noqa: E402
+from nemo_jax.train import parallel, run  # noqa: E402
 from nemo_jax.train.state import create_train_state, make_optimizer  # noqa: E402
 from nemo_jax.train.step import StepConfig, jit_step, make_train_step  # noqa: E402
 
@@ -43,7 +43,7 @@ def bench(config, steps: int, warmup: int) -> dict:
     scale = 0.7 * width * distance / (viewport * extent)
     vertices, faces = mesh_lib.cuboid_mesh(lower * scale, upper * scale, int(config.mesh.target_vertices))
     perm = mesh_lib.mirror_permutation(vertices)
-    model, preprocess = loop.build_model(config)
+    model, preprocess = run.build_model(config)
     tx = make_optimizer(t)
     step_cfg = StepConfig.from_config(config)
     key = jax.random.PRNGKey(0)

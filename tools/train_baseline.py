@@ -3,7 +3,7 @@
     python tools/train_baseline.py --config configs/baseline_synthetic.py --workdir /tmp/baseline \
         --config.data.data_dir=data [--config.train.steps=100]
 
-Writes baseline_config.json and baseline_checkpoint/ into --workdir.
+Writes config.json, checkpoints/ (resumed from) and metrics.jsonl into --workdir.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
     result = train_baseline(_CONFIG.value, _WORKDIR.value)
-    print(json.dumps({"final_loss": result["losses"][-1], "images_per_s": result["images_per_s"]}))
+    final = result["losses"][-1] if result["losses"] else None  # None: the run was already complete
+    print(json.dumps({"final_loss": final, "images_per_s": result["images_per_s"]}))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ import numpy as np
 from PIL import Image
 
 from nemo_jax.apps.evaluate import _preprocess, search_config_for
+from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.inference.search import search_pose
 from nemo_jax.mesh import clutter_feature
-from nemo_jax.train.contrastive import feature_coordinates
-from nemo_jax.train.loop import load_run
+from nemo_jax.train.run import load_run
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 

@@ -18,11 +18,12 @@ import trimesh
 
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
+from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.inference.search import SearchConfig, search_batch, size_tile_budget
 from nemo_jax.mesh import clutter_feature
+from nemo_jax.mesh.padding import pad_mesh, pad_rows, round_up
 from nemo_jax.render import RasterSettings
-from nemo_jax.train.contrastive import feature_coordinates
-from nemo_jax.train.loop import load_run
+from nemo_jax.train.run import load_run
 
 # Split name of each occlusion level (nemo_jax.data's test splits).
 LEVEL_SPLITS = {0: "test_l0", 1: "test_l1", 2: "test_l2", 3: "test_l3"}
@@ -67,10 +68,7 @@ def _examples(source, category: str | None):
     """Indices of ``source`` whose category is ``category`` (all when None)."""
     if category is None:
         return list(range(len(source)))
-    if category not in source.categories:
-        raise ValueError(f"{source.path}: category {category!r} not in {source.categories}")
-    wanted = source.categories.index(category)
-    return [i for i in range(len(source)) if int(source[i]["category"]) == wanted]
+    return source.indices_of(category)  # labels only, no image decoded
 
 
 def _batches(source, indices: Sequence[int], batch_size: int):
@@ -78,9 +76,8 @@ def _batches(source, indices: Sequence[int], batch_size: int):
     10 + 10, not 16 + 4): fewer batch shapes, fewer compilations of the jitted search."""
     count = max(1, -(-len(indices) // batch_size))  # batches needed
     size = max(1, -(-len(indices) // count))
-    for start in range(0, len(indices), size):
-        exs = [source[i] for i in indices[start : start + size]]
-        yield {k: np.stack([e[k] for e in exs]) if k != "id" else [e[k] for e in exs] for k in exs[0]}
+    subset = data_lib.Subset(source, indices)
+    return data_lib.batches(subset, size, shuffle=False, drop_remainder=False, epochs=1)
 
 
 def search_config_for(
@@ -105,10 +102,6 @@ def search_config_for(
     )
 
 
-def _round_up(n: int, step: int) -> int:
-    return -(-int(n) // step) * step
-
-
 def bucketed_search_inputs(vertices, faces, features, config: SearchConfig, step: int = 256):
     """Pads a neural mesh and rounds the search's tile budget up to multiples of ``step`` so that
     categories of similar size share ONE compilation of the jitted search (shapes and the static
@@ -120,12 +113,11 @@ def bucketed_search_inputs(vertices, faces, features, config: SearchConfig, step
 
     Returns ``(vertices, faces, features, config)``.
     """
-    v_pad = _round_up(len(vertices), step) - len(vertices)
-    f_pad = _round_up(len(faces), step) - len(faces)
-    vertices = jnp.pad(jnp.asarray(vertices, jnp.float32), ((0, v_pad), (0, 0)))
-    features = jnp.pad(jnp.asarray(features, jnp.float32), ((0, v_pad), (0, 0)))
-    faces = jnp.pad(jnp.asarray(faces, jnp.int32), ((0, f_pad), (0, 0)), constant_values=-1)
-    budget = _round_up(config.raster.budget(int(faces.shape[0])), step)
+    nv, nf = round_up(len(vertices), step), round_up(len(faces), step)
+    vertices, faces = pad_mesh(np.asarray(vertices, np.float32), np.asarray(faces, np.int32), nv, nf)
+    features = jnp.asarray(pad_rows(np.asarray(features, np.float32), nv, 0))
+    vertices, faces = jnp.asarray(vertices), jnp.asarray(faces)
+    budget = round_up(config.raster.budget(int(faces.shape[0])), step)
     config = dataclasses.replace(config, raster=dataclasses.replace(config.raster, tile_budget=budget))
     return vertices, faces, features, config
 
