@@ -239,9 +239,8 @@ def test_config_digest_ignores_only_the_process_id():
 
 
 def test_each_process_reads_only_its_rows_of_the_global_batch():
-    import grain
-
-    from nemo_jax.train import loop
+    from nemo_jax import data
+    from nemo_jax.train import sources
 
     class Source:  # records which examples are read
         def __init__(self):
@@ -254,16 +253,18 @@ def test_each_process_reads_only_its_rows_of_the_global_batch():
             self.read.append(i)
             return {"x": np.full(2, i, np.int32)}
 
-    whole = grain.MapDataset.source(Source()).seed(3).shuffle().repeat(None).batch(8)
+    whole = data.batch_dataset(Source(), 8, seed=3)
     for s in (0, 1, 2, 5):
         parts = []
         for i in range(2):
             src = Source()
-            examples = grain.MapDataset.source(src).seed(3).shuffle().repeat(None)
-            parts.append(multihost.ProcessBatches(examples, 8, process_index=i, process_count=2)[s]["x"])
+            parts.append(data.batch_dataset(src, 8, seed=3, process_index=i, process_count=2)[s]["x"])
             assert len(src.read) == 4  # its 4 rows, nothing else
         np.testing.assert_array_equal(np.concatenate(parts), whole[s]["x"])
-    one = loop.batch_dataset(Source(), 8, seed=3)  # the training loop's batches, one process
+    one = sources.batch_dataset(Source(), 8, seed=3)  # the training loop's batches, one process
     np.testing.assert_array_equal(one[5]["x"], whole[5]["x"])
-    with pytest.raises(ValueError, match="batch_size=8 is not divisible by the 3 processes"):
-        multihost.ProcessBatches(examples, 8, process_index=0, process_count=3)
+    # one epoch, 20 examples, batch 8: 2 global batches, each process gets its half of both
+    finite = [data.batch_dataset(Source(), 8, 3, epochs=1, process_index=i, process_count=2) for i in (0, 1)]
+    assert len(finite[0]) == len(finite[1]) == len(data.batch_dataset(Source(), 8, 3, epochs=1)) == 2
+    with pytest.raises(ValueError, match="batch_size 8 is not divisible by the 3 processes"):
+        data.batch_dataset(Source(), 8, process_index=0, process_count=3)

@@ -204,33 +204,3 @@ def local_batch_size(global_batch: int, what: str = "config.train.batch_size") -
             f"by its {d} local devices"
         )
     return local
-
-
-class ProcessBatches:
-    """Random access to this process's rows of each global batch.
-
-    ``examples`` is a random-access sequence of single examples (e.g. a shuffled, repeated
-    ``grain.MapDataset``) whose global batch ``s`` is ``examples[s * B : (s + 1) * B]``. Item ``s``
-    is the dict of stacked arrays of rows ``[i * B / n, (i + 1) * B / n)`` of global batch ``s``
-    for process ``i`` of ``n``: only those examples are read.
-    """
-
-    def __init__(self, examples, global_batch: int, process_index: int | None = None, process_count=None):
-        self.examples, self.global_batch = examples, int(global_batch)
-        self.process_count = jax.process_count() if process_count is None else int(process_count)
-        self.process_index = jax.process_index() if process_index is None else int(process_index)
-        if self.global_batch % self.process_count:
-            raise ValueError(
-                f"config.train.batch_size={self.global_batch} is not divisible by the "
-                f"{self.process_count} processes of this run"
-            )
-        self.local_batch = self.global_batch // self.process_count
-
-    def rows(self, s: int) -> range:
-        """Indices into ``examples`` this process reads for global batch ``s``."""
-        first = int(s) * self.global_batch + self.process_index * self.local_batch
-        return range(first, first + self.local_batch)
-
-    def __getitem__(self, s: int) -> dict:
-        exs = [self.examples[i] for i in self.rows(s)]
-        return {k: np.stack([np.asarray(e[k]) for e in exs]) for k in exs[0]}

@@ -30,17 +30,10 @@ def shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
     return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
 
 
-def host_slice(batch: dict) -> dict:
-    """This process's rows of a global batch (all of it on a single host)."""
-    n, i = jax.process_count(), jax.process_index()
-    if n == 1:
-        return batch
-    return jax.tree.map(lambda x: np.split(np.asarray(x), n)[i], batch)
-
-
 def shard_batch(batch: dict, sharding: NamedSharding) -> dict:
-    """Places a host batch (numpy; this process's rows, see :func:`host_slice`) with its leading
-    axis split over the devices."""
+    """Places a host batch (numpy; this process's rows of the global batch, see
+    :func:`nemo_jax.data.batch_dataset`'s ``process_index``) with its leading axis split over the
+    devices of all processes."""
     n = sharding.mesh.size // jax.process_count()
     for name, value in batch.items():
         if np.shape(value)[0] % n:
