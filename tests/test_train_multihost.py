@@ -92,13 +92,21 @@ def _run_ok(*args, **kwargs):
 
 
 def _final_params(workdir):
+    """The newest checkpoint's arrays, restored onto this process's one device whatever the
+    device layout that saved them."""
     import jax
     import orbax.checkpoint as ocp
 
     ckpt = os.path.join(workdir, "checkpoints")
     step = max(int(n) for n in os.listdir(ckpt) if n.isdigit())
-    tree = ocp.StandardCheckpointer().restore(os.path.join(ckpt, str(step), "default"))
-    return step, [np.asarray(x) for x in jax.tree.leaves(tree)]
+    path = os.path.join(ckpt, str(step), "default")
+    checkpointer = ocp.PyTreeCheckpointer()
+    meta = checkpointer.metadata(path)
+    tree = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
+    here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=here), tree)
+    restored = checkpointer.restore(path, restore_args=args)
+    return step, [np.asarray(x) for x in jax.tree.leaves(restored)]
 
 
 @pytest.fixture(scope="module")
