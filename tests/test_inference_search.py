@@ -91,9 +91,16 @@ def _error_deg(res, i):
 
 
 def test_grid_is_nemo_default(scene):
+    """NeMo's MeshPoseSolveAll initial grid, written out from its code (radians): azimuths
+    linspace(0, 2 pi, 12, endpoint=False), elevations linspace(-pi/6, pi/3, 4), thetas
+    linspace(-pi/6, pi/6, 3); all 144 combinations, azimuth slowest and theta fastest."""
+    azimuths = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    elevations = np.linspace(-np.pi / 6, np.pi / 3, 4)
+    thetas = np.linspace(-np.pi / 6, np.pi / 6, 3)
+    nemo = np.array([(a, e, t) for a in azimuths for e in elevations for t in thetas])
     grid = np.asarray(pose_grid(scene["config"]))
-    assert grid.shape == (144, 3)
-    assert np.allclose(np.rad2deg(np.unique(grid[:, 1])), [-30, 0, 30, 60], atol=1e-4)
+    assert grid.shape == (144, 3) and grid.dtype == np.float32
+    np.testing.assert_allclose(grid, nemo, atol=1e-6)
 
 
 def test_recovers_known_pose(results):
