@@ -3,6 +3,7 @@ rejects bad input, never returns a NaN pose. One compiled search (batch of 3 ima
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -163,24 +164,38 @@ def test_search_config_from_mapping():
 
 def test_bucketed_mesh_gives_the_unpadded_search(scene, results):
     """tools/evaluate pads each category's mesh (zero vertices and features, -1 faces) and rounds the
-    tile budget up so categories share one compiled search: the poses must not change."""
+    tile budget up so categories share one compiled search: the poses must not change, and a second
+    category's mesh of another size runs without a new trace."""
     from nemo_jax.apps.evaluate import bucketed_search_inputs
 
     v, f, vf, config = bucketed_search_inputs(scene["v"], scene["f"], scene["vf"], scene["config"], step=256)
     assert v.shape[0] % 256 == 0 and f.shape[0] % 256 == 0 and config.raster.tile_budget % 256 == 0
     assert v.shape[0] > len(scene["v"]) and bool(jnp.all(f[len(scene["f"]) :] == -1))
     obs = np.stack([scene["clean"], scene["occluded"]])
-    res = search_batch(
-        jnp.asarray(obs),
-        vf,
-        jnp.asarray(np.tile(scene["clutter"], (2, 1))),
-        v,
-        f,
-        jnp.full((2,), FOCAL),
-        jnp.tile(scene["pp"], (2, 1)),
-        jnp.full((2,), DIST),
-        config=config,
-    )
+    chex.clear_trace_counter()
+    search = jax.jit(chex.assert_max_traces(search_batch.__wrapped__, n=1), static_argnames="config")
+
+    def run(v, f, vf, config):
+        return search(
+            jnp.asarray(obs),
+            vf,
+            jnp.asarray(np.tile(scene["clutter"], (2, 1))),
+            v,
+            f,
+            jnp.full((2,), FOCAL),
+            jnp.tile(scene["pp"], (2, 1)),
+            jnp.full((2,), DIST),
+            config=config,
+        )
+
+    res = run(v, f, vf, config)
     for field in ("azimuth", "elevation", "theta", "loss"):
         np.testing.assert_allclose(np.asarray(getattr(res, field)), getattr(results, field)[:2], atol=1e-4)
     np.testing.assert_array_equal(np.asarray(res.occluder), results.occluder[:2])
+    # another category: a smaller box (152 vertices, 300 faces) with its own features
+    v2, f2 = cuboid_mesh([-0.25, -0.4, -0.2], [0.25, 0.4, 0.2], 150)
+    vf2 = _unit(np.random.default_rng(1).normal(size=(len(v2), C))).astype(np.float32)
+    bucketed = bucketed_search_inputs(v2, f2, vf2, scene["config"], step=256)
+    assert len(v2) != len(scene["v"]) and bucketed[0].shape == v.shape and bucketed[3] == config
+    res2 = run(*bucketed)  # raises if the search is traced again
+    assert np.all(np.isfinite(np.asarray(res2.loss)))
