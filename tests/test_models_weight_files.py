@@ -319,3 +319,13 @@ def test_bad_safetensors_and_unstorable_dtype_name_the_file(tmp_path):
         models.load_state_dict(bad)
     with pytest.raises(ValueError, match=r"out\.safetensors"):
         models.save_state_dict(tmp_path / "out.safetensors", {"z": np.ones(2, np.complex128)})
+
+
+def test_training_args_saved_beside_the_weights_load_as_a_dict(tmp_path):
+    import argparse
+
+    path = tmp_path / "with_args.pth"
+    obj = {"args": argparse.Namespace(lr=0.1, arch="resnet50"), "epoch": 7}
+    _write_zip(path, pickle.dumps(obj, protocol=2), storages={})
+    loaded = models.load_torch_checkpoint(path)
+    assert loaded == {"args": {"lr": 0.1, "arch": "resnet50"}, "epoch": 7}
