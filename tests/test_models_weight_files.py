@@ -307,7 +307,7 @@ def test_safetensors_round_trip_keeps_strided_views_and_dtypes(tmp_path):
     back = models.load_state_dict(path)
     assert set(back) == set(sd)
     for key, value in sd.items():
-        assert back[key].dtype == value.dtype, key
+        assert back[key].dtype == value.dtype and back[key].shape == value.shape, key
         np.testing.assert_array_equal(back[key], value, err_msg=key)
     assert back["transposed"].flags.writeable
 

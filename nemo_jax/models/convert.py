@@ -67,7 +67,7 @@ def save_npz(path: str | os.PathLike, state_dict: dict[str, np.ndarray]) -> None
 def save_safetensors(path: str | os.PathLike, state_dict: dict[str, np.ndarray]) -> None:
     """Writes a state_dict as ``.safetensors`` (little-endian, names unchanged; their order may not be)."""
     # the writer copies raw memory: strided views must be made contiguous first
-    tensors = {k: np.ascontiguousarray(v) for k, v in state_dict.items()}
+    tensors = {k: np.asarray(v, order="C") for k, v in state_dict.items()}  # 0-d stays 0-d
     try:
         safetensors.numpy.save_file(tensors, os.fspath(path))
     except safetensors.SafetensorError as e:
