@@ -71,9 +71,12 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
         int(t.max_to_keep),
     )
     state = create_train_state(k_state, model, neural, tx, step_cfg.image_size)
+    replicated, split = parallel.shardings(parallel.data_mesh())
     start = ckpt.latest_step()
     if start is not None:
-        state = ckpt.restore(state)
+        # restored straight into the replicated layout over all devices of all processes (each
+        # process reads its own copy; a process-local restore could not be spread across processes)
+        state = ckpt.restore(jax.device_put(state, replicated))
         print(f"resumed from {workdir}/checkpoints/{start}")
     else:
         start = 0
@@ -89,8 +92,6 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
                 opt_state=tx.init(variables["params"]),
             )
 
-    dmesh = parallel.data_mesh()
-    replicated, split = parallel.shardings(dmesh)
     state = jax.device_put(state, replicated)
     step_fn = jit_step(make_train_step(model, tx, step_cfg, preprocess, perm), replicated, split)
     train_src, eval_src = build_sources(config, vertices, faces, perm)
