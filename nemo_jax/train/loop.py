@@ -74,9 +74,7 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
     replicated, split = parallel.shardings(parallel.data_mesh())
     start = ckpt.latest_step()
     if start is not None:
-        # restored straight into the replicated layout over all devices of all processes (each
-        # process reads its own copy; a process-local restore could not be spread across processes)
-        state = ckpt.restore(jax.device_put(state, replicated))
+        state = ckpt.restore(state)
         print(f"resumed from {workdir}/checkpoints/{start}")
     else:
         start = 0
