@@ -153,7 +153,7 @@ def test_two_processes_equal_one_process_four_devices(two_process_run):
     strict=True,
     reason="multi-process resume is not working yet: restoring the process-local checkpoint and "
     "spreading it over both processes fails (cross-host device_put; restoring into the replicated "
-    "layout instead left the processes' first gloo collective waiting); a single process resumes exactly",
+    "layout instead left the processes' first gloo collective waiting); single-process runs resume exactly",
 )
 def test_sigkill_one_process_then_restart_resumes_exactly(two_process_run):
     base, _ = two_process_run
