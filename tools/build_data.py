@@ -61,7 +61,7 @@ def main(argv=None) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress,
         )
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: FileNotFoundError, FileExistsError, ...
         print(f"build_data: {args.dataset} failed: {err}", file=sys.stderr)
         return 1
     print(build_lib.summary(args.dataset, stats))

@@ -9,6 +9,8 @@ from nemo_jax.geometry import camera, rotation
 from nemo_jax.geometry.camera import (
     Camera,
     camera_from_viewpoint,
+    check_viewpoint,
+    checked_project_pascal3d,
     project,
     project_pascal3d,
     to_camera_frame,
@@ -23,6 +25,8 @@ __all__ = [
     "Camera",
     "camera",
     "camera_from_viewpoint",
+    "check_viewpoint",
+    "checked_project_pascal3d",
     "geodesic_distance",
     "matrix_to_viewpoint",
     "project",

@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 
 import grain
@@ -25,7 +26,7 @@ import tqdm
 from nemo_jax import mesh as mesh_lib
 from nemo_jax.render import validate_mesh
 from nemo_jax.train import contrastive, parallel
-from nemo_jax.train.checkpoint import Checkpointer
+from nemo_jax.train.checkpoint import PATH_KEYS, Checkpointer, discard_unsaved_run, step_dirs
 from nemo_jax.train.state import create_train_state, learning_rate_schedule, make_optimizer
 from nemo_jax.train.step import BATCH_FIELDS, StepConfig, jit_step, make_train_step, views
 from nemo_jax.train.toy_data import toy_dataset
@@ -228,6 +229,10 @@ class MetricWriter:
 def train(config, workdir: str, model=None, preprocess: Callable | None = None) -> dict:
     """Trains a neural mesh + backbone as ``config`` says, in ``workdir`` (resuming if possible).
 
+    A run that fails before its first checkpoint leaves no workdir behind (nor its config.json);
+    the config's paths (``checkpoint.PATH_KEYS``) are made absolute first, so that the run's
+    ``config.json`` reads the same from any working directory.
+
     Args:
       config: an ``ml_collections.ConfigDict`` like ``configs/common.py``'s ``base()``.
       workdir: run directory (created; resumed from when it holds a compatible checkpoint).
@@ -237,6 +242,28 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
       ``(metrics, state)``: the last logged train metrics plus the held-out matching accuracies
       (:func:`evaluate`), and the final :class:`TrainState` (``state.mesh`` is the trained neural mesh).
     """
+    config = _with_absolute_paths(config)
+    existed = os.path.isdir(workdir)
+    had_checkpoints = bool(step_dirs(os.path.join(workdir, "checkpoints")))
+    try:
+        return _train(config, workdir, model, preprocess)
+    except BaseException:
+        if not had_checkpoints:
+            discard_unsaved_run(workdir, remove_workdir=not existed)
+        raise
+
+
+def _with_absolute_paths(config):
+    config = config.copy_and_resolve_references()
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        value = config.get(section, {}).get(name)
+        if isinstance(value, str) and value not in ("", "package"):
+            config[section][name] = os.path.abspath(os.path.expanduser(value))
+    return config
+
+
+def _train(config, workdir: str, model, preprocess) -> dict:
     parallel.maybe_initialize_distributed(config.parallel)
     t = config.train
     vertices, faces = build_geometry(config)
@@ -264,7 +291,12 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
     state = create_train_state(k_state, model, neural, tx, step_cfg.image_size)
     start = ckpt.latest_step()
     if start is not None:
-        state = ckpt.restore(state)
+        state = ckpt.restore(state)  # the newest intact checkpoint (damaged ones: warned about)
+        start = ckpt.restored_step
+        damaged = [s for s in ckpt.all_steps() if s > start]
+        if damaged:  # set aside (kept, not deleted) so that these steps can be saved again
+            moved = ckpt.set_aside(damaged)
+            warnings.warn(f"damaged checkpoints moved to {', '.join(moved)}", stacklevel=2)
         print(f"resumed from {workdir}/checkpoints/{start}")
     else:
         start = 0
@@ -377,7 +409,17 @@ def load_run(workdir: str, step: int | None = None):
         for key, value in config[name].items():
             if isinstance(value, list):
                 config[name][key] = tuple(value)
-    vertices, faces = build_geometry(config)
+    # The mesh comes from the checkpoint (state.mesh): only its size is needed to restore into, so
+    # a run does not depend on the dataset or CAD folder it was trained from.
+    mesh_path = os.path.join(workdir, "mesh.json")
+    if not os.path.isfile(mesh_path):
+        raise FileNotFoundError(f"{mesh_path}: not a training workdir (no mesh.json)")
+    with open(mesh_path) as fh:
+        mesh_info = json.load(fh)
+    if not step_dirs(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to load")
+    vertices = np.zeros((int(mesh_info["num_vertices"]), 3), np.float32)
+    faces = np.zeros((int(mesh_info["num_faces"]), 3), np.int32)
     model, _ = build_model(config)
     tx = make_optimizer(config.train)
     neural = mesh_lib.init_neural_mesh(
@@ -390,10 +432,8 @@ def load_run(workdir: str, step: int | None = None):
             jax.random.PRNGKey(0), model, neural, tx, StepConfig.from_config(config).image_size
         )
     )
-    ckpt = Checkpointer(workdir, config.to_dict(), _mesh_info(config, vertices, faces), 1, 1000)
+    ckpt = Checkpointer(workdir, config.to_dict(), mesh_info, 1, 1000, read_only=True)
     try:
-        if ckpt.latest_step() is None:
-            raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to load")
         state = ckpt.restore(state, step)
     finally:
         ckpt.close()

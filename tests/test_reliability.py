@@ -1,0 +1,300 @@
+"""Reliability cases (issue 16): no confident answer from garbage, runs that travel, resume that
+survives damage, output that is all-or-nothing, errors that name the thing.
+
+One tiny NeMo run (synthetic 32 x 32 car images, 2 steps, a checkpoint per step) is trained once
+per module with RELATIVE paths from its own folder; tests damage copies of it.
+"""
+
+import glob
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import synthetic_cpu  # noqa: E402
+from nemo_jax import data  # noqa: E402
+from nemo_jax.train import checkpoint as checkpoint_lib  # noqa: E402
+from nemo_jax.train.loop import load_run, train  # noqa: E402
+
+TINY_OPTIONS = {
+    "categories": "car",
+    "height": 32,
+    "width": 32,
+    "train_per_category": 8,
+    "val_per_category": 4,
+    "test_per_category": 2,
+    "neural_vertices": 60,
+}
+
+
+def _tiny_config(data_dir):
+    config = synthetic_cpu.get_config("car")
+    config.data.data_dir = data_dir
+    config.data.image_size = (32, 32)
+    config.train.steps, config.train.batch_size, config.train.checkpoint_every = 2, 4, 1
+    config.train.clutter_size, config.train.progress = 16, False
+    config.model.width = 0.25
+    config.eval.batch_size = 4
+    config.eval.num_batches = 0
+    return config
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """``root/site``: ``data/`` (tiny synthetic set) and ``runs/car`` (2 steps), both made with paths
+    relative to ``root/site`` as the working directory."""
+    root = tmp_path_factory.mktemp("reliability")
+    site = root / "site"
+    site.mkdir()
+    cwd = os.getcwd()
+    os.chdir(site)
+    try:
+        data.build("synthetic", "data", data.make_options("synthetic", TINY_OPTIONS), progress=False)
+        train(_tiny_config("data"), "runs/car")
+    finally:
+        os.chdir(cwd)
+    return site
+
+
+def _copy_run(site, dest):
+    shutil.copytree(site / "runs" / "car", dest)
+    return dest
+
+
+def _leaves(variables):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(variables)]
+
+
+def _run_params(run, step):
+    """The backbone parameters saved at ``step`` of ``run`` (leaves in tree order)."""
+    import orbax.checkpoint as ocp
+
+    tree = ocp.StandardCheckpointer().restore(str(run / "checkpoints" / str(step) / "default"))
+    return _leaves(tree["params"])
+
+
+def _reference_params(site, step):
+    return _run_params(site / "runs" / "car", step)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Runs that travel
+
+
+def test_run_config_stores_absolute_paths(site):
+    saved = json.loads((site / "runs" / "car" / "config.json").read_text())
+    assert saved["data"]["data_dir"] == str(site / "data")
+
+
+def test_moved_run_and_dataset_evaluate_from_a_third_folder(site, tmp_path, monkeypatch):
+    from nemo_jax.apps import evaluate
+
+    moved = tmp_path / "moved"
+    shutil.move(str(site), str(moved))  # the run's folder and the dataset, old paths gone
+    try:
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)
+        records = evaluate.nemo_records(
+            str(moved / "runs" / "car"),
+            "synthetic",
+            str(moved / "data"),
+            levels=(0,),
+            search_overrides={"steps": 2},
+        )
+        assert len(records) == 2 and all(np.isfinite(r["pred"]["azimuth"]) for r in records)
+        assert not os.listdir(elsewhere)  # nothing written in the working directory
+    finally:
+        shutil.move(str(moved), str(site))
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. No confident answer from garbage: the checkpoint part
+
+
+def test_checkpoint_with_nonfinite_parameters_fails_at_load_naming_the_step(site, tmp_path):
+    import jax
+    import orbax.checkpoint as ocp
+
+    run = _copy_run(site, tmp_path / "run")
+    tree = ocp.StandardCheckpointer().restore(str(run / "checkpoints" / "2" / "default"))
+    target = jax.tree_util.tree_flatten_with_path(tree["params"])[0][0][0]  # the first parameter
+
+    def poison(path, x):
+        if path[1:] != target:
+            return x
+        x = np.array(x)
+        x.flat[0] = np.nan
+        return x
+
+    tree = {
+        **tree,
+        "params": jax.tree_util.tree_map_with_path(lambda p, x: poison(("params", *p), x), tree["params"]),
+    }
+    config = json.loads((run / "config.json").read_text())
+    mesh_info = json.loads((run / "mesh.json").read_text())
+    ck = checkpoint_lib.Checkpointer(str(run), config, mesh_info, every=1)
+    ck.save(3, tree, force=True)
+    ck.close()
+    with pytest.raises(
+        checkpoint_lib.NonFiniteCheckpointError, match=r"checkpoints/3: checkpoint step 3 .* params/"
+    ):
+        load_run(str(run))
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Resume that survives damage
+
+
+def _truncate(path, size=20):
+    with open(path, "r+b") as fh:
+        fh.truncate(size)
+
+
+def _array_files(step_dir):
+    return [p for p in glob.glob(os.path.join(step_dir, "default", "**", "d", "*"), recursive=True)]
+
+
+@pytest.mark.parametrize("damage", ["metadata", "arrays"])
+def test_damaged_newest_checkpoint_named_falls_back_and_is_kept(site, tmp_path, damage):
+    run = _copy_run(site, tmp_path / "run")
+    step2 = run / "checkpoints" / "2"
+    if damage == "metadata":
+        _truncate(step2 / "default" / "_METADATA", 100)
+    else:
+        for path in _array_files(str(step2)):
+            _truncate(path)
+    with pytest.warns(UserWarning, match="checkpoint step 2 is damaged") as caught:
+        _, _, variables, _ = load_run(str(run))
+    messages = " ".join(str(w.message) for w in caught)
+    assert "restored step 1" in messages and "does not match" not in messages
+    assert step2.is_dir()  # kept for inspection, not deleted
+    for a, b in zip(_leaves(variables["params"]), _reference_params(site, 1), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # asking for that step exactly: a clear error naming it, not a structure mismatch
+    with pytest.raises(
+        checkpoint_lib.CheckpointDamagedError, match="checkpoints/2: checkpoint step 2 is damaged"
+    ):
+        load_run(str(run), step=2)
+
+
+def test_resume_past_a_damaged_checkpoint_is_bit_exact_and_keeps_it(site, tmp_path):
+    run = _copy_run(site, tmp_path / "run")
+    for path in _array_files(str(run / "checkpoints" / "2")):
+        _truncate(path)
+    with pytest.warns(UserWarning, match="checkpoint step 2 is damaged"):
+        train(_tiny_config(str(site / "data")), str(run))
+    assert (run / "damaged_checkpoints" / "2").is_dir()
+    # the resumed run recomputed step 2 exactly as the undamaged run did
+    for a, b in zip(_run_params(run, 2), _reference_params(site, 2), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # and its metrics.jsonl holds the same losses at the same steps
+    rows, ref = (
+        [(r["step"], r["loss"]) for r in map(json.loads, open(d / "metrics.jsonl")) if r["split"] == "train"]
+        for d in (run, site / "runs" / "car")
+    )
+    assert rows == ref and rows
+
+
+def test_failed_run_leaves_no_workdir_behind(site, tmp_path):
+    import flax.linen as nn
+
+    class Broken(nn.Module):  # fails once the run has written its config.json
+        @nn.compact
+        def __call__(self, x, train=False):
+            raise RuntimeError("broken backbone")
+
+    config = _tiny_config(str(site / "data"))
+    with pytest.raises(RuntimeError, match="broken backbone"):
+        train(config, str(tmp_path / "run"), model=Broken(), preprocess=lambda x: x)
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "mine").mkdir()  # a folder the user made stays, empty
+    with pytest.raises(RuntimeError, match="broken backbone"):
+        train(config, str(tmp_path / "mine"), model=Broken(), preprocess=lambda x: x)
+    assert (tmp_path / "mine").is_dir() and not os.listdir(tmp_path / "mine")
+
+
+def test_evaluate_on_a_run_without_checkpoints_creates_nothing(site, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "mesh.json"):
+        shutil.copy(site / "runs" / "car" / name, run / name)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_run(str(run))
+    assert sorted(os.listdir(run)) == ["config.json", "mesh.json"]
+
+
+def test_interrupted_build_leftovers_cleaned_on_next_build(tmp_path):
+    data_dir = tmp_path / "data"
+    incomplete = data_dir / "synthetic" / "incomplete.1a2b3c_1.0.0"
+    rebuild = data_dir / ".rebuild-x7y8" / "synthetic" / "1.0.0"
+    other = data_dir / ".rebuild-other" / "pascal3d"  # another dataset's: not ours to remove
+    for folder in (incomplete, rebuild, other):
+        folder.mkdir(parents=True)
+        (folder / "part.array_record").write_bytes(b"x" * 10)
+    options = data.make_options("synthetic", {**TINY_OPTIONS, "train_per_category": 2, "val_per_category": 1})
+    stats = data.build("synthetic", str(data_dir), options, progress=False)
+    assert not incomplete.exists() and not (data_dir / ".rebuild-x7y8").exists()
+    assert other.exists()
+    assert stats.path == str(data_dir / "synthetic" / "1.0.0")
+    assert sorted(os.listdir(data_dir / "synthetic")) == ["1.0.0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Errors that name the thing (data side)
+
+
+def test_option_with_a_bad_value_names_the_option():
+    with pytest.raises(ValueError, match=r"synthetic options: height='abc' is not a valid int"):
+        data.make_options("synthetic", {"height": "abc"})
+    with pytest.raises(ValueError, match=r"categories"):
+        data.make_options("synthetic", {"no_such": "1", "categories": "car"})
+
+
+def _read_only_dir(tmp_path):
+    """A folder this process cannot write to (chmod 555; under root, a sysfs path)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        (folder / "probe").write_text("")
+    except OSError:
+        return folder
+    for candidate in ("/sys/nemo_jax_read_only", "/proc/nemo_jax_read_only"):
+        try:
+            os.makedirs(candidate)
+        except OSError:
+            return candidate
+        os.rmdir(candidate)
+    pytest.skip("no read-only folder available")
+
+
+def test_read_only_data_dir_gives_a_message(tmp_path):
+    folder = _read_only_dir(tmp_path)
+    data_dir = os.path.join(folder, "data")
+    with pytest.raises(OSError, match=r"data_dir .*: cannot write the dataset there"):
+        data.build("synthetic", data_dir, progress=False)
+
+
+def test_project_pascal3d_nonfinite_angles_checked_wrapper():
+    from nemo_jax.geometry import checked_project_pascal3d, project_pascal3d
+
+    points = np.array([[0.1, 0.2, 0.3], [-0.2, 0.1, 0.0]], np.float32)
+    view = dict(azimuth=30.0, elevation=10.0, theta=0.0, distance=5.0, px=50.0, py=40.0)
+    np.testing.assert_allclose(
+        np.asarray(checked_project_pascal3d(points, **view)), np.asarray(project_pascal3d(points, **view))
+    )
+    assert np.isnan(np.asarray(project_pascal3d(points, **{**view, "azimuth": np.nan}))).all()  # documented
+    with pytest.raises(ValueError, match="azimuth: must be a finite number"):
+        checked_project_pascal3d(points, **{**view, "azimuth": np.nan})
+    with pytest.raises(ValueError, match="distance: must be > 0"):
+        checked_project_pascal3d(points, **{**view, "distance": 0.0})
+    with pytest.raises(ValueError, match="focal: must be > 0"):
+        checked_project_pascal3d(points, **view, focal=0.0)
