@@ -298,3 +298,38 @@ def test_project_pascal3d_nonfinite_angles_checked_wrapper():
         checked_project_pascal3d(points, **{**view, "distance": 0.0})
     with pytest.raises(ValueError, match="focal: must be > 0"):
         checked_project_pascal3d(points, **view, focal=0.0)
+
+
+def test_render_memory_estimate_bounds_the_compiled_need_and_refuses_huge_sizes():
+    import jax
+    import jax.numpy as jnp
+
+    from nemo_jax.geometry import camera_from_viewpoint
+    from nemo_jax.mesh import cuboid_mesh
+    from nemo_jax.render import RasterSettings, render
+    from nemo_jax.render.memory import check_render_fits, render_bytes
+
+    v, f = cuboid_mesh([-0.2, -0.5, -0.17], [0.2, 0.5, 0.17], 200)
+    cam = camera_from_viewpoint(
+        *(jnp.deg2rad(jnp.float32(a)) for a in (30, 15, 0)),
+        distance=5.0,
+        px=32.0,
+        py=24.0,
+        focal=1.0,
+        viewport=3000.0,
+    )
+    small = RasterSettings(height=48, width=64, tile_height=16, tile_width=16)
+    compiled = (
+        jax.jit(render, static_argnames="settings")
+        .lower(jnp.asarray(v), jnp.asarray(f), cam, small)
+        .compile()
+    )
+    m = compiled.memory_analysis()
+    actual = m.temp_size_in_bytes + m.output_size_in_bytes + m.argument_size_in_bytes
+    estimate = render_bytes(len(v), len(f), small, cam)
+    assert actual <= estimate <= 10 * actual  # an upper bound, of the right size
+    huge = RasterSettings(height=20000, width=20000, tile_height=16, tile_width=16)
+    assert render_bytes(len(v), len(f), huge, cam) > 24e9
+    with pytest.raises(MemoryError, match=r"20000 x 20000 .* GB .* 24.0 GB available"):
+        check_render_fits(len(v), len(f), huge, cam, available=24e9)
+    check_render_fits(len(v), len(f), small, cam, available=24e9)  # fits: no error
