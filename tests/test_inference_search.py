@@ -177,3 +177,27 @@ def test_bucketed_mesh_gives_the_unpadded_search(scene, results):
     for field in ("azimuth", "elevation", "theta", "loss"):
         np.testing.assert_allclose(np.asarray(getattr(res, field)), getattr(results, field)[:2], atol=1e-4)
     np.testing.assert_array_equal(np.asarray(res.occluder), results.occluder[:2])
+
+
+def test_degenerate_feature_maps_are_flagged(scene, results):
+    """An all-zero or constant feature map still gets a pose, but flagged; real scenes are not."""
+    from nemo_jax.inference import trust_flags
+
+    assert trust_flags(results)[:2] == [[], []]  # clean and occluded: trusted
+    constant = np.broadcast_to(_unit(np.arange(1.0, C + 1.0)), (H, W, C)).astype(np.float32)
+    obs = np.stack([np.zeros((H, W, C), np.float32), constant, scene["clean"]])
+    res = search_batch(
+        jnp.asarray(obs),
+        jnp.asarray(scene["vf"]),
+        jnp.asarray(np.tile(scene["clutter"], (3, 1))),
+        jnp.asarray(scene["v"]),
+        jnp.asarray(scene["f"]),
+        jnp.full((3,), FOCAL),
+        jnp.tile(scene["pp"], (3, 1)),
+        jnp.full((3,), DIST),
+        config=scene["config"],
+    )
+    flags = trust_flags(res)
+    assert flags[0] == ["uniform features", "no object evidence"]  # all zero: nothing beats clutter
+    assert "uniform features" in flags[1]
+    assert flags[2] == []

@@ -18,6 +18,7 @@ from nemo_jax.inference.search import (
     search_pose,
     search_single,
     size_tile_budget,
+    trust_flags,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "search_single",
     "similarity_table",
     "size_tile_budget",
+    "trust_flags",
 ]

@@ -111,6 +111,10 @@ class PoseResult:
       overflow: ``[]`` int32, max tiles dropped by any render (0 = exact; else raise tile_budget).
       steps: ``[]`` int32, refinement steps that moved the returned start (< ``config.steps`` after
         an early stop or non-finite gradients; 0 if the grid pose was kept).
+      null_loss: ``[]`` NeMo's loss with no object rendered (every pixel left to the clutter
+        model): a pose whose ``loss`` is no lower has no object evidence (:func:`trust_flags`).
+      feature_spread: ``[]`` largest distance of a pixel's observed feature from the map's mean
+        feature: 0 for an all-zero or constant feature map (no image structure to fit).
     """
 
     azimuth: jax.Array
@@ -123,6 +127,8 @@ class PoseResult:
     object_mask: jax.Array
     overflow: jax.Array
     steps: jax.Array
+    null_loss: jax.Array
+    feature_spread: jax.Array
 
 
 def pose_grid(config: SearchConfig) -> jax.Array:
@@ -255,6 +261,8 @@ def search_single(
         object_mask=mask,
         overflow=jnp.maximum(overflow, jnp.max(final_overflow)).astype(jnp.int32),
         steps=jnp.where(use_start, 0, moved)[winner],
+        null_loss=nemo_loss(jnp.zeros_like(clutter_sim), clutter_sim),
+        feature_spread=jnp.max(jnp.linalg.norm(observed - jnp.mean(observed, axis=(0, 1)), axis=-1)),
     )
 
 
@@ -394,3 +402,26 @@ def search_config(height: int, width: int, overrides=None) -> SearchConfig:
     if raster.get("tile_budget") == 0:
         raster["tile_budget"] = None
     return SearchConfig(raster=RasterSettings(height=height, width=width, **raster), **overrides)
+
+
+# Below this ``feature_spread`` a feature map counts as uniform (all-zero or constant).
+UNIFORM_FEATURES = 1e-3
+
+
+def trust_flags(result: PoseResult) -> list[list[str]]:
+    """Per image of a batched :class:`PoseResult` (leading ``[B]``), the reasons not to trust its
+    pose (empty when none): ``'uniform features'`` (an all-zero or constant feature map: nothing to
+    fit), ``'no object evidence'`` (the best pose scores no better than leaving every pixel to the
+    clutter model, ``loss >= null_loss``). Host-side."""
+    loss = np.asarray(result.loss, np.float64).reshape(-1)
+    null = np.asarray(result.null_loss, np.float64).reshape(-1)
+    spread = np.asarray(result.feature_spread, np.float64).reshape(-1)
+    flags = []
+    for i in range(len(loss)):
+        image = []
+        if not spread[i] >= UNIFORM_FEATURES:
+            image.append("uniform features")
+        if not loss[i] < null[i] - 1e-6:
+            image.append("no object evidence")
+        flags.append(image)
+    return flags
