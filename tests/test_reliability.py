@@ -333,3 +333,104 @@ def test_render_memory_estimate_bounds_the_compiled_need_and_refuses_huge_sizes(
     with pytest.raises(MemoryError, match=r"20000 x 20000 .* GB .* 24.0 GB available"):
         check_render_fits(len(v), len(f), huge, cam, available=24e9)
     check_render_fits(len(v), len(f), small, cam, available=24e9)  # fits: no error
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Output that is all-or-nothing; 1. degenerate input flagged; 5. boxes named
+
+
+def _images(site, folder, names):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source = data.load("synthetic", "test_l0", str(site / "data"))
+    for i, name in enumerate(names):
+        Image.fromarray(source[i % len(source)]["image"]).save(folder / name)
+    return folder
+
+
+def test_estimate_pose_skips_bad_images_flags_degenerate_ones_and_writes_atomically(
+    site, tmp_path, monkeypatch
+):
+    from PIL import Image
+
+    from nemo_jax.apps import estimate
+
+    images = _images(site, tmp_path / "images", ["a.png", "b.png", "d.png"])
+    Image.fromarray(np.full((1, 1, 3), 128, np.uint8)).save(images / "e.png")  # a 1 x 1 image
+    (images / "c.png").write_bytes(b"not an image")
+    boxes = {"b.png": [float("nan"), 0, 20, 20], "d.png": [100, 100, 130, 130]}
+    out = tmp_path / "out"
+    messages = []
+    records = estimate.estimate_poses(
+        str(site / "runs" / "car"),
+        str(images),
+        boxes,
+        str(out),
+        boxes_source="boxes.json",
+        log=messages.append,
+    )
+    by_name = {r["image"]: r for r in records}
+    assert sorted(by_name) == ["a.png", "b.png", "c.png", "d.png", "e.png"]
+    # bad images: reported (naming the image and, for a box, the file) and skipped; the others kept
+    assert "boxes.json: box of 'b.png': non-finite" in by_name["b.png"]["error"]
+    assert "c.png: not a readable image" in by_name["c.png"]["error"]
+    assert (
+        np.isfinite(by_name["a.png"]["azimuth_deg"]) and "box outside image" not in by_name["a.png"]["flags"]
+    )
+    # degenerate input: a pose, flagged, and a warning naming the image
+    assert {"box outside image", "empty crop"} <= set(by_name["d.png"]["flags"])
+    assert "tiny box" in by_name["e.png"]["flags"]  # one grey pixel, upscaled
+    for name in ("b.png", "c.png", "d.png", "e.png"):
+        assert any(m.startswith(f"warning: {name}: ") for m in messages), messages
+    saved = json.loads((out / "predictions.json").read_text())
+    assert [r["image"] for r in saved] == sorted(by_name)
+    assert sorted(os.listdir(out)) == ["a_pose.png", "d_pose.png", "e_pose.png", "predictions.json"]
+
+    # an existing --out from another input is replaced whole
+    other = _images(site, tmp_path / "other", ["f.png"])
+    estimate.estimate_poses(str(site / "runs" / "car"), str(other), None, str(out), figures=False)
+    assert sorted(os.listdir(out)) == ["predictions.json"]
+    # a run that fails midway leaves the previous output as it was, and no scratch folder
+    before = (out / "predictions.json").read_text()
+    from nemo_jax import viz
+
+    monkeypatch.setattr(viz, "figure_one", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
+    with pytest.raises(RuntimeError, match="disk full"):
+        estimate.estimate_poses(str(site / "runs" / "car"), str(images), None, str(out))
+    assert (out / "predictions.json").read_text() == before and sorted(os.listdir(out)) == [
+        "predictions.json"
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["images", "other", "out"]
+    # an --out holding something else is refused before any work
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not an earlier output of estimate_pose"):
+        estimate.estimate_poses(str(site / "runs" / "car"), str(images), None, str(foreign))
+    assert os.listdir(foreign) == ["notes.txt"]
+
+
+def test_boxes_errors_name_the_file_and_the_image(site, tmp_path):
+    from nemo_jax.apps import estimate
+
+    path = tmp_path / "boxes.json"
+    path.write_text('{"a.png": [1, 2, 3, 4]')  # truncated
+    with pytest.raises(ValueError, match=r"boxes.json: not valid JSON"):
+        estimate.load_boxes(str(path))
+    path.write_text("[[1, 2, 3, 4]]")
+    with pytest.raises(ValueError, match=r"boxes.json: expected an object"):
+        estimate.load_boxes(str(path))
+    for box in ([1, 2, 3], "0 0 10 10", [0, 0, "10", 10], [0, 0, True, 10], [5, 0, 1, 10]):
+        with pytest.raises(ValueError, match=r"boxes.json: box of 'a.png'"):
+            estimate.check_box(box, "boxes.json: box of 'a.png'")
+    # a key naming no image (including by case) is an error listing them, before any work
+    images = _images(site, tmp_path / "images", ["a.png"])
+    with pytest.raises(
+        ValueError, match=r"boxes.json: boxes for images not in .*'A.PNG' \(did you mean 'a.png'\?\), 'z.png'"
+    ):
+        boxes = {"A.PNG": [0, 0, 5, 5], "z.png": [0, 0, 5, 5]}
+        estimate.estimate_poses(
+            str(tmp_path / "no_run"), str(images), boxes, str(tmp_path / "o"), boxes_source="boxes.json"
+        )
+    assert not (tmp_path / "o").exists()
