@@ -18,9 +18,8 @@ import numpy as np
 from PIL import Image
 
 from nemo_jax.apps import output
-from nemo_jax.apps.evaluate import _preprocess, search_config_for
-from nemo_jax.inference.search import search_pose, trust_flags
-from nemo_jax.mesh import clutter_feature
+from nemo_jax.apps.evaluate import _preprocess
+from nemo_jax.inference import neural_mesh_inputs, search_config_for, search_pose, trust_flags
 from nemo_jax.train.contrastive import feature_coordinates
 from nemo_jax.train.loop import load_run
 
@@ -143,8 +142,7 @@ def estimate_poses(
     size = tuple(int(s) for s in config.data.image_size)
     distance = float(distance if distance is not None else config.data.distance)
     stride = int(config.model.get("stride", 8))
-    clutter = clutter_feature(mesh)
-    focal = 3000.0 / stride
+    focal_px = 3000.0 / stride  # NeMo's focal 1 x viewport 3000 image pixels, at feature resolution
     principal = feature_coordinates(np.array([size[1] / 2, size[0] / 2]), stride)
     records, search_config = [], None
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
@@ -164,18 +162,11 @@ def estimate_poses(
                 crop = crop_to_box(image, box, size, fill)
                 observed = model.apply(variables, _preprocess(crop[None]), train=False)
                 if search_config is None:
-                    search_config = search_config_for(mesh, observed.shape[1:3], focal, principal, distance)
-                result = search_pose(
-                    observed,
-                    mesh.features,
-                    clutter,
-                    mesh.vertices,
-                    mesh.faces,
-                    focal,
-                    principal,
-                    distance,
-                    search_config,
-                )
+                    search_config = search_config_for(
+                        mesh, observed.shape[1:3], focal_px, principal, distance
+                    )
+                inputs = neural_mesh_inputs(mesh, observed, focal_px, principal, distance)
+                result = search_pose(inputs, search_config)
             except ValueError as err:
                 log(f"warning: {name}: skipped ({err})")
                 records.append({"image": name, "error": str(err)})
@@ -203,7 +194,7 @@ def estimate_poses(
                     np.asarray(mesh.vertices),
                     np.asarray(mesh.faces),
                     (pose["azimuth"], pose["elevation"], pose["theta"], distance),
-                    3000.0,
+                    3000.0,  # focal in crop (image) pixels
                     np.array([size[1] / 2, size[0] / 2]),
                     np.asarray(result.occluder)[0],
                     np.asarray(result.object_mask)[0],
