@@ -15,6 +15,7 @@ from nemo_jax.inference import (
     bucketed_search_inputs,
     pose_grid,
     search_batch,
+    search_batch_unchecked,
     search_pose,
 )
 from nemo_jax.mesh import cuboid_mesh
@@ -88,12 +89,12 @@ def _batched(scene, obs, vertices=None, faces=None, vertex_features=None) -> Sea
 
 @pytest.fixture(scope="module")
 def results(scene):
-    """search_batch on [clean, occluded, NaN]: the NaN image bypasses search_pose's eager check to
-    exercise the jitted core's masking of non-finite losses."""
+    """The jitted core on [clean, occluded, NaN]: the NaN image bypasses the eager checks of
+    search_pose and search_batch to exercise the core's masking of non-finite losses."""
     nan_image = scene["clean"].copy()
     nan_image[5, 7, :] = np.nan
     obs = np.stack([scene["clean"], scene["occluded"], nan_image])
-    res = search_batch(_batched(scene, obs), config=scene["config"])
+    res = search_batch_unchecked(_batched(scene, obs), config=scene["config"])
     return jax.tree.map(np.asarray, res)
 
 
@@ -179,18 +180,26 @@ def test_degenerate_feature_maps_are_flagged(scene, results):
     assert trust_flags(results)[:2] == [[], []]  # clean and occluded: trusted
     constant = np.broadcast_to(_unit(np.arange(1.0, C + 1.0)), (H, W, C)).astype(np.float32)
     obs = np.stack([np.zeros((H, W, C), np.float32), constant, scene["clean"]])
-    res = search_batch(
-        jnp.asarray(obs),
-        jnp.asarray(scene["vf"]),
-        jnp.asarray(np.tile(scene["clutter"], (3, 1))),
-        jnp.asarray(scene["v"]),
-        jnp.asarray(scene["f"]),
-        jnp.full((3,), FOCAL),
-        jnp.tile(scene["pp"], (3, 1)),
-        jnp.full((3,), DIST),
-        config=scene["config"],
-    )
+    res = search_batch(_batched(scene, obs), config=scene["config"])
     flags = trust_flags(res)
     assert flags[0] == ["uniform features", "no object evidence"]  # all zero: nothing beats clutter
     assert "uniform features" in flags[1]
     assert flags[2] == []
+
+
+def test_search_batch_refuses_nonfinite_features_vertex_features_or_clutter(scene):
+    """As search_pose does: an error naming what was non-finite, not a default pose (evaluation's path)."""
+    nan_image = scene["clean"].copy()
+    nan_image[5, 7, :] = np.nan
+    inputs = _batched(scene, np.stack([scene["clean"], scene["occluded"], nan_image]))
+    with pytest.raises(ValueError, match=r"search_batch: non-finite values in observed \(images \[2\]"):
+        search_batch(inputs, config=scene["config"])
+    good = _batched(scene, np.stack([scene["clean"], scene["occluded"], scene["clean"]]))
+    vf = np.array(scene["vf"])
+    vf[3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"non-finite values in vertex_features \(1 values\)"):
+        search_batch(good.replace(vertex_features=jnp.asarray(vf)), config=scene["config"])
+    clutter = np.array(good.clutter)
+    clutter[1, :] = np.nan
+    with pytest.raises(ValueError, match=r"non-finite values in clutter"):
+        search_batch(good.replace(clutter=jnp.asarray(clutter)), config=scene["config"])

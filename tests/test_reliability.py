@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import run_tool
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -189,8 +190,13 @@ def test_resume_past_a_damaged_checkpoint_is_bit_exact_and_keeps_it(site, tmp_pa
     run = _copy_run(site, tmp_path / "run")
     for path in _array_files(str(run / "checkpoints" / "2")):
         _truncate(path)
-    with pytest.warns(UserWarning, match="checkpoint step 2 is damaged"):
+    with open(run / "metrics.jsonl", "a") as fh:  # and a kill while writing a metrics row
+        fh.write('{"step": 3, "split": "tra')
+    with pytest.warns(UserWarning) as caught:
         train(_tiny_config(str(site / "data")), str(run))
+    messages = " ".join(str(w.message) for w in caught)
+    assert "checkpoint step 2 is damaged" in messages
+    assert "metrics.jsonl:" in messages and "dropped a partial last line" in messages
     assert (run / "damaged_checkpoints" / "2").is_dir()
     # the resumed run recomputed step 2 exactly as the undamaged run did
     for a, b in zip(_run_params(run, 2), _reference_params(site, 2), strict=True):
@@ -201,6 +207,18 @@ def test_resume_past_a_damaged_checkpoint_is_bit_exact_and_keeps_it(site, tmp_pa
         for d in (run, site / "runs" / "car")
     )
     assert rows == ref and rows
+
+
+def test_metrics_jsonl_damaged_line_before_the_last_is_named(tmp_path):
+    from nemo_jax.train.loop import read_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo\n{"step": 3, "loss": 1.0}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a JSON row"):
+        read_metrics(str(path))
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
+    with pytest.warns(UserWarning, match=r"metrics.jsonl:2: dropped a partial last line"):
+        assert read_metrics(str(path)) == [{"step": 1, "loss": 2.0}]
 
 
 def test_failed_run_leaves_no_workdir_behind(site, tmp_path):
@@ -434,3 +452,86 @@ def test_boxes_errors_name_the_file_and_the_image(site, tmp_path):
             str(tmp_path / "no_run"), str(images), boxes, str(tmp_path / "o"), boxes_source="boxes.json"
         )
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. + 5. The command-line tools: camera values, memory, levels, options, output paths, config
+
+
+def test_render_mesh_rejects_nonfinite_or_nonpositive_camera_values(tmp_path):
+    from nemo_jax.apps.render_mesh import load_mesh, render_views
+
+    v, f = load_mesh("cuboid")
+    view = dict(azimuth_deg=30.0, elevation_deg=15.0, theta_deg=0.0, distance=5.0, px=32.0, py=24.0)
+    with pytest.raises(ValueError, match="--focal: must be > 0"):
+        render_views(v, f, **view, height=48, width=64, focal=0.0)
+    with pytest.raises(ValueError, match="--elevation: must be a finite number"):
+        render_views(v, f, **{**view, "elevation_deg": float("inf")}, height=48, width=64)
+    out = tmp_path / "car"
+    common = ["--mesh", "cuboid", "--elevation", "15", "--theta", "0", "--distance", "5", "--px", "32"]
+    common += ["--py", "24", "--out", out]
+    result = run_tool("render_mesh", *common, "--azimuth", "nan", "--width", "64", "--height", "48")
+    assert result.returncode != 0 and "--azimuth: must be a finite number, got nan" in result.stderr
+    assert not list(tmp_path.iterdir())  # no empty mask written
+    # far too large: refused from the estimate, before compiling or allocating
+    result = run_tool("render_mesh", *common, "--azimuth", "30", "--width", "40000", "--height", "40000")
+    assert (
+        result.returncode != 0 and "40000 x 40000 render" in result.stderr and "GB available" in result.stderr
+    )
+    assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("levels", ["7", "a", "0,,x"])
+def test_evaluate_levels_errors_are_clear(site, levels):
+    result = run_tool(
+        "evaluate", "--workdir", site / "runs" / "car", "--data_dir", site / "data", "--levels", levels
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"--levels {levels!r}" in result.stderr and "is not an occlusion level" in result.stderr
+
+
+def test_evaluate_json_pointing_at_a_folder_fails_before_the_work(site, tmp_path):
+    args = [
+        "--workdir",
+        site / "runs" / "car",
+        "--data_dir",
+        site / "data",
+        "--levels",
+        "0",
+        "--json",
+        tmp_path,
+    ]
+    result = run_tool("evaluate", *args)
+    assert result.returncode == 1 and f"--json {tmp_path}: is a folder" in result.stderr
+    assert "L0" not in result.stdout and "Traceback" not in result.stderr  # no table: nothing was evaluated
+
+
+def test_build_data_option_value_and_read_only_data_dir_named(tmp_path):
+    result = run_tool(
+        "build_data", "--dataset", "synthetic", "--data_dir", tmp_path / "d", "--option", "height=abc"
+    )
+    assert result.returncode == 1 and "height='abc' is not a valid int" in result.stderr
+    assert "Traceback" not in result.stderr
+    folder = _read_only_dir(tmp_path)
+    result = run_tool("build_data", "--dataset", "synthetic", "--data_dir", os.path.join(folder, "data"))
+    assert result.returncode == 1 and "cannot write the dataset there" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_config_override_is_one_line_did_you_mean_without_traceback(tmp_path):
+    smoke = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "smoke.py")
+    result = run_tool("train", f"--config={smoke}", f"--workdir={tmp_path / 'w'}", "--config.train.stepz=3")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "stepz" in line]
+    assert len(lines) == 1 and 'Did you mean "steps"' in lines[0] and "--config.train.stepz=3" in lines[0]
+    assert not (tmp_path / "w").exists()
+
+
+def test_estimate_pose_tool_names_a_malformed_boxes_file(site, tmp_path):
+    images = _images(site, tmp_path / "images", ["a.png"])
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text('{"a.png": [1, 2, 3')
+    result = run_tool("estimate_pose", "--images", images, "--category", "car", "--checkpoint",
+                      site / "runs" / "car", "--boxes", boxes, "--out", tmp_path / "out")  # fmt: skip
+    assert result.returncode == 1 and f"{boxes}: not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

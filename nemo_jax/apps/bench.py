@@ -141,7 +141,7 @@ def bench_pose(
     images). ``focal`` in pixels of the feature map. With several devices the image batch is
     sharded over them (data parallel). ``log`` receives a JSON-able note when a benchmark is skipped.
     """
-    from nemo_jax.inference import SearchConfig, SearchInputs, search_batch, size_tile_budget
+    from nemo_jax.inference import SearchConfig, SearchInputs, search_batch_unchecked, size_tile_budget
 
     h, w, c, b = height, width, feature_dim, images
     v_np, f_np = car_mesh(vertices)
@@ -191,7 +191,7 @@ def bench_pose(
     shared = SearchInputs(observed, vertex_features, clutter, verts, faces, focal_px, principal, dist)
 
     def search(observed, clutter):
-        return search_batch(shared.replace(observed=observed, clutter=clutter), config=config)
+        return search_batch_unchecked(shared.replace(observed=observed, clutter=clutter), config=config)
 
     benches = {"pose_search": (jax.jit(search), (observed, clutter), {})}
     only = [s for s in only if s]

@@ -64,7 +64,7 @@ def _main(argv) -> int:
             variant=_VARIANT.value,
             image=read_image(_IMAGE.value) if _IMAGE.value else None,
         )
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, MemoryError) as err:
         prefix = f"{_IMAGE.value}: " if "image size" in str(err) else ""  # mesh errors name the file
         raise SystemExit(f"render_mesh: {prefix}{err}") from err
     out = _OUT.value
