@@ -49,6 +49,44 @@ def tiny(tmp_path_factory):
     return root
 
 
+def test_baseline_resumes_exactly(tiny, tmp_path):
+    """A baseline run killed after step 3 (checkpoint at step 2) and restarted ends with the same
+    weights and metrics as an uninterrupted one (checkpoints, metrics.jsonl and the batch order resume)."""
+    import jax  # noqa: PLC0415
+
+    from nemo_jax.baseline import load_baseline  # noqa: PLC0415
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_3(message):
+        if message.startswith("baseline step 3/"):
+            raise Killed
+
+    def run(workdir, log=lambda *_: None):
+        base = baseline_synthetic.get_config()
+        base.data.data_dir = str(tiny / "data")
+        base.model.width = 0.25
+        base.train.batch_size, base.train.log_every, base.train.checkpoint_every = 4, 1, 2
+        base.train.steps, base.train.progress = 4, False
+        return train_baseline(base, str(workdir), log=log)
+
+    whole = run(tmp_path / "whole")
+    with pytest.raises(Killed):
+        run(tmp_path / "split", log=kill_at_step_3)
+    rest = run(tmp_path / "split")
+    np.testing.assert_allclose(rest["losses"], whole["losses"][2:], rtol=1e-6)
+    rows = lambda d: [json.loads(line) for line in open(tmp_path / d / "metrics.jsonl")]
+    assert [r["step"] for r in rows("split")] == [1, 2, 3, 4]
+    np.testing.assert_allclose(
+        [r["loss"] for r in rows("split")], [r["loss"] for r in rows("whole")], rtol=1e-6
+    )
+    _, _, a = load_baseline(str(tmp_path / "whole"), (32, 32, 3))
+    _, _, b = load_baseline(str(tmp_path / "split"), (32, 32, 3))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
 def test_evaluate_nemo_and_baseline_give_finite_results_json(tiny):
     records = evaluate.nemo_records(
         str(tiny / "nemo" / "car"),

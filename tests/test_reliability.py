@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import synthetic_cpu  # noqa: E402
 from nemo_jax import data  # noqa: E402
 from nemo_jax.train import checkpoint as checkpoint_lib  # noqa: E402
-from nemo_jax.train.loop import load_run, train  # noqa: E402
+from nemo_jax.train import load_run, train  # noqa: E402
 
 TINY_OPTIONS = {
     "categories": "car",
@@ -210,7 +210,7 @@ def test_resume_past_a_damaged_checkpoint_is_bit_exact_and_keeps_it(site, tmp_pa
 
 
 def test_metrics_jsonl_damaged_line_before_the_last_is_named(tmp_path):
-    from nemo_jax.train.loop import read_metrics
+    from nemo_jax.train.metrics import read_metrics
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo\n{"step": 3, "loss": 1.0}\n')

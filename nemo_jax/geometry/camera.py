@@ -170,3 +170,19 @@ def checked_project_pascal3d(points, azimuth, elevation, theta, distance, px, py
     if not np.all(np.isfinite(np.asarray(points, np.float64))):
         raise ValueError("points: must be finite")
     return project_pascal3d(points, azimuth, elevation, theta, distance, px, py, focal, viewport)
+
+
+def feature_coordinates(points: jax.Array, stride: int) -> jax.Array:
+    """Image pixel coordinates ``[..., 2]`` (x, y; pixel centres at integers) -> feature-map
+    coordinates of a stride-``stride`` map whose cell ``j`` covers pixels ``[s*j, s*j + s - 1]``
+    (cell centres at integers): ``(p - (s - 1) / 2) / s``."""
+    return (points - 0.5 * (stride - 1)) / stride
+
+
+def scale_camera(camera: Camera, stride: int) -> Camera:
+    """The camera of an image downsampled by ``stride`` (cell ``j`` covers pixels
+    ``[s*j, s*j + s - 1]``): focal length (pixels) over ``stride``, principal point through
+    :func:`feature_coordinates`."""
+    return camera.replace(
+        focal=camera.focal / stride, principal=feature_coordinates(camera.principal, stride)
+    )

@@ -96,7 +96,8 @@ class Checkpointer:
       workdir: run directory.
       config_dict: the run's config as a JSON-able dict (``config.to_dict()``); its ``PATH_KEYS``
         are stored absolute.
-      mesh_info: ``{'num_vertices': V, 'feature_dim': D, 'clutter_size': K}`` of the current mesh.
+      mesh_info: ``{'num_vertices': V, 'feature_dim': D, 'clutter_size': K}`` of the current mesh
+        (``None``: a run without a neural mesh, e.g. the baseline; no ``mesh.json``).
       every: save every this many steps; max_to_keep: checkpoints kept.
       read_only: only restore (inference): creates and writes nothing in ``workdir``.
     """
@@ -105,12 +106,13 @@ class Checkpointer:
         self,
         workdir: str,
         config_dict: dict,
-        mesh_info: dict,
+        mesh_info: dict | None,
         every: int,
         max_to_keep: int = 3,
         read_only: bool = False,
     ):
         self.workdir = os.path.abspath(workdir)
+        self.every = max(int(every), 1)
         self.config_path = os.path.join(self.workdir, "config.json")
         self.mesh_path = os.path.join(self.workdir, "mesh.json")
         self.ckpt_dir = os.path.join(self.workdir, "checkpoints")
@@ -127,8 +129,9 @@ class Checkpointer:
         if not has_ckpt and not self.read_only:
             with open(self.config_path, "w") as fh:
                 json.dump(config_dict, fh, indent=2, sort_keys=True, default=str)
-            with open(self.mesh_path, "w") as fh:
-                json.dump(mesh_info, fh, indent=2, sort_keys=True)
+            if mesh_info is not None:
+                with open(self.mesh_path, "w") as fh:
+                    json.dump(mesh_info, fh, indent=2, sort_keys=True)
 
     def _open_manager(self, every: int, max_to_keep: int) -> None:
         self._every, self._max_to_keep = every, max_to_keep
@@ -142,7 +145,7 @@ class Checkpointer:
         )
         self.manager = ocp.CheckpointManager(self.ckpt_dir, options=options)
 
-    def _check_compatible(self, config_dict: dict, mesh_info: dict) -> None:
+    def _check_compatible(self, config_dict: dict, mesh_info: dict | None) -> None:
         if not os.path.isfile(self.config_path):
             raise RuntimeError(
                 f"{self.workdir}: holds checkpoints but no config.json; refusing to resume or overwrite"
@@ -158,7 +161,7 @@ class Checkpointer:
                 + "\n  ".join(diffs)
                 + "\nUse a new --workdir (nothing was overwritten)."
             )
-        if os.path.isfile(self.mesh_path):
+        if mesh_info is not None and os.path.isfile(self.mesh_path):
             with open(self.mesh_path) as fh:
                 saved_mesh = json.load(fh)
             for key, value in mesh_info.items():
