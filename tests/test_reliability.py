@@ -9,18 +9,15 @@ import glob
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
-from conftest import run_tool
+from conftest import ROOT, run_tool
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import synthetic_cpu  # noqa: E402
-from nemo_jax import data  # noqa: E402
-from nemo_jax.train import checkpoint as checkpoint_lib  # noqa: E402
-from nemo_jax.train import load_run, train  # noqa: E402
+from configs import synthetic_cpu
+from nemo_jax import data
+from nemo_jax.train import checkpoint as checkpoint_lib
+from nemo_jax.train import load_run, train
 
 TINY_OPTIONS = {
     "categories": "car",
@@ -519,7 +516,7 @@ def test_build_data_option_value_and_read_only_data_dir_named(tmp_path):
 
 
 def test_bad_config_override_is_one_line_did_you_mean_without_traceback(tmp_path):
-    smoke = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "smoke.py")
+    smoke = os.path.join(ROOT, "configs", "smoke.py")
     result = run_tool("train", f"--config={smoke}", f"--workdir={tmp_path / 'w'}", "--config.train.stepz=3")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "stepz" in line]
@@ -535,3 +532,19 @@ def test_estimate_pose_tool_names_a_malformed_boxes_file(site, tmp_path):
                       site / "runs" / "car", "--boxes", boxes, "--out", tmp_path / "out")  # fmt: skip
     assert result.returncode == 1 and f"{boxes}: not valid JSON" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_render_requires_integer_face_indices():
+    import jax.numpy as jnp
+
+    from nemo_jax.geometry import camera_from_viewpoint
+    from nemo_jax.mesh import cuboid_mesh
+    from nemo_jax.render import RasterSettings, render, render_exact
+
+    v, f = cuboid_mesh([-0.2, -0.5, -0.17], [0.2, 0.5, 0.17], 60)
+    cam = camera_from_viewpoint(0.5, 0.3, 0.0, 5.0, 16.0, 12.0, 1.0, 300.0)
+    settings = RasterSettings(height=24, width=32)
+    with pytest.raises(TypeError, match="render: faces must be integer vertex indices, got dtype float32"):
+        render(jnp.asarray(v), jnp.asarray(f, jnp.float32) + 0.7, cam, settings)
+    with pytest.raises(TypeError, match="render: faces must be integer"):
+        render_exact(v, np.asarray(f, np.float64), cam, settings)

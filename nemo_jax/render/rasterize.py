@@ -94,6 +94,8 @@ def render(
     """
     if faces.ndim != 2 or faces.shape[-1] != 3 or faces.shape[0] == 0:
         raise ValueError(f"render: faces must have shape [F > 0, 3], got {faces.shape}")
+    if not jnp.issubdtype(faces.dtype, jnp.integer):  # a cast would truncate 1.7 to vertex 1
+        raise TypeError(f"render: faces must be integer vertex indices, got dtype {faces.dtype}")
     if vertices.ndim != 2 or vertices.shape[-1] != 3:
         raise ValueError(f"render: vertices must have shape [V, 3], got {vertices.shape}")
     num_pixels = settings.height * settings.width
@@ -171,7 +173,7 @@ def render_exact(
     Not for hot loops: size ``tile_budget`` once (e.g. with :func:`tiles_needed`) instead.
     """
     vertices = jnp.asarray(vertices)
-    faces = jnp.asarray(faces, jnp.int32)
+    faces = jnp.asarray(faces)  # not cast: render refuses non-integer indices rather than truncate
     while True:
         out = _render_jit(vertices, faces, camera, settings, attributes, pixel_table)
         missing = int(out.overflow)
