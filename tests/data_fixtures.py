@@ -103,10 +103,13 @@ def make_object(category: str, view: dict, bbox, cad_index: int = 1) -> dict:
     }
 
 
-def write_pascal3d(manual_dir: str, categories=("car",), per_split=(3, 2), seed=0, bad=()) -> dict:
+def write_pascal3d(
+    manual_dir: str, categories=("car",), per_split=(3, 2), seed=0, bad=(), distances=()
+) -> dict:
     """Writes ``manual_dir/PASCAL3D+_release1.1`` with ``per_split = (train, val)`` good images per
     category plus the bad cases named in ``bad``: 'no_annotation', 'zero_box', 'zero_distance',
-    'other_class' (each one extra train image, skipped by the builder).
+    'other_class' (each one extra train image, skipped by the builder). ``distances``: annotation
+    distances the good images cycle through (default: random in [35, 45]).
 
     Returns ``{image name: annotation viewpoint}`` of the good images.
     """
@@ -123,6 +126,8 @@ def write_pascal3d(manual_dir: str, categories=("car",), per_split=(3, 2), seed=
             for i in range(count):
                 name = f"n0000_{cat}_{split}_{i:03d}"
                 view = random_view(rng)
+                if distances:
+                    view["distance"] = float(distances[len(views) % len(distances)])
                 mask = silhouette(vertices, view)
                 ys, xs = np.nonzero(mask)
                 bbox = [xs.min() + 1, ys.min() + 1, xs.max() + 1, ys.max() + 1]

@@ -8,6 +8,7 @@ import os
 import data_fixtures as fx
 import numpy as np
 import pytest
+from PIL import Image
 
 from nemo_jax import data
 from nemo_jax.data import pascal3d
@@ -242,10 +243,83 @@ def test_empty_split_is_a_clear_error(tmp_path):
     assert os.listdir(tmp_path / "data" / "pascal3d") == []
 
 
-def test_crop_sizes_round_up_to_the_backbone_multiple():
-    # NeMo's sizes are multiples of 32 and stay as they are; shrunk ones are rounded up.
-    for category, size in pascal3d.CROP_SIZES.items():
-        assert pascal3d.Pascal3DOptions().crop_size(category) == tuple(size)
+# NeMo's values as shared/reference/nemo-original.md lists them (Angtian/NeMo: kp_list.top_50_size_dict,
+# MeshPoseSolveAll.distance_render), written out here rather than read from the module under test.
+NEMO_CROP_SIZES = {
+    "car": (256, 672), "aeroplane": (320, 1024), "bicycle": (608, 608), "boat": (480, 1120),
+    "bottle": (512, 736), "bus": (320, 800), "chair": (544, 384), "diningtable": (320, 800),
+    "motorbike": (512, 512), "sofa": (352, 736), "train": (256, 608), "tvmonitor": (480, 480),
+}  # fmt: skip
+NEMO_DISTANCE_RENDER = {
+    "car": 5.0, "bus": 5.2, "motorbike": 4.5, "bottle": 5.75, "boat": 8.0, "bicycle": 5.2,
+    "aeroplane": 7.0, "sofa": 5.4, "tvmonitor": 5.5, "chair": 4.0, "diningtable": 7.0, "train": 3.75,
+}  # fmt: skip
+
+
+def test_nemo_tables_as_the_reference_lists_them():
+    assert pascal3d.CROP_SIZES == NEMO_CROP_SIZES
+    assert pascal3d.RENDER_DISTANCES == NEMO_DISTANCE_RENDER
+    assert set(pascal3d.PASCAL_CATEGORIES) == set(NEMO_CROP_SIZES)
+    for category, size in NEMO_CROP_SIZES.items():  # NeMo's sizes are used as they are
+        assert pascal3d.Pascal3DOptions().crop_size(category) == size
+    # resize_rate = 200 * distance / 1000: every category is rescaled to distance 5.
+    view = {"azimuth": 30.0, "elevation": 10.0, "theta": 0.0, "distance": 12.5, "focal": 1.0,
+            "px": 101.0, "py": 51.0, "viewport": 3000.0}  # fmt: skip
+    for category in NEMO_CROP_SIZES:
+        x0, y0, scale, new = pascal3d.crop_viewpoint(view, category, pascal3d.Pascal3DOptions())
+        assert scale == pytest.approx(12.5 / 5) and new["distance"] == 5.0, category
+        h, w = NEMO_CROP_SIZES[category]  # centred on the (0-based) principal point
+        assert abs(new["px"] - w / 2) <= 0.5 and abs(new["py"] - h / 2) <= 0.5
+    shrunk = pascal3d.crop_viewpoint(view, "chair", pascal3d.Pascal3DOptions(shrink=4))
+    assert shrunk[2] == pytest.approx(12.5 / 20) and shrunk[3]["distance"] == 20.0
+
+
+def test_nemo_render_distance_in_the_data_camera():
+    # NeMo's fov-12 square render of side max(H, W): focal (max(H, W) / 2) / tan(6 deg) px.
+    car_focal = 336.0 / np.tan(np.deg2rad(6.0))  # 3196.8 px for 256 x 672
+    assert pascal3d.nemo_render_distance("car") == pytest.approx(5.0 * 3000.0 / car_focal)
+    assert pascal3d.nemo_render_distance("car") == pytest.approx(4.692, abs=1e-3)
+    chair = 4.0 * 3000.0 / (272.0 / np.tan(np.deg2rad(6.0)))
+    assert pascal3d.nemo_render_distance("chair") == pytest.approx(chair)
+    assert pascal3d.nemo_render_distance("car", (32, 84)) == pytest.approx(8 * 4.692, abs=1e-2)
+    with pytest.raises(ValueError, match="bed"):
+        pascal3d.nemo_render_distance("bed")
+
+
+def test_object_rescaled_by_distance_over_5(tmp_path):
+    """A fixture object annotated at distance d comes out rescaled by d / 5 (here d / 40: shrink 8).
+
+    The chair: NeMo's distance_render for it is 4, so rescaling to the render distance instead would
+    make it 1.25 x too large."""
+    manual, data_dir = str(tmp_path / "manual"), str(tmp_path / "data")
+    views = fx.write_pascal3d(manual, categories=("chair",), per_split=(2, 1), distances=(30.0, 52.0))
+    options = pascal3d.Pascal3DOptions(
+        manual_dir=manual, categories=("chair",), neural_vertices=150, shrink=8
+    )
+    build_lib.build("pascal3d", data_dir, options, progress=False)
+    root = os.path.join(manual, "PASCAL3D+_release1.1", "Images", "chair_imagenet")
+    seen = set()
+    for split in ("train", "val"):
+        source = data.load("pascal3d", split, data_dir)
+        for i in range(len(source)):
+            ex = source[i]
+            name = ex["id"].split("/")[1]
+            d = views[name]["distance"]
+            seen.add(d)
+            assert ex["image"].shape[:2] == (96, 64)  # 544 x 384 / 8 = 68 x 48, rounded up to 32
+            assert ex["distance"] == np.float32(5.0 * 8)
+            full = np.asarray(Image.open(os.path.join(root, name + ".JPEG")).convert("L")) > 127
+            crop = ex["image"].mean(-1) > 127
+            rows_full, rows_crop = np.nonzero(full.any(1))[0], np.nonzero(crop.any(1))[0]
+            assert 0 < rows_full[0] and rows_full[-1] < full.shape[0] - 1  # whole in the image
+            assert 0 < rows_crop[0] and rows_crop[-1] < crop.shape[0] - 1  # and in the crop
+            extent_full = rows_full[-1] - rows_full[0] + 1
+            extent_crop = rows_crop[-1] - rows_crop[0] + 1
+            assert extent_crop == pytest.approx(extent_full * d / 40.0, abs=2.0), (name, d)
+    assert seen == {30.0, 52.0}
+
+
+def test_shrunk_crop_sizes_round_up_to_the_backbone_multiple():
     assert pascal3d.Pascal3DOptions(shrink=8).crop_size("car") == (32, 96)
     assert pascal3d.Pascal3DOptions(shrink=4).crop_size("chair") == (160, 96)  # 136 x 96
     assert pascal3d.Pascal3DOptions(shrink=8, crop_multiple=1).crop_size("car") == (32, 84)

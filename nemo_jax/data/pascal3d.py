@@ -1,11 +1,20 @@
 """Readers for PASCAL3D+ release1.1, OccludedPASCAL3D+ and ObjectNet3D, in NeMo's crop protocol.
 
-NeMo's protocol (``create_cuboid_pascal3d`` / ``CreatePascal3DNeMo``): the ImageNet subset, the first
-object of the category in each image, the image rescaled by ``scale = distance / render_distance`` so
-the object appears at the category's render distance, and a fixed-size crop centred on the
-principal point. The viewpoint moves with the crop: angles and focal are unchanged, ``distance``
-becomes the render distance, ``(px, py)`` becomes the principal point in the crop (0-based; the
-annotation's MATLAB 1-based ``px, py`` minus 1, scaled, minus the crop corner).
+NeMo's protocol (``CreatePascal3DNeMo.py``): the ImageNet subset, the first object of the category in
+each image, the whole image rescaled by ``resize_rate = 200 * distance / 1000 = distance / 5`` for
+EVERY category, so each object looks as if at distance 5 with a 3000-px focal (``focal * viewport``),
+and a fixed per-category crop (``kp_list.top_50_size_dict``) centred on the ground-truth principal
+point, zero-padded outside the image. The viewpoint moves with the crop: angles and focal are
+unchanged, ``distance`` becomes :data:`CROP_DISTANCE` (times ``shrink``), ``(px, py)`` becomes the
+principal point in the crop (0-based; the annotation's MATLAB 1-based ``px, py`` minus 1, scaled,
+minus the crop corner).
+
+Camera convention of the built data: every crop's camera is the annotation's (``focal * viewport`` =
+3000 px) at distance ``CROP_DISTANCE * shrink``, which is the distance the pose search starts from
+(the example's ``distance`` field). NeMo's per-category ``distance_render`` (:data:`RENDER_DISTANCES`)
+belongs to its fov-12 degree square render camera, whose pixel focal is
+``(max(H, W) / 2) / tan(6 deg)``, not to the data: :func:`nemo_render_distance` converts it to this
+project's 3000-px camera (the size NeMo's initial grid renders the object at).
 
 Pixel convention: 0-based pixel centres, pixel ``(row i, col j)`` at ``(x, y) = (j, i)``. Rescaling
 maps ``x -> scale * x``; the crop's top-left pixel is ``(x0, y0)``, so ``x_crop = scale * x - x0``.
@@ -30,17 +39,24 @@ from nemo_jax.geometry import camera_from_viewpoint
 from nemo_jax.mesh import load_off, single_cuboid
 from nemo_jax.render import RasterSettings, render
 
-#: NeMo's crop size ``(H, W)`` per PASCAL3D+ category.
+#: NeMo's crop size ``(H, W)`` per PASCAL3D+ category (``kp_list.top_50_size_dict``, multiples of 32).
 CROP_SIZES = {
-    "car": (256, 672), "bus": (384, 896), "motorbike": (512, 512), "boat": (512, 1216),
+    "car": (256, 672), "bus": (320, 800), "motorbike": (512, 512), "boat": (480, 1120),
     "bicycle": (608, 608), "aeroplane": (320, 1024), "sofa": (352, 736), "tvmonitor": (480, 480),
     "chair": (544, 384), "diningtable": (320, 800), "bottle": (512, 736), "train": (256, 608),
 }  # fmt: skip
-#: NeMo's render distance per PASCAL3D+ category (CAD units).
+#: NeMo's ``distance_render`` per PASCAL3D+ category (``MeshPoseSolveAll.py``; CAD units): the
+#: initial distance of its pose search in its fov-12 degree render camera (see :func:`nemo_render_distance`).
 RENDER_DISTANCES = {
-    "car": 5.0, "bus": 6.0, "motorbike": 4.5, "bottle": 5.0, "boat": 8.0, "bicycle": 5.2, "aeroplane": 7.0,
-    "sofa": 5.0, "tvmonitor": 5.5, "chair": 4.0, "diningtable": 7.0, "train": 4.5,
+    "car": 5.0, "bus": 5.2, "motorbike": 4.5, "bottle": 5.75, "boat": 8.0, "bicycle": 5.2, "aeroplane": 7.0,
+    "sofa": 5.4, "tvmonitor": 5.5, "chair": 4.0, "diningtable": 7.0, "train": 3.75,
 }  # fmt: skip
+#: The distance (CAD units) every object is rescaled to: NeMo's ``resize_rate = distance / 5``.
+CROP_DISTANCE = 5.0
+#: The focal length in pixels of the annotation camera (``focal * viewport`` = 1 * 3000).
+DATA_FOCAL_PX = 3000.0
+#: NeMo's render camera: ``OpenGLPerspectiveCameras(fov=12.0)`` on a square of side ``max(H, W)``.
+NEMO_RENDER_FOV_DEG = 12.0
 PASCAL_CATEGORIES = tuple(CROP_SIZES)
 #: ObjectNet3D categories evaluated by NeMo's follow-ups (StarMap's split of ObjectNet3D).
 OBJECTNET3D_CATEGORIES = (
@@ -61,10 +77,10 @@ class Pascal3DOptions:
       neural_vertices: SingleCuboid vertex target (NeMo: 1000).
       coverage: SingleCuboid coverage of the CAD vertices.
       pose_split: 'all' or 'unseen' (train/val keep NeMo's seen azimuth bins, test sets the others).
-      default_crop, default_distance: crop ``(H, W)`` and render distance of categories NeMo gives
-        none for (ObjectNet3D).
-      shrink: integer factor dividing every crop size and multiplying every render distance: the
-        same framing with ``shrink`` times fewer pixels per side (1 = NeMo; 4-8 for CPU runs).
+      default_crop: crop ``(H, W)`` of categories NeMo gives none for (ObjectNet3D).
+      shrink: integer factor dividing every crop size and multiplying the crop distance (the focal
+        stays 3000 px): the same framing with ``shrink`` times fewer pixels per side (1 = NeMo;
+        4-8 for CPU runs).
       crop_multiple: crop sides are rounded UP to a multiple of this (a little more context around
         the same framing), so shrunk crops fit the backbones' stride-32 trunks: car 672 / 8 = 84
         -> 96. NeMo's own sizes are multiples of 32 already; 1 keeps the plain division.
@@ -81,7 +97,6 @@ class Pascal3DOptions:
     coverage: float = 0.99
     pose_split: str = "all"
     default_crop: tuple[int, int] = (320, 320)
-    default_distance: float = 5.0
     shrink: int = 1
     crop_multiple: int = 32
     synthetic_occlusion: bool = False
@@ -101,9 +116,25 @@ class Pascal3DOptions:
         h, w = CROP_SIZES.get(category, self.default_crop)
         return tuple(-(-max(1, round(s / self.shrink)) // m) * m for s in (h, w))
 
-    def render_distance(self, category: str) -> float:
-        """The distance (CAD units) objects of ``category`` are rescaled to."""
-        return float(RENDER_DISTANCES.get(category, self.default_distance)) * self.shrink
+    def crop_distance(self) -> float:
+        """The distance (CAD units) every object is rescaled to: NeMo's 5, times ``shrink``."""
+        return CROP_DISTANCE * self.shrink
+
+
+def nemo_render_distance(category: str, crop_size: tuple[int, int] | None = None) -> float:
+    """NeMo's ``distance_render`` of ``category`` expressed in this project's data camera.
+
+    NeMo renders a square of side ``max(H, W)`` with a 12-degree field of view, i.e. a pixel focal
+    ``f = (max(H, W) / 2) / tan(6 deg)`` (car, 256 x 672: 3197 px), at ``distance_render``. The same
+    projected size with the data's ``focal * viewport = 3000`` px needs the distance
+    ``distance_render * 3000 / f`` (car: 4.69). ``crop_size``: ``(H, W)`` (default: NeMo's size of
+    the category); a crop shrunk by ``s`` gives ``s`` times the distance, as the crop distance does.
+    """
+    if category not in RENDER_DISTANCES:
+        raise ValueError(f"nemo_render_distance: no distance_render for {category!r}")
+    h, w = crop_size if crop_size is not None else CROP_SIZES[category]
+    focal = (max(h, w) / 2.0) / np.tan(np.deg2rad(NEMO_RENDER_FOV_DEG / 2.0))
+    return float(RENDER_DISTANCES[category] * DATA_FOCAL_PX / focal)
 
 
 class Skip(Exception):
@@ -190,11 +221,11 @@ def crop(image: Image.Image, x0: int, y0: int, scale: float, size, resample=Imag
 
 def crop_viewpoint(view: dict, category: str, options: Pascal3DOptions):
     """Crop geometry: ``(x0, y0, scale)`` and the crop's viewpoint (angles DEGREES, 0-based px, py)."""
-    scale = view["distance"] / options.render_distance(category)
+    scale = view["distance"] / options.crop_distance()  # NeMo: resize_rate = distance / 5
     px0, py0 = view["px"] - 1.0, view["py"] - 1.0  # MATLAB 1-based -> 0-based
     size = options.crop_size(category)
     x0, y0 = crop_transform(px0, py0, scale, size)
-    new = dict(view, distance=options.render_distance(category), px=px0 * scale - x0, py=py0 * scale - y0)
+    new = dict(view, distance=options.crop_distance(), px=px0 * scale - x0, py=py0 * scale - y0)
     return x0, y0, scale, new
 
 
