@@ -21,4 +21,7 @@ def get_config(category: str = "car"):
     c.category = category
     c.data.image_size = common.CROP_SIZES[category]
     c.data.distance = common.CROP_DISTANCE
+    # NeMo trains without augmentation (RandomHorizontalFlip and ColorJitter are defined, unused).
+    c.train.flip_prob = 0.0
+    c.train.brightness = c.train.contrast = c.train.saturation = 0.0
     return c

@@ -93,6 +93,22 @@ def test_crop_keeps_projection_on_object(built):
             assert iou > 0.9, (ex["id"], iou)
             assert ex["kp2d"].shape == (len(meshes["car"].neural_vertices), 2)
             assert 0.1 < ex["visible"].mean() < 0.9
+            # Visible vertices lie in the object's box (NeMo), which the object fills.
+            kp, box = ex["kp2d"][ex["visible"]], ex["box"]
+            assert np.all((kp >= box[:2]) & (kp <= box[2:]))
+            rows, cols = np.nonzero(observed)
+            h, w = observed.shape  # the box may extend past the crop (the crop cuts the object)
+            box = np.clip(box, -0.5, [w - 0.5, h - 0.5, w - 0.5, h - 0.5])
+            # the object inside its box, the box at most a few pixels larger (the silhouette's thin
+            # corners fade below the threshold in the resampled JPEG)
+            assert (
+                box[0] <= cols.min()
+                and cols.max() <= box[2]
+                and box[1] <= rows.min()
+                and rows.max() <= box[3]
+            )
+            assert cols.min() - box[0] < 4 and box[2] - cols.max() < 4
+            assert rows.min() - box[1] < 4 and box[3] - rows.max() < 4
 
 
 def test_occluded_join_and_masks(built):
@@ -143,16 +159,27 @@ def test_corrupt_mat_fails_without_leaving_a_dataset(tmp_path):
     assert not any("incomplete" in n for n in os.listdir(os.path.join(data_dir, "pascal3d")))
 
 
-def test_unseen_pose_split(tmp_path, built):
-    manual, _, views, _ = built
-    data_dir = str(tmp_path / "data")
+def test_unseen_pose_split(tmp_path):
+    """Train and val keep NeMo's seen azimuth bins; L0 (test_l0) holds the val images of UNSEEN
+    azimuths, and the evaluation scores L0 there, not on val."""
+    from nemo_jax.apps.evaluate import level_source
+
+    manual, data_dir = str(tmp_path / "manual"), str(tmp_path / "data")
+    views = fx.write_pascal3d(manual, per_split=(4, 6), seed=3)
+    val = {n: bool(data.in_seen_bins(v["azimuth"])) for n, v in views.items() if "_val_" in n}
+    assert 0 < sum(val.values()) < len(val)  # the fixture has both kinds
     stats = build_lib.build("pascal3d", data_dir, _options(manual, pose_split="unseen"), progress=False)
     train = data.load("pascal3d", "train", data_dir)
     azimuths = np.rad2deg([train[i]["azimuth"] for i in range(len(train))])
     assert data.in_seen_bins(azimuths).all()
     expected = sum(bool(data.in_seen_bins(v["azimuth"])) for n, v in views.items() if "_train_" in n)
     assert len(train) == expected == stats.written.get("train", 0)
-    assert stats.skipped[("train", "azimuth outside the pose split")] == 3 - expected
+    assert stats.skipped[("train", "azimuth outside the pose split")] == 4 - expected
+    l0 = level_source("pascal3d", 0, data_dir)
+    assert l0.split == "test_l0"
+    ids = sorted(l0[i]["id"].split("/")[1] for i in range(len(l0)))
+    assert ids == sorted(n for n, seen in val.items() if not seen)
+    assert len(data.load("pascal3d", "val", data_dir)) == sum(val.values())
 
 
 def test_objectnet3d(tmp_path):
@@ -317,6 +344,20 @@ def test_object_rescaled_by_distance_over_5(tmp_path):
             extent_crop = rows_crop[-1] - rows_crop[0] + 1
             assert extent_crop == pytest.approx(extent_full * d / 40.0, abs=2.0), (name, d)
     assert seen == {30.0, 52.0}
+
+
+def test_crop_box_excludes_zero_padding():
+    """The visibility box is the annotated bbox (1-based, inclusive) within the image, in crop pixels."""
+    whole = pascal3d.crop_box({"bbox": [1, 1, 200, 100]}, (100, 200), -50, -20, 1.0)
+    np.testing.assert_allclose(whole, [49.5, 19.5, 249.5, 119.5])  # the padding stays outside
+    part = pascal3d.crop_box({"bbox": [11, 21, 60, 80]}, (100, 200), 0, 0, 2.0)
+    np.testing.assert_allclose(part, [19.0, 39.0, 119.0, 159.0])
+    beyond = pascal3d.crop_box({"bbox": [-5, 1, 300, 100]}, (100, 200), 0, 0, 1.0)
+    np.testing.assert_allclose(beyond, [-0.5, -0.5, 199.5, 99.5])
+    with pytest.raises(pascal3d.Skip, match="bbox outside the image"):
+        pascal3d.crop_box({"bbox": [250, 1, 300, 100]}, (100, 200), 0, 0, 1.0)
+    points = np.array([[49.0, 50.0], [49.5, 50.0], [249.5, 119.5], [250.0, 60.0]])
+    np.testing.assert_array_equal(pascal3d.inside_box(points, whole), [False, True, True, False])
 
 
 def test_shrunk_crop_sizes_round_up_to_the_backbone_multiple():

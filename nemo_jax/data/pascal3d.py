@@ -76,7 +76,8 @@ class Pascal3DOptions:
       categories: categories to build (empty: the dataset's default list).
       neural_vertices: SingleCuboid vertex target (NeMo: 1000).
       coverage: SingleCuboid coverage of the CAD vertices.
-      pose_split: 'all' or 'unseen' (train/val keep NeMo's seen azimuth bins, test sets the others).
+      pose_split: 'all' or 'unseen' (train/val keep NeMo's seen azimuth bins, test sets the others;
+        'unseen' also writes ``test_l0``, the val images of unseen azimuths: its L0).
       default_crop: crop ``(H, W)`` of categories NeMo gives none for (ObjectNet3D).
       shrink: integer factor dividing every crop size and multiplying the crop distance (the focal
         stays 3000 px): the same framing with ``shrink`` times fewer pixels per side (1 = NeMo;
@@ -229,6 +230,27 @@ def crop_viewpoint(view: dict, category: str, options: Pascal3DOptions):
     return x0, y0, scale, new
 
 
+def crop_box(view: dict, image_size: tuple[int, int], x0: int, y0: int, scale: float) -> np.ndarray:
+    """``[4]`` float32 ``(x0, y0, x1, y1)`` in crop pixels: the object's annotated box (``bbox``,
+    MATLAB 1-based inclusive pixel indices) intersected with the image (``image_size = (h, w)``),
+    both as pixel extents (pixel ``j`` spans ``[j - 0.5, j + 0.5]``) mapped into the crop. NeMo
+    counts a vertex visible only inside the box (its ``MeshConverter.get_one``); the intersection
+    also keeps vertices off the crop's zero padding."""
+    h, w = image_size
+    bx0, by0, bx1, by1 = (float(v) - 1.0 for v in view["bbox"])  # 0-based pixel indices
+    lo_x, hi_x = max(bx0, 0.0) - 0.5, min(bx1, w - 1.0) + 0.5
+    lo_y, hi_y = max(by0, 0.0) - 0.5, min(by1, h - 1.0) + 0.5
+    if hi_x <= lo_x or hi_y <= lo_y:
+        raise Skip("bbox outside the image")
+    return np.array([lo_x * scale - x0, lo_y * scale - y0, hi_x * scale - x0, hi_y * scale - y0], np.float32)
+
+
+def inside_box(points: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """``[V]`` bool: ``points [V, 2]`` (x, y) lie in ``box = (x0, y0, x1, y1)`` (closed)."""
+    x, y = points[:, 0], points[:, 1]
+    return (x >= box[0]) & (x <= box[2]) & (y >= box[1]) & (y <= box[3])
+
+
 def _camera_args(view: dict) -> list[np.float32]:
     """``camera_from_viewpoint`` arguments of a view (angles DEGREES -> radians)."""
     angles = [np.float32(np.deg2rad(view[k])) for k in ("azimuth", "elevation", "theta")]
@@ -298,7 +320,9 @@ def make_example(
     """
     x0, y0, scale, new = crop_viewpoint(view, category, options)
     size = options.crop_size(category)
+    box = crop_box(view, (image.height, image.width), x0, y0, scale)
     kp2d, visible = neural_keypoints(mesh, new, size)
+    visible &= inside_box(kp2d, box)
     example = {
         "id": example_id,
         "image": crop(image, x0, y0, scale, size),
@@ -308,6 +332,7 @@ def make_example(
         "cad_index": np.int32(view["cad_index"]),
         "kp2d": kp2d,
         "visible": visible,
+        "box": box,
         "occlusion_level": np.int32(level),
     }
     if occluder is not None:
@@ -337,6 +362,7 @@ class _Pascal3DFamily(builders.NemoBuilder, skip_registration=True):
 
     DEFAULT_CATEGORIES = PASCAL_CATEGORIES
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Place PASCAL3D+_release1.1/ (and OccludedPASCAL3D+/) in manual_dir."
+    has_box = True
 
     def __init__(self, *, options: Pascal3DOptions | None = None, **kwargs):
         options = options or Pascal3DOptions()
@@ -413,6 +439,8 @@ class Pascal3D(_Pascal3DFamily, skip_registration=True):
     def split_names(self):
         if self.options.synthetic_occlusion:
             return ("train", "val", *splits.TEST_SPLITS.values())
+        if self.options.pose_split == "unseen":  # L0 on the unseen azimuths of the val images
+            return ("train", "val", splits.TEST_SPLITS[0])
         return ("train", "val")
 
     def examples(self, split):
@@ -518,6 +546,8 @@ class ObjectNet3D(_Pascal3DFamily, skip_registration=True):
     REQUIRED_ROOTS = (OBJECTNET_ROOT,)
 
     def split_names(self):
+        if self.options.pose_split == "unseen":  # L0 on the unseen azimuths of the val images
+            return ("train", "val", splits.TEST_SPLITS[0])
         return ("train", "val")
 
     def cad_folder(self, category):
@@ -525,7 +555,8 @@ class ObjectNet3D(_Pascal3DFamily, skip_registration=True):
 
     def examples(self, split):
         root = self.root(OBJECTNET_ROOT)
-        names = read_list(os.path.join(root, "Image_sets", f"{split}.txt"))
+        listed = "val" if split.startswith("test_") else split
+        names = read_list(os.path.join(root, "Image_sets", f"{listed}.txt"))
         ann_dir = _require_dir(os.path.join(root, "Annotations"), "Annotations")
         img_dir = _require_dir(os.path.join(root, "Images"), "Images")
         for name in names:

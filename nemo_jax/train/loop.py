@@ -27,7 +27,7 @@ from nemo_jax.render import validate_mesh
 from nemo_jax.train import contrastive, parallel
 from nemo_jax.train.checkpoint import Checkpointer
 from nemo_jax.train.state import create_train_state, learning_rate_schedule, make_optimizer
-from nemo_jax.train.step import BATCH_FIELDS, StepConfig, jit_step, make_train_step, views
+from nemo_jax.train.step import BATCH_FIELDS, StepConfig, full_box, jit_step, make_train_step, views
 from nemo_jax.train.toy_data import toy_dataset
 
 
@@ -79,7 +79,10 @@ class _Subset:
 
     def __getitem__(self, i):
         ex = self.source[int(self.indices[i])]
-        return {k: np.asarray(ex[k], np.uint8 if k == "image" else np.float32) for k in BATCH_FIELDS}
+        out = {k: np.asarray(ex[k], np.uint8 if k == "image" else np.float32) for k in BATCH_FIELDS}
+        # The region where vertices may be visible (datasets without a box: the whole image).
+        out["box"] = np.asarray(ex["box"], np.float32) if "box" in ex else full_box(*out["image"].shape[:2])
+        return out
 
 
 def build_sources(config, vertices, faces, perm):
@@ -183,7 +186,7 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
         raise ValueError(f"evaluate: {len(source)} held-out examples < eval batch size {batch_size}")
     for start in range(0, n, batch_size):
         exs = [source[i] for i in range(start, start + batch_size)]
-        batch = {k: jnp.asarray(np.stack([e[k] for e in exs])) for k in BATCH_FIELDS}
+        batch = {k: jnp.asarray(np.stack([e[k] for e in exs])) for k in exs[0]}
         totals += np.asarray(match(batch))
     visible = max(totals[3], 1.0)
     v = neural_mesh.vertices.shape[0]

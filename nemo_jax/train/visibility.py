@@ -53,6 +53,7 @@ def vertex_view(
     render_stride: int = 2,
     tolerance: float = 0.5,
     tile: int = 8,
+    box: jax.Array | None = None,
 ) -> VertexView:
     """Projections, visibility and footprint of a mesh in one image.
 
@@ -65,6 +66,9 @@ def vertex_view(
       tolerance: depth slack of the visibility test, in units of the mesh's mean edge length (the
         same default, half an edge, as ``nemo_jax.data.project_with_visibility``).
       tile: rasterizer tile size (pixels of the downsampled render).
+      box: optional ``[4]`` ``(x0, y0, x1, y1)`` image pixels: only vertices projecting inside it
+        are visible (NeMo: inside the object's box; the data builders' box also excludes a crop's
+        zero padding). The image itself always bounds visibility.
     """
     height, width = image_size
     if feature_stride % render_stride or height % feature_stride or width % feature_stride:
@@ -86,6 +90,10 @@ def vertex_view(
     z = cam_points[:, 2]
     visible = zbuffer_visible(out.coverage, out.depth, small_points, z, tolerance * edge, two_sided=False)
     visible &= z > settings.near
+    for b in (jnp.array([-0.5, -0.5, width - 0.5, height - 0.5]), box):  # the image, the box
+        if b is not None:
+            visible &= (points[:, 0] >= b[0]) & (points[:, 0] <= b[2])
+            visible &= (points[:, 1] >= b[1]) & (points[:, 1] <= b[3])
     k = feature_stride // render_stride
     cells = out.coverage.reshape(height // feature_stride, k, width // feature_stride, k)
     object_mask = jnp.max(cells, axis=(1, 3)) > 0
