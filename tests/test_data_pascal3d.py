@@ -111,6 +111,30 @@ def test_crop_keeps_projection_on_object(built):
             assert rows.min() - box[1] < 4 and box[3] - rows.max() < 4
 
 
+def test_crop_protocol_of_the_training_set_recrops_new_boxes(built):
+    """Unlabeled images: the training set's box statistics map an annotated box to nearly NeMo's
+    crop (the distance / 5 scale, the principal point at the crop centre) without the distance."""
+    from nemo_jax.data import crop_protocol
+
+    _, data_dir, views, _ = built
+    stats = crop_protocol.box_statistics(data.load("pascal3d", "train", data_dir))
+    assert stats["image_size"] == [32, 96] and stats["examples"] == 3
+    val = data.load("pascal3d", "val", data_dir)
+    for i in range(len(val)):
+        ex = val[i]
+        view = views[ex["id"].split("/")[1]]
+        x0, y0, scale, _ = pascal3d.crop_viewpoint(view, "car", _options(""))
+        # the annotated bbox (MATLAB 1-based pixel indices) as pixel edges of the full image
+        mat = os.path.join(built[0], "PASCAL3D+_release1.1", "Annotations", "car_imagenet")
+        obj = pascal3d.first_object(pascal3d.load_record(os.path.join(mat, ex["id"][4:] + ".mat")), "car", "")
+        box = np.asarray(obj["bbox"], np.float64) - 1.0 + np.array([-0.5, -0.5, 0.5, 0.5])
+        got_scale, got_x0, got_y0 = crop_protocol.crop_for_box(box, (32, 96), stats)
+        assert got_scale == pytest.approx(scale, rel=0.2), ex["id"]
+        # where the true principal point lands in the new crop: near (W / 2, H / 2)
+        px0, py0 = view["px"] - 1.0, view["py"] - 1.0
+        assert abs(got_scale * px0 - got_x0 - 48) < 6 and abs(got_scale * py0 - got_y0 - 16) < 6
+
+
 def test_occluded_join_and_masks(built):
     _, data_dir, _, _ = built
     clean = {

@@ -119,6 +119,19 @@ def build_sources(config, vertices, faces, perm):
     raise ValueError(f"config.data.source: {d.source!r} is not 'toy' or 'tfds'")
 
 
+def write_crop_protocol(workdir: str, train_src: _Subset) -> None:
+    """Stores the training set's crop protocol with the run (``crop_protocol.json``: median box-to-crop
+    size and principal-point offset, :mod:`nemo_jax.data.crop_protocol`), so that unlabeled images
+    are cropped as the training images were; nothing for data without object boxes or masks."""
+    from nemo_jax.data import crop_protocol  # noqa: PLC0415
+
+    if jax.process_index() != 0:
+        return
+    stats = crop_protocol.box_statistics(train_src.source, train_src.indices)
+    if stats is not None:
+        crop_protocol.write(workdir, stats)
+
+
 def batch_dataset(source, batch_size: int, seed: int):
     """Infinite, reshuffled-every-epoch batches with random access: ``ds[step]`` is batch ``step``."""
     if len(source) < batch_size:
@@ -288,6 +301,7 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
     state = jax.device_put(state, replicated)
     step_fn = jit_step(make_train_step(model, tx, step_cfg, preprocess, perm), replicated, split)
     train_src, eval_src = build_sources(config, vertices, faces, perm)
+    write_crop_protocol(workdir, train_src)
     batches = batch_dataset(train_src, int(t.batch_size), int(config.seed))
     schedule = learning_rate_schedule(t)
     writer = MetricWriter(workdir, start)
