@@ -162,37 +162,67 @@ def load_record(path: str):
 
 
 def first_object(record, category: str, path: str) -> dict:
-    """The first object of ``category`` in a record, as a dict: viewpoint in DEGREES (annotation
-    values), ``bbox [4]`` (x1, y1, x2, y2, 1-based), ``cad_index``. Raises :class:`Skip` or ``ValueError``."""
+    """The first object of ``category`` in a record (NeMo: ``objects[0]`` of the category's
+    annotation), as a dict: viewpoint in DEGREES (annotation values), ``bbox [4]`` (x1, y1, x2, y2,
+    MATLAB 1-based), ``cad_index``. The ``truncated`` / ``occluded`` / ``difficult`` flags are not
+    filtered on (NeMo keeps every such object). Anything that makes the object unusable (no
+    viewpoint, a missing or non-finite field, distance <= 0, no or a degenerate box) raises
+    :class:`Skip` with the reason, counted in the build summary."""
     objects = getattr(record, "objects", None)
-    if objects is None:
-        raise ValueError(f"{path}: field 'record.objects' missing")
+    if objects is None or (isinstance(objects, np.ndarray) and objects.size == 0):
+        raise Skip("record has no objects")
     for obj in np.atleast_1d(objects):
-        if str(getattr(obj, "class", "")) != category:
+        if str(getattr(obj, "class", "")).strip() != category:
             continue
         vp = getattr(obj, "viewpoint", None)
         if vp is None or isinstance(vp, np.ndarray):
             raise Skip("object has no viewpoint")
         view = {}
         for name in VIEWPOINT_FIELDS:
-            value = np.asarray(getattr(vp, name, np.array([])), np.float64).ravel()
+            try:
+                value = np.asarray(getattr(vp, name, np.array([])), np.float64).ravel()
+            except (TypeError, ValueError):
+                raise Skip(f"viewpoint.{name} not a number") from None
             if value.size != 1 or not np.isfinite(value[0]):
                 raise Skip(f"viewpoint.{name} missing")
             view[name] = float(value[0])
         if view["distance"] <= 0:
             raise Skip("viewpoint.distance is 0")
-        bbox = np.asarray(getattr(obj, "bbox", []), np.float64).ravel()
-        if bbox.size != 4:
-            raise ValueError(f"{path}: field 'objects.bbox' must have 4 values, got {bbox.size}")
+        if view["focal"] <= 0 or view["viewport"] <= 0:
+            raise Skip("viewpoint.focal or viewport is 0")
+        try:
+            bbox = np.asarray(getattr(obj, "bbox", []), np.float64).ravel()
+        except (TypeError, ValueError):
+            bbox = np.array([])
+        if bbox.size != 4 or not np.all(np.isfinite(bbox)):
+            raise Skip("objects.bbox missing")
         if bbox[2] <= bbox[0] or bbox[3] <= bbox[1]:
             raise Skip("zero-size bbox")
-        cad = np.asarray(getattr(obj, "cad_index", 1)).ravel()
-        return {**view, "bbox": bbox, "cad_index": int(cad[0]) if cad.size else 1}
+        try:
+            cad = np.asarray(getattr(obj, "cad_index", 1), np.float64).ravel()
+        except (TypeError, ValueError):
+            cad = np.array([])
+        cad_index = int(cad[0]) if cad.size and np.isfinite(cad[0]) else 1
+        return {**view, "bbox": bbox, "cad_index": cad_index}
     raise Skip(f"no '{category}' object")
 
 
+IMAGE_SUFFIXES = (".JPEG", ".jpg", ".jpeg", ".JPG", ".png")
+
+
+def image_path(folder: str, name: str) -> str:
+    """The image file of ``name`` in ``folder`` (``.JPEG`` as in the releases, else ``.jpg`` /
+    ``.jpeg`` / ``.png``); the ``.JPEG`` path when none exists (for the error message)."""
+    for suffix in IMAGE_SUFFIXES:
+        path = os.path.join(folder, name + suffix)
+        if os.path.isfile(path):
+            return path
+    return os.path.join(folder, name + ".JPEG")
+
+
 def load_image(path: str) -> Image.Image:
-    """An RGB PIL image (``FileNotFoundError``/``ValueError`` naming the file)."""
+    """An RGB PIL image (``FileNotFoundError``/``ValueError`` naming the file); grayscale, palette,
+    CMYK and alpha images are converted to RGB."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: missing image")
     try:
@@ -323,6 +353,8 @@ def make_example(
     box = crop_box(view, (image.height, image.width), x0, y0, scale)
     kp2d, visible = neural_keypoints(mesh, new, size)
     visible &= inside_box(kp2d, box)
+    if not visible.any():
+        raise Skip("no visible vertex in the crop")
     example = {
         "id": example_id,
         "image": crop(image, x0, y0, scale, size),
@@ -349,12 +381,42 @@ def make_example(
     return example
 
 
+def load_cad_mat(path: str, category: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The CAD models of a PASCAL3D+ ``CAD/{category}.mat``: a struct array named ``category`` with
+    ``vertices [N, 3]`` and ``faces [M, 3]`` (MATLAB 1-based) per sub-type. ``ValueError`` naming
+    the file and field otherwise."""
+    try:
+        mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    except Exception as err:
+        raise ValueError(f"{path}: unreadable CAD .mat ({type(err).__name__}: {err})") from err
+    if category not in mat:
+        keys = sorted(k for k in mat if not k.startswith("__"))
+        raise ValueError(f"{path}: field {category!r} missing (has {keys})")
+    meshes = []
+    for i, model in enumerate(np.atleast_1d(mat[category])):
+        try:
+            vertices = np.asarray(model.vertices, np.float32).reshape(-1, 3)
+            faces = np.asarray(model.faces, np.int64).reshape(-1, 3) - 1
+        except (AttributeError, ValueError) as err:
+            raise ValueError(f"{path}: field '{category}({i + 1}).vertices/faces' unusable ({err})") from err
+        if len(vertices) == 0 or len(faces) == 0 or faces.min() < 0 or faces.max() >= len(vertices):
+            raise ValueError(f"{path}: field '{category}({i + 1}).faces' indexes outside its vertices")
+        meshes.append((vertices, faces.astype(np.int32)))
+    return meshes
+
+
 def read_list(path: str) -> list[str]:
-    """Image names of a list file (first token per line; blank lines ignored)."""
+    """Image names of a list file: the first token per line; blank lines and VOC-style negative
+    entries (``name -1``) are left out; duplicates are kept once (first occurrence)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: missing image-set list")
+    names = []
     with open(path) as fh:
-        return [line.split()[0] for line in fh if line.strip()]
+        for line in fh:
+            tokens = line.split()
+            if tokens and not (len(tokens) > 1 and tokens[1] == "-1"):
+                names.append(tokens[0])
+    return list(dict.fromkeys(names))
 
 
 class _Pascal3DFamily(builders.NemoBuilder, skip_registration=True):
@@ -404,13 +466,22 @@ class _Pascal3DFamily(builders.NemoBuilder, skip_registration=True):
             self.root(sub)
         return super()._split_generators(dl_manager)
 
+    def load_cads(self, category: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The category's CAD models, in ``cad_index`` order: ``CAD/{cat}/NN.off`` (NeMo's
+        converted meshes), else the release's ``CAD/{cat}.mat``."""
+        folder = self.cad_folder(category)
+        if os.path.isdir(folder):
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".off") and n[:-4].isdigit())
+            if names:
+                return [load_off(os.path.join(folder, n)) for n in names]
+        mat = folder + ".mat"
+        if os.path.isfile(mat):
+            return load_cad_mat(mat, category)
+        raise FileNotFoundError(f"{folder}: no NN.off CAD files (and no {os.path.basename(mat)})")
+
     def write_meshes(self, dataset_dir):
         for cat in self.options.categories:
-            folder = _require_dir(self.cad_folder(cat), f"CAD/{cat}")
-            names = sorted(n for n in os.listdir(folder) if n.endswith(".off") and n[:-4].isdigit())
-            if not names:
-                raise FileNotFoundError(f"{folder}: no NN.off CAD files")
-            cad = [load_off(os.path.join(folder, n)) for n in names]
+            cad = self.load_cads(cat)
             neural = single_cuboid([v for v, _ in cad], self.options.coverage, self.options.neural_vertices)
             self._meshes[cat] = neural
             self._cads[cat] = pad_meshes(cad)
@@ -462,7 +533,7 @@ class Pascal3D(_Pascal3DFamily, skip_registration=True):
         view = first_object(load_record(path), cat, path)
         if not self._keep_azimuth(split, view):
             raise Skip("azimuth outside the pose split")
-        image = load_image(os.path.join(img_dir, name + ".JPEG"))
+        image = load_image(image_path(img_dir, name))
         if not self.options.synthetic_occlusion:
             return make_example(image, view, cat, self.options, self._meshes[cat], f"{cat}/{name}")
         cads = self._cads[cat]
@@ -525,13 +596,10 @@ class OccludedPascal3D(_Pascal3DFamily, skip_registration=True):
         view = first_object(load_record(mat), cat, mat)
         if not self._keep_azimuth(split, view):
             raise Skip("azimuth outside the pose split")
-        image = load_image(os.path.join(img_dir, name + ".JPEG"))
+        image = load_image(image_path(img_dir, name))
         occluder = np.asarray(ann["occluder_mask"])
         if occluder.shape != (image.height, image.width):
-            raise ValueError(
-                f"{npz_path}: field 'occluder_mask' has shape {occluder.shape}, "
-                f"image is {(image.height, image.width)}"
-            )
+            raise Skip("occluder_mask shape differs from the image")
         return make_example(
             image, view, cat, self.options, self._meshes[cat], f"{cat}/{name}", level, occluder
         )
@@ -575,5 +643,5 @@ class ObjectNet3D(_Pascal3DFamily, skip_registration=True):
         view = first_object(record, cat, path)
         if not self._keep_azimuth(split, view):
             raise Skip("azimuth outside the pose split")
-        image = load_image(os.path.join(img_dir, name + ".JPEG"))
+        image = load_image(image_path(img_dir, name))
         return make_example(image, view, cat, self.options, self._meshes[cat], f"{cat}/{name}")

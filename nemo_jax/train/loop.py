@@ -109,6 +109,16 @@ def build_sources(config, vertices, faces, perm):
             idx = [i for i in range(len(src)) if int(src[i]["category"]) == label]
             if not idx:
                 raise ValueError(f"{src.path} [{split}]: no examples of category {config.category!r}")
+            built_shrink = (src.metadata.get("options") or {}).get("shrink")
+            if (
+                d.get("shrink") is not None
+                and built_shrink is not None
+                and int(built_shrink) != int(d.shrink)
+            ):
+                raise ValueError(
+                    f"{src.path}: built with shrink={built_shrink}, config.data.shrink is {d.shrink} "
+                    f"(rebuild with tools/build_data.py --option shrink={d.shrink})"
+                )
             shape = tuple(src[idx[0]]["image"].shape[:2])
             if shape != size:
                 raise ValueError(
