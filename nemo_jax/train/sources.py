@@ -1,0 +1,87 @@
+"""Training data: random-access sources of train-step examples (toy or a built dataset) and the
+deterministic, random-access batch sequence (``batches[s]`` is a pure function of ``(seed, s)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nemo_jax import data
+from nemo_jax.data.toy import toy_dataset
+from nemo_jax.train.step import BATCH_FIELDS, full_box
+
+
+class StepExamples:
+    """Random-access view of ``source`` with only the train-step fields (``image`` uint8, the
+    rest float32) and ``box`` (where vertices may be visible: the example's own ``box``, else the
+    whole image)."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        ex = self.source[i]
+        out = {k: np.asarray(ex[k], np.uint8 if k == "image" else np.float32) for k in BATCH_FIELDS}
+        out["box"] = np.asarray(ex["box"], np.float32) if "box" in ex else full_box(*out["image"].shape[:2])
+        return out
+
+
+def build_sources(config, vertices, faces, perm):
+    """``(train, eval)`` random-access sources of examples with the train-step fields."""
+    d = config.data
+    size = tuple(int(s) for s in d.image_size)
+    if d.source == "toy":
+        train = toy_dataset(
+            vertices, faces, perm, int(d.num_train), size, seed=int(d.seed), distance=float(d.distance)
+        )
+        held = toy_dataset(
+            vertices, faces, perm, int(d.num_eval), size, seed=int(d.seed) + 1, distance=float(d.distance)
+        )
+        return StepExamples(train), StepExamples(held)
+    if d.source == "tfds":
+        out = []
+        for split in (d.train_split, d.eval_split):
+            src = data.load(d.name, split, d.data_dir)
+            if config.category not in src.categories:
+                raise ValueError(f"config.category: {config.category!r} not in {src.path} ({src.categories})")
+            idx = src.indices_of(config.category)  # labels only, no image decoded
+            if not idx:
+                raise ValueError(f"{src.path} [{split}]: no examples of category {config.category!r}")
+            built_shrink = (src.metadata.get("options") or {}).get("shrink")
+            if (
+                d.get("shrink") is not None
+                and built_shrink is not None
+                and int(built_shrink) != int(d.shrink)
+            ):
+                raise ValueError(
+                    f"{src.path}: built with shrink={built_shrink}, config.data.shrink is {d.shrink} "
+                    f"(rebuild with tools/build_data.py --option shrink={d.shrink})"
+                )
+            shape = tuple(src[idx[0]]["image"].shape[:2])
+            if shape != size:
+                raise ValueError(
+                    f"{src.path} [{split}]: images are {shape}, config.data.image_size is {size}"
+                )
+            out.append(StepExamples(data.Subset(src, idx)))
+        return tuple(out)
+    raise ValueError(f"config.data.source: {d.source!r} is not 'toy' or 'tfds'")
+
+
+def write_crop_protocol(workdir: str, train_src: StepExamples) -> None:
+    """Stores the training set's crop protocol with the run (``crop_protocol.json``: median box-to-crop
+    size and principal-point offset, :mod:`nemo_jax.data.crop_protocol`), so that unlabeled images
+    are cropped as the training images were; nothing for data without object boxes or masks."""
+    from nemo_jax.data import crop_protocol  # noqa: PLC0415
+
+    stats = crop_protocol.box_statistics(train_src.source)
+    if stats is not None:
+        crop_protocol.write(workdir, stats)
+
+
+def batch_dataset(source, batch_size: int, seed: int):
+    """Infinite, reshuffled-every-epoch batches with random access: ``ds[step]`` is batch ``step``
+    (:func:`nemo_jax.data.batch_dataset`)."""
+    return data.batch_dataset(source, batch_size, seed, shuffle=True, drop_remainder=True, epochs=None)
