@@ -388,3 +388,74 @@ def test_shrunk_crop_sizes_round_up_to_the_backbone_multiple():
     assert pascal3d.Pascal3DOptions(shrink=8, crop_multiple=1).crop_size("car") == (32, 84)
     with pytest.raises(ValueError, match="crop_multiple"):
         pascal3d.Pascal3DOptions(crop_multiple=0)
+
+
+def test_any_real_format_tree(tmp_path):
+    """Release quirks: grayscale and CMYK JPEGs, .jpg files, CAD/{cat}.mat instead of NN.off,
+    VOC-style '-1' list entries, objects without a bbox, empty viewpoint fields, records without
+    objects: the build keeps what is usable and counts the rest by reason."""
+    import scipy.io
+
+    manual, data_dir = str(tmp_path / "manual"), str(tmp_path / "data")
+    fx.write_pascal3d(manual, per_split=(4, 1))
+    root = os.path.join(manual, "PASCAL3D+_release1.1")
+    images = os.path.join(root, "Images", "car_imagenet")
+    anns = os.path.join(root, "Annotations", "car_imagenet")
+    rgb = Image.open(os.path.join(images, "n0000_car_train_000.JPEG"))
+    rgb.convert("L").save(os.path.join(images, "n0000_car_train_000.JPEG"))
+    Image.open(os.path.join(images, "n0000_car_train_001.JPEG")).convert("CMYK").save(
+        os.path.join(images, "n0000_car_train_001.JPEG")
+    )
+    os.rename(
+        os.path.join(images, "n0000_car_train_002.JPEG"), os.path.join(images, "n0000_car_train_002.jpg")
+    )
+    # CAD as the release's MATLAB file (1-based faces) instead of NeMo's converted .off files
+    vertices, faces = fx.cad_mesh("car")
+    cad = np.empty((1, 1), dtype=[("vertices", "O"), ("faces", "O")])
+    cad[0, 0]["vertices"], cad[0, 0]["faces"] = vertices.astype(np.float64), (faces + 1).astype(np.float64)
+    os.remove(os.path.join(root, "CAD", "car", "01.off"))
+    os.rmdir(os.path.join(root, "CAD", "car"))
+    scipy.io.savemat(os.path.join(root, "CAD", "car.mat"), {"car": cad})
+    # broken annotations
+    full = {"azimuth": 10.0, "elevation": 5.0, "theta": 0.0, "distance": 40.0, "focal": 1.0, "px": 20.0,
+            "py": 20.0, "viewport": 3000.0}  # fmt: skip
+    no_box = {"class": "car", "viewpoint": full}
+    scipy.io.savemat(os.path.join(anns, "n_nobox.mat"), {"record": {"objects": [no_box]}})
+    view = {k: 1.0 for k in pascal3d.VIEWPOINT_FIELDS}
+    view["distance"] = np.zeros((0, 0))  # empty, as in coarse-only annotations
+    obj = {"class": "car", "viewpoint": view, "bbox": np.array([1.0, 1, 20, 20])}
+    scipy.io.savemat(os.path.join(anns, "n_nodist.mat"), {"record": {"objects": [obj]}})
+    scipy.io.savemat(os.path.join(anns, "n_noobj.mat"), {"record": {"filename": "n_noobj.JPEG"}})
+    for name in ("n_nobox", "n_nodist", "n_noobj", "n_negative"):
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(os.path.join(images, name + ".JPEG"))
+    with open(os.path.join(root, "Image_sets", "car_imagenet_train.txt"), "a") as fh:
+        fh.write("n_nobox\nn_nodist\nn_noobj 1\nn_negative -1\n")
+    stats = build_lib.build("pascal3d", data_dir, _options(manual), progress=False)
+    assert dict(stats.written) == {"train": 4, "val": 1}
+    skipped = {reason: n for (split, reason), n in stats.skipped.items()}
+    assert skipped == {"objects.bbox missing": 1, "viewpoint.distance missing": 1, "record has no objects": 1}
+    np.testing.assert_allclose(data.load_meshes("pascal3d", data_dir)["car"].cad[0][0], vertices, atol=1e-6)
+    train = data.load("pascal3d", "train", data_dir)
+    assert all(train[i]["image"].shape == (32, 96, 3) for i in range(len(train)))
+
+
+def test_cpu_recipe_config_matches_the_shrunk_build(built):
+    """configs/pascal3d_cpu.py: NeMo's crops shrunk; training needs only data_dir; a build with
+    another shrink is refused with the fix in the message."""
+    from configs import pascal3d_cpu
+    from nemo_jax.train.sources import build_sources
+
+    _, data_dir, _, _ = built  # built with shrink=8
+    for category in pascal3d.PASCAL_CATEGORIES:
+        c = pascal3d_cpu.get_config(category)
+        shrink = int(c.data.shrink)
+        assert tuple(c.data.image_size) == pascal3d.Pascal3DOptions(shrink=shrink).crop_size(category)
+        assert c.data.distance == 5.0 * shrink and c.data.name == "pascal3d"
+        assert c.train.flip_prob == 0 and 200 <= c.train.steps <= 800
+    config = pascal3d_cpu.get_config("car")
+    config.data.data_dir = data_dir
+    train, held = build_sources(config, None, None, None)
+    assert len(train) == 3 and len(held) == 2 and train[0]["box"].shape == (4,)
+    config.data.shrink = 4
+    with pytest.raises(ValueError, match="built with shrink=8, config.data.shrink is 4.*shrink=4"):
+        build_sources(config, None, None, None)
