@@ -309,7 +309,7 @@ class Checkpointer:
 
 
 # What a run writes into its workdir before its first checkpoint.
-RUN_FILES = ("config.json", "mesh.json", "metrics.jsonl", "tb", "checkpoints")
+RUN_FILES = ("config.json", "mesh.json", "crop_protocol.json", "metrics.jsonl", "tb", "checkpoints")
 
 
 def discard_unsaved_run(workdir: str, remove_workdir: bool = True) -> None:
