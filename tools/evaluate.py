@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     p.add_argument("--figures", default="", help="folder for Figure 1 PNGs (NeMo)")
     p.add_argument("--steps", type=int, default=300, help="refinement steps (NeMo: 300)")
     p.add_argument("--starts", type=int, default=1, help="grid starts refined (NeMo: 1)")
-    p.add_argument("--variant", default="hard", choices=["hard", "soft"], help="rasterizer")
+    p.add_argument("--variant", default="hard", help="rasterizer variant (any registered name)")
     args = p.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x]
     try:

@@ -40,7 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--height", type=int, required=True)
     p.add_argument("--focal", type=float, default=1.0)
     p.add_argument("--viewport", type=float, default=3000.0)
-    p.add_argument("--variant", default="hard", choices=["hard", "soft"])
+    p.add_argument("--variant", default="hard", help="rasterizer variant (any registered name)")
     p.add_argument("--image", default=None, help="optional [H, W] image to overlay the mesh on")
     p.add_argument("--out", required=True, help="output prefix (directories are created)")
     return p.parse_args(argv)

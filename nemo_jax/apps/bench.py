@@ -28,7 +28,7 @@ def add_car_setting_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vertices", type=int, default=1000, help="target SingleCuboid vertex count")
     parser.add_argument("--distance", type=float, default=5.0)
     parser.add_argument("--focal", type=float, default=375.0, help="pixels at feature resolution (3000 / 8)")
-    parser.add_argument("--variant", default="hard", choices=["hard", "soft"])
+    parser.add_argument("--variant", default="hard", help="rasterizer variant (any registered name)")
     parser.add_argument("--tile", type=int, nargs=2, default=(4, 4), metavar=("TH", "TW"))
     parser.add_argument("--no_cull", action="store_true", help="do not cull back faces (exact either way)")
 
