@@ -4,20 +4,17 @@ never-a-NaN-pose rule, not accuracy (the demo measures that)."""
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import baseline_synthetic, synthetic_cpu  # noqa: E402
-from nemo_jax import data  # noqa: E402
-from nemo_jax import eval as eval_lib  # noqa: E402
-from nemo_jax.apps import estimate, evaluate  # noqa: E402
-from nemo_jax.baseline import train_baseline  # noqa: E402
-from nemo_jax.train.loop import train  # noqa: E402
+from configs import baseline_synthetic, synthetic_cpu
+from nemo_jax import data
+from nemo_jax import eval as eval_lib
+from nemo_jax.apps import estimate, evaluate
+from nemo_jax.baseline import train_baseline
+from nemo_jax.train.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +47,44 @@ def tiny(tmp_path_factory):
     base.train.steps, base.train.batch_size = 2, 4
     train_baseline(base, str(root / "baseline"), log=lambda *_: None)
     return root
+
+
+def test_baseline_resumes_exactly(tiny, tmp_path):
+    """A baseline run killed after step 3 (checkpoint at step 2) and restarted ends with the same
+    weights and metrics as an uninterrupted one (checkpoints, metrics.jsonl and the batch order resume)."""
+    import jax  # noqa: PLC0415
+
+    from nemo_jax.baseline import load_baseline  # noqa: PLC0415
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_3(message):
+        if message.startswith("baseline step 3/"):
+            raise Killed
+
+    def run(workdir, log=lambda *_: None):
+        base = baseline_synthetic.get_config()
+        base.data.data_dir = str(tiny / "data")
+        base.model.width = 0.25
+        base.train.batch_size, base.train.log_every, base.train.checkpoint_every = 4, 1, 2
+        base.train.steps, base.train.progress = 4, False
+        return train_baseline(base, str(workdir), log=log)
+
+    whole = run(tmp_path / "whole")
+    with pytest.raises(Killed):
+        run(tmp_path / "split", log=kill_at_step_3)
+    rest = run(tmp_path / "split")
+    np.testing.assert_allclose(rest["losses"], whole["losses"][2:], rtol=1e-6)
+    rows = lambda d: [json.loads(line) for line in open(tmp_path / d / "metrics.jsonl")]
+    assert [r["step"] for r in rows("split")] == [1, 2, 3, 4]
+    np.testing.assert_allclose(
+        [r["loss"] for r in rows("split")], [r["loss"] for r in rows("whole")], rtol=1e-6
+    )
+    _, _, a = load_baseline(str(tmp_path / "whole"), (32, 32, 3))
+    _, _, b = load_baseline(str(tmp_path / "split"), (32, 32, 3))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
 
 
 def test_evaluate_nemo_and_baseline_give_finite_results_json(tiny):

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import numpy as np
 import pytest
+from conftest import run_tool
 
 from nemo_jax import data
 from nemo_jax.data import prepare as build_lib
 from nemo_jax.data import synthetic
 from nemo_jax.geometry import camera_from_viewpoint, project_pascal3d, to_camera_frame
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = dict(categories="car,chair", height=48, width=48, train_per_category=6, val_per_category=2,
                test_per_category=4, neural_vertices=120, render_batch=8)  # fmt: skip
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("build_data", os.path.join(REPO, "tools", "build_data.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +23,9 @@ def built(tmp_path_factory):
     argv = ["--dataset", "synthetic", "--data_dir", data_dir, "--no_progress"]
     for key, value in OPTIONS.items():
         argv += ["--option", f"{key}={value}"]
-    tool = _tool()
-    assert tool.main(argv) == 0
-    assert tool.main(argv) == 1  # already built: refused, nothing overwritten
+    first = run_tool("build_data", *argv)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert run_tool("build_data", *argv).returncode == 1  # already built: refused, nothing overwritten
     return data_dir
 
 
@@ -95,12 +87,25 @@ def test_occlusion_levels_in_range(built):
     assert all(e["occluder_mask"].sum() == 0 and e["occlusion_level"] == 0 for e in clean.values())
 
 
+def test_category_indices_read_labels_without_images(built, monkeypatch):
+    source = data.load("synthetic", "train", built)
+    expected = {
+        c: [i for i in range(len(source)) if source[i]["category"] == k]
+        for k, c in enumerate(source.categories)
+    }
+    monkeypatch.setattr(type(source), "__getitem__", lambda self, i: pytest.fail("decoded an example"))
+    got = {c: source.indices_of(c) for c in source.categories}
+    assert got == expected and all(got.values())
+    with pytest.raises(ValueError, match="category 'boat' not in"):
+        source.indices_of("boat")
+
+
 def test_batches_deterministic(built):
     source = data.load("synthetic", "train", built)
     ids = lambda seed: [list(b["id"]) for b in data.batches(source, 5, seed=seed, epochs=2)]
     first = ids(3)
     assert first == ids(3) and first != ids(4)
-    assert len(first) == 4 and all(len(b) == 5 for b in first)  # 12 // 5 = 2 per epoch, remainder dropped
+    assert len(first) == 4 and all(len(b) == 5 for b in first)  # 2 * 12 // 5 batches, remainder dropped
     batch = next(data.batches(source, 4, seed=0, shuffle=False, pad_vertices=200))
     assert batch["image"].shape == (4, 48, 48, 3) and batch["kp2d"].shape == (4, 200, 2)
     assert batch["visible"].shape == (4, 200) and not batch["visible"][:, 150:].any()

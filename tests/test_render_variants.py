@@ -322,7 +322,7 @@ def toy_variant():
 
 
 def test_toy_variant_registered_from_a_test_runs_the_pose_search(toy_variant):
-    from nemo_jax.inference import SearchConfig, search_pose
+    from nemo_jax.inference import SearchConfig, SearchInputs, search_pose
 
     assert toy_variant in registered_variants()
     with pytest.raises(ValueError, match="already registered"):
@@ -345,7 +345,8 @@ def test_toy_variant_registered_from_a_test_runs_the_pose_search(toy_variant):
     observed = np.where(mask, np.asarray(out.features), clutter)
     observed = observed / np.linalg.norm(observed, axis=-1, keepdims=True)
     config = SearchConfig(raster=dataclasses.replace(settings, tile_budget=800), steps=30)
-    result = search_pose(observed, feats, clutter, verts, faces, focal, pp, 5.0, config)
+    inputs = SearchInputs(observed, feats, clutter, verts, faces, focal, pp, 5.0)
+    result = search_pose(inputs, config)
     assert int(result.overflow[0]) == 0
     assert np.isfinite(float(result.loss[0]))
     # The search with the toy renderer finds the rendered pose from NeMo's grid (30 deg apart).

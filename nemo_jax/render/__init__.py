@@ -5,7 +5,8 @@
 (SoftRas), ``pytorch3d`` (PyTorch3D's K-faces-per-pixel soft raster), ``gaussian`` (VoGE's vertex
 Gaussians), or any variant registered with :func:`register_variant` (see
 :mod:`nemo_jax.render.variants` for the protocol). See ``screen`` for the face-window tiling that
-keeps work proportional to the projected area.
+keeps work proportional to the projected area, and ``visibility`` for the one vertex-visibility rule
+(z-buffer test inside the image).
 
 Every module of this package is imported with it, so a variant module dropped in here registers
 itself without any other edit.
@@ -15,7 +16,7 @@ import importlib as _importlib
 import pkgutil as _pkgutil
 
 from nemo_jax.render.output import RenderOutput
-from nemo_jax.render.rasterize import project, render, render_exact, tiles_needed, validate_mesh
+from nemo_jax.render.rasterize import project_primitives, render, render_exact, tiles_needed, validate_mesh
 from nemo_jax.render.settings import RasterSettings, variant_names
 from nemo_jax.render.variants import (
     NoParams,
@@ -25,6 +26,7 @@ from nemo_jax.render.variants import (
     registered_variants,
     unregister_variant,
 )
+from nemo_jax.render.visibility import project_with_visibility, vertex_visibility
 
 for _module in _pkgutil.iter_modules(__path__):
     _importlib.import_module(f"{__name__}.{_module.name}")
@@ -35,7 +37,8 @@ __all__ = [
     "RenderOutput",
     "Variant",
     "get_variant",
-    "project",
+    "project_primitives",
+    "project_with_visibility",
     "register_variant",
     "registered_variants",
     "render",
@@ -44,4 +47,5 @@ __all__ = [
     "unregister_variant",
     "validate_mesh",
     "variant_names",
+    "vertex_visibility",
 ]

@@ -21,10 +21,10 @@ from nemo_jax.render.screen import project_mesh, tile_counts, tile_pairs
 from nemo_jax.render.settings import RasterSettings
 from nemo_jax.render.variants import get_variant
 
-__all__ = ["RenderOutput", "project", "render", "render_exact", "tiles_needed", "validate_mesh"]
+__all__ = ["RenderOutput", "project_primitives", "render", "render_exact", "tiles_needed", "validate_mesh"]
 
 
-def project(vertices: jax.Array, faces: jax.Array, camera: Camera, settings: RasterSettings):
+def project_primitives(vertices: jax.Array, faces: jax.Array, camera: Camera, settings: RasterSettings):
     """The variant's screen-space primitives for one view: its own ``project`` if it has one, else
     the mesh's faces (:func:`nemo_jax.render.screen.project_mesh`)."""
     variant = get_variant(settings.variant)
@@ -73,7 +73,7 @@ def render(
         )
     faces = jnp.asarray(faces, jnp.int32)
     variant = get_variant(settings.variant)
-    screen = project(vertices, faces, camera, settings)
+    screen = project_primitives(vertices, faces, camera, settings)
     pairs = tile_pairs(screen, settings)
     return variant.rasterize(screen, pairs, settings, attributes, pixel_table)
 
@@ -143,7 +143,7 @@ def tiles_needed(vertices, faces, cameras: Camera, settings: RasterSettings) -> 
     faces = jnp.asarray(faces, jnp.int32)
 
     def one(camera):
-        screen = project(vertices, faces, camera, settings)
+        screen = project_primitives(vertices, faces, camera, settings)
         return tile_counts(screen, settings).sum()
 
     return jax.jit(jax.vmap(one))(cameras)
