@@ -80,16 +80,17 @@ def parse_params(items) -> dict:
 
 
 def timed(fn, *args, repeats: int):
-    """``(compile_s, median_ms)`` of a jitted ``fn``; blocks on every output."""
+    """``(compile_s, median_ms, output of the warm-up call)`` of a jitted ``fn``; blocks on every
+    output; at least 3 timed runs."""
     t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
+    out = jax.block_until_ready(fn(*args))
     compile_s = time.perf_counter() - t0
     times = []
-    for _ in range(max(repeats, 5)):
+    for _ in range(max(repeats, 3)):
         t0 = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append((time.perf_counter() - t0) * 1e3)
-    return compile_s, float(np.median(times))
+    return compile_s, float(np.median(times)), out
 
 
 def run(config: ml_collections.ConfigDict, variant: str, params=None, only=()):
@@ -215,8 +216,8 @@ def run(config: ml_collections.ConfigDict, variant: str, params=None, only=()):
     for name, (fn, fn_args, poses, overflow_at) in benches.items():
         if only and name not in only:
             continue
-        compile_s, median_ms = timed(fn, *fn_args, repeats=config.repeats)
-        leaves = jax.tree.leaves(fn(*fn_args))
+        compile_s, median_ms, out = timed(fn, *fn_args, repeats=config.repeats)
+        leaves = jax.tree.leaves(out)
         overflow = int(np.max(np.asarray(leaves[overflow_at])))
         yield {
             "name": name,
