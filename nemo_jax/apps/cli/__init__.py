@@ -30,6 +30,7 @@ COMMANDS = (
     "bench_train",
     "bench_render",
     "compare_variants",
+    "write_fixture_tree",
 )
 
 
