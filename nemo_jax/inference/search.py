@@ -50,8 +50,8 @@ class SearchConfig:
 
     Attributes:
       raster: rasterizer settings; ``raster.height/width`` must equal the feature map's ``[h, w]``.
-        ``raster.variant`` (``"hard"`` = NeMo, ``"soft"``) is used for the grid, the refinement and
-        the output maps, so variants are compared with the same code.
+        ``raster.variant`` (``"hard"`` = NeMo, or any registered variant) is used for the grid, the
+        refinement and the output maps, so variants are compared with the same code.
       azimuths_deg, elevations_deg, thetas_deg: the initial grid (DEGREES), all combinations.
       num_starts: K best grid poses refined in parallel (NeMo: 1).
       steps: Adam steps (NeMo: 300).
@@ -217,6 +217,38 @@ def _finite_or(x, fallback):
     return jnp.where(jnp.isfinite(x), x, fallback)
 
 
+def refine_optimizer(config: SearchConfig) -> optax.GradientTransformation:
+    """NeMo's refinement optimiser: Adam(lr, b1, b2) with the lr multiplied by ``decay_rate``
+    every ``decay_every`` steps."""
+    schedule = optax.exponential_decay(
+        config.lr, transition_steps=config.decay_every, decay_rate=config.decay_rate, staircase=True
+    )
+    return optax.adam(schedule, b1=config.b1, b2=config.b2)
+
+
+def refine_step(loss_fn, optimizer: optax.GradientTransformation, config: SearchConfig, poses, opt_state):
+    """One refinement step of ``K`` poses in parallel.
+
+    Args:
+      loss_fn: ``pose [4] -> (loss [], overflow [])`` (e.g. :func:`pose_loss` with the image bound).
+      optimizer: :func:`refine_optimizer`'s.
+      config: static; the distance is updated only if ``config.optimize_distance``.
+      poses: ``[K, 4]`` (azimuth, elevation, theta in RADIANS, distance).
+      opt_state: the optimiser's state for ``poses``.
+
+    Returns:
+      ``(new_poses [K, 4], new_state, loss [K], overflow [K], finite [K] bool)``: the losses are at
+      the INPUT poses; a start with a non-finite loss or gradient gets a zero gradient (``finite``
+      says which).
+    """
+    grad_mask = jnp.array([1.0, 1.0, 1.0, 1.0 if config.optimize_distance else 0.0], poses.dtype)
+    (loss, overflow), grads = jax.vmap(jax.value_and_grad(loss_fn, has_aux=True))(poses)
+    finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grads), axis=-1)
+    grads = jnp.where(finite[:, None], grads, 0.0) * grad_mask
+    updates, new_state = optimizer.update(grads, opt_state, poses)
+    return optax.apply_updates(poses, updates), new_state, loss, overflow, finite
+
+
 def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
     """Pure, jittable pose search for ONE image (no input checks; use :func:`search_pose`).
 
@@ -244,22 +276,14 @@ def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
     starts = grid[best]  # [K, 4]
 
     # 2. Refinement of the K starts in parallel, one scan.
-    schedule = optax.exponential_decay(
-        config.lr, transition_steps=config.decay_every, decay_rate=config.decay_rate, staircase=True
-    )
-    optimizer = optax.adam(schedule, b1=config.b1, b2=config.b2)
-    grad_mask = jnp.array([1.0, 1.0, 1.0, 1.0 if config.optimize_distance else 0.0], starts.dtype)
-    value_and_grad = jax.vmap(jax.value_and_grad(loss_fn, has_aux=True))
+    optimizer = refine_optimizer(config)
 
     def step(carry, _):
         poses, opt_state, prev_loss, calm, active, overflow, moved = carry
-        (loss, ovf), grads = value_and_grad(poses)
-        finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grads), axis=-1)
-        grads = jnp.where(finite[:, None], grads, 0.0) * grad_mask
-        updates, new_state = optimizer.update(grads, opt_state, poses)
+        new_poses, new_state, loss, ovf, finite = refine_step(loss_fn, optimizer, config, poses, opt_state)
         # Frozen (early-stopped) or non-finite starts keep their pose.
         move = (active & finite)[:, None]
-        new_poses = jnp.where(move, optax.apply_updates(poses, updates), poses)
+        new_poses = jnp.where(move, new_poses, poses)
         loss = _finite_or(loss, jnp.inf)
         if config.early_stop_tol > 0:
             small = jnp.abs(loss - prev_loss) < config.early_stop_tol

@@ -28,6 +28,8 @@ COMMANDS = (
     "convert_weights",
     "bench_pose",
     "bench_train",
+    "bench_render",
+    "compare_variants",
     "write_fixture_tree",
 )
 

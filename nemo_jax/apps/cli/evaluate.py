@@ -40,7 +40,9 @@ _JSON = flags.DEFINE_string("json", "", "Write the results JSON here.")
 _FIGURES = flags.DEFINE_string("figures", "", "Folder for Figure 1 PNGs (NeMo).")
 _STEPS = flags.DEFINE_integer("steps", 300, "Refinement steps (NeMo: 300).")
 _STARTS = flags.DEFINE_integer("starts", 1, "Grid starts refined (NeMo: 1).")
-_VARIANT = flags.DEFINE_enum("variant", "hard", ["hard", "soft"], "Rasterizer.")
+_VARIANT = flags.DEFINE_string(
+    "variant", "hard", "Rasterizer variant: any registered name (hard, soft, pytorch3d, gaussian, ...)."
+)
 flags.mark_flags_as_required(["workdir", "data_dir"])
 
 

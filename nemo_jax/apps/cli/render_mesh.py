@@ -31,7 +31,9 @@ _WIDTH = flags.DEFINE_integer("width", None, "Output width, pixels.")
 _HEIGHT = flags.DEFINE_integer("height", None, "Output height, pixels.")
 _FOCAL = flags.DEFINE_float("focal", 1.0, "PASCAL3D+ focal (focal length in pixels = focal * viewport).")
 _VIEWPORT = flags.DEFINE_float("viewport", 3000.0, "PASCAL3D+ viewport, image pixels.")
-_VARIANT = flags.DEFINE_enum("variant", "hard", ["hard", "soft"], "Rasterizer.")
+_VARIANT = flags.DEFINE_string(
+    "variant", "hard", "Rasterizer variant: any registered name (hard, soft, pytorch3d, gaussian, ...)."
+)
 _IMAGE = flags.DEFINE_string("image", None, "Optional [H, W] image to overlay the mesh on.")
 _OUT = flags.DEFINE_string("out", None, "Output prefix (directories are created).")
 flags.mark_flags_as_required(
