@@ -36,7 +36,12 @@ CAR_SETTING = (
     ("vertices", int, 1000, "target SingleCuboid vertex count"),
     ("distance", float, 5.0, "render distance, CAD units"),
     ("focal", float, 375.0, "focal length in pixels of the feature map (3000 / 8)"),
-    ("variant", str, "hard", "rasterizer variant: hard or soft"),
+    (
+        "variant",
+        str,
+        "hard",
+        "rasterizer variant: any registered name (hard, soft, pytorch3d, gaussian, ...)",
+    ),
     ("tile", list, (4, 4), "tile height and width"),
     ("no_cull", bool, False, "do not cull back faces (exact either way)"),
 )
@@ -49,8 +54,6 @@ def add_car_setting_args(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(f"--{name}", action="store_true", help=help_text)
         elif kind is list:
             parser.add_argument(f"--{name}", type=int, nargs=2, default=default, metavar=("TH", "TW"))
-        elif name == "variant":
-            parser.add_argument(f"--{name}", default=default, choices=["hard", "soft"], help=help_text)
         else:
             parser.add_argument(f"--{name}", type=kind, default=default, help=help_text)
 
@@ -64,8 +67,8 @@ def define_car_setting_flags() -> None:
             flags.DEFINE_bool(name, default, help_text)
         elif kind is list:
             flags.DEFINE_list(name, [str(v) for v in default], help_text + " (TH,TW)")
-        elif name == "variant":
-            flags.DEFINE_enum(name, default, ["hard", "soft"], help_text)
+        elif kind is str:
+            flags.DEFINE_string(name, default, help_text)
         elif kind is int:
             flags.DEFINE_integer(name, default, help_text)
         else:
@@ -247,13 +250,13 @@ def cost_record(per_image) -> dict:
 
 def _pose_benches(shared, config, only, backbone, key, log) -> dict:
     """``{name: (jitted fn, args, extra record fields)}`` of the pose-search benchmarks."""
-    from nemo_jax.inference import search_batch
+    from nemo_jax.inference import search_batch_unchecked
 
     observed, clutter = shared.observed, shared.clutter
     b, h, w, c = observed.shape
 
     def search(observed, clutter):
-        return search_batch(shared.replace(observed=observed, clutter=clutter), config=config)
+        return search_batch_unchecked(shared.replace(observed=observed, clutter=clutter), config=config)
 
     benches = {"pose_search": (jax.jit(search), (observed, clutter), {})}
     if not only or "pose_search_e2e" in only:

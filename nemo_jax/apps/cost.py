@@ -98,9 +98,12 @@ def roofline(cost: Cost, device: dict | None = None) -> dict:
 
 
 def search_cost(inputs, config) -> Cost:
-    """XLA's cost of the batched pose search (``nemo_jax.inference.search_batch(inputs, config)``)
+    """XLA's cost of the batched pose search (``nemo_jax.inference.search_batch_unchecked(inputs, config)``)
     with ``config.steps`` refinement steps, from compilations at 0 and 1 steps."""
-    from nemo_jax.inference import search_batch  # noqa: PLC0415
+    from nemo_jax.inference import search_batch_unchecked  # noqa: PLC0415
 
-    at = [compiled_cost(search_batch, inputs, config=dataclasses.replace(config, steps=k)) for k in (0, 1)]
+    at = [
+        compiled_cost(search_batch_unchecked, inputs, config=dataclasses.replace(config, steps=k))
+        for k in (0, 1)
+    ]
     return with_loop(at[0], at[1], int(config.steps))

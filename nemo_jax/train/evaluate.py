@@ -10,7 +10,7 @@ import numpy as np
 from nemo_jax.data.batching import Subset, batch_dataset, prefetched
 from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.train import contrastive, parallel
-from nemo_jax.train.step import BATCH_FIELDS, StepConfig, views
+from nemo_jax.train.step import BATCH_FIELDS, OPTIONAL_FIELDS, StepConfig, views
 
 
 def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_size: int = 8) -> dict:
@@ -61,7 +61,9 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
     for batch in prefetched(ds.__getitem__, range(len(ds))):
         # padded rows repeat the last image (a zero camera would make NaNs that a 0 weight keeps)
         batch = {
-            k: np.concatenate([batch[k], np.repeat(batch[k][-1:], padded - local, 0)]) for k in BATCH_FIELDS
+            k: np.concatenate([batch[k], np.repeat(batch[k][-1:], padded - local, 0)])
+            for k in (*BATCH_FIELDS, *OPTIONAL_FIELDS)
+            if k in batch
         }
         batch = parallel.shard_batch({**batch, "valid": valid}, split)
         totals += np.asarray(match(variables, neural_mesh, batch, batch.pop("valid")))
