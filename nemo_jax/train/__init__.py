@@ -11,6 +11,7 @@ Modules (one concept each):
   checkpoint:  orbax CheckpointManager with config/mesh compatibility checks.
   loop:        ``train(config, workdir)``: data, resume, metrics (JSONL + TensorBoard), evaluation.
   toy_data:    a tiny in-memory rendered dataset for smoke tests.
+  subtype_data: per-CAD-sub-type meshes (MultiCuboid, CAD) from the config, toy data and checks.
 
 Entry point: ``tools/train.py --config configs/<name>.py --workdir DIR``.
 """

@@ -23,11 +23,12 @@ import numpy as np
 import tqdm
 
 from nemo_jax import mesh as mesh_lib
+from nemo_jax.mesh import subtypes
 from nemo_jax.render import validate_mesh
-from nemo_jax.train import contrastive, parallel
+from nemo_jax.train import contrastive, parallel, subtype_data
 from nemo_jax.train.checkpoint import Checkpointer
 from nemo_jax.train.state import create_train_state, learning_rate_schedule, make_optimizer
-from nemo_jax.train.step import BATCH_FIELDS, StepConfig, jit_step, make_train_step, views
+from nemo_jax.train.step import BATCH_FIELDS, SUBTYPE_FIELD, StepConfig, jit_step, make_train_step, views
 from nemo_jax.train.toy_data import toy_dataset
 
 
@@ -42,6 +43,9 @@ def build_geometry(config) -> tuple[np.ndarray, np.ndarray]:
     * ``kind='single_cuboid'``: NeMo's SingleCuboid from ``{cad_dir}/{category}/*.off``.
     * ``kind='cad'``: CAD model ``{cad_dir}/{category}/{cad_index:02d}.off`` remeshed.
     * ``kind='dataset'``: the neural mesh stored with the dataset (``nemo_jax.data.load_meshes``).
+
+    The per-sub-type kinds (``'multi_cuboid'``, ``'cad_per_subtype'``) are built by
+    :func:`nemo_jax.train.subtype_data.build_subtype_meshes` (see :func:`build_neural_mesh`).
     """
     m = config.mesh
     if m.kind == "cuboid":
@@ -65,27 +69,59 @@ def build_geometry(config) -> tuple[np.ndarray, np.ndarray]:
         meshes = data.load_meshes(config.data.name, config.data.data_dir, [config.category])
         cat = meshes[config.category]
         return cat.neural_vertices, cat.neural_faces
-    raise ValueError(f"config.mesh.kind: {m.kind!r} is not 'cuboid', 'single_cuboid', 'cad' or 'dataset'")
+    raise ValueError(
+        f"config.mesh.kind: {m.kind!r} is not 'cuboid', 'single_cuboid', 'cad', 'dataset', "
+        "'multi_cuboid' or 'cad_per_subtype'"
+    )
+
+
+def build_neural_mesh(config, key: jax.Array, check_flips: bool = False):
+    """``(neural_mesh, geometry, perm)``: the initial neural mesh of ``config.mesh``.
+
+    One mesh (``geometry = (vertices [V, 3], faces [F, 3])``), or for the per-sub-type kinds one
+    per CAD sub-type stacked (``geometry`` a :class:`nemo_jax.mesh.MeshSet`, arrays ``[S, ...]``,
+    see :mod:`nemo_jax.mesh.subtypes`). ``perm``: the mirror permutation when ``check_flips``
+    (single mesh; ``None`` for sub-types, whose meshes are each checked to be symmetric).
+    """
+    dim, size = int(config.model.feature_dim), int(config.train.clutter_size)
+    if subtype_data.is_subtype_config(config):
+        meshes = subtype_data.build_subtype_meshes(config)
+        for s in range(meshes.num_meshes):
+            v, f = subtype_data.unpadded(meshes, s)
+            validate_mesh(v, f, f"config.mesh (kind={config.mesh.kind!r}, cad_index {s + 1})")
+            if check_flips:
+                mesh_lib.mirror_permutation(v)
+        return subtypes.init_subtype_meshes(key, meshes, dim, size), meshes, None
+    vertices, faces = build_geometry(config)
+    validate_mesh(vertices, faces, f"config.mesh (kind={config.mesh.kind!r})")
+    perm = mesh_lib.mirror_permutation(vertices) if check_flips else None
+    return mesh_lib.init_neural_mesh(key, vertices, faces, dim, size), (vertices, faces), perm
 
 
 class _Subset:
     """Random-access view of ``source`` restricted to ``indices`` and the train-step fields."""
 
-    def __init__(self, source, indices):
-        self.source, self.indices = source, np.asarray(indices)
+    def __init__(self, source, indices, fields=BATCH_FIELDS):
+        self.source, self.indices, self.fields = source, np.asarray(indices), tuple(fields)
 
     def __len__(self):
         return len(self.indices)
 
     def __getitem__(self, i):
         ex = self.source[int(self.indices[i])]
-        return {k: np.asarray(ex[k], np.uint8 if k == "image" else np.float32) for k in BATCH_FIELDS}
+        return {k: np.asarray(ex[k], np.uint8 if k == "image" else np.float32) for k in self.fields}
 
 
 def build_sources(config, vertices, faces, perm):
-    """``(train, eval)`` random-access sources of examples with the train-step fields."""
+    """``(train, eval)`` random-access sources of examples with the train-step fields.
+
+    For per-sub-type meshes pass the :class:`nemo_jax.mesh.MeshSet` as ``vertices`` (``faces``
+    unused): the examples then carry ``cad_index``, each checked to have a mesh.
+    """
     d = config.data
     size = tuple(int(s) for s in d.image_size)
+    if isinstance(vertices, mesh_lib.MeshSet):
+        return _subtype_sources(config, vertices, size)
     if d.source == "toy":
         train = toy_dataset(
             vertices, faces, perm, int(d.num_train), size, seed=int(d.seed), distance=float(d.distance)
@@ -114,6 +150,39 @@ def build_sources(config, vertices, faces, perm):
             out.append(_Subset(src, idx))
         return tuple(out)
     raise ValueError(f"config.data.source: {d.source!r} is not 'toy' or 'tfds'")
+
+
+def _subtype_sources(config, meshes, size):
+    d, n_sub, fields = config.data, meshes.num_meshes, (*BATCH_FIELDS, SUBTYPE_FIELD)
+    if d.source == "toy":
+        out = []
+        for num, seed in ((int(d.num_train), int(d.seed)), (int(d.num_eval), int(d.seed) + 1)):
+            src = subtype_data.toy_subtype_dataset(meshes, num, size, seed, float(d.distance))
+            out.append(_Subset(src, range(len(src)), fields))
+        return tuple(out)
+    if d.source != "tfds":
+        raise ValueError(f"config.data.source: {d.source!r} is not 'toy' or 'tfds'")
+    from nemo_jax import data  # noqa: PLC0415
+
+    out = []
+    for split in (d.train_split, d.eval_split):
+        src = data.load(d.name, split, d.data_dir)
+        if config.category not in src.categories:
+            raise ValueError(f"config.category: {config.category!r} not in {src.path} ({src.categories})")
+        label = src.categories.index(config.category)
+        idx = [i for i in range(len(src)) if int(src[i]["category"]) == label]
+        if not idx:
+            raise ValueError(f"{src.path} [{split}]: no examples of category {config.category!r}")
+        exs = [src[i] for i in idx]
+        shape = tuple(exs[0]["image"].shape[:2])
+        if shape != size:
+            raise ValueError(f"{src.path} [{split}]: images are {shape}, config.data.image_size is {size}")
+        subtype_data.check_cad_indices(
+            [e["cad_index"] for e in exs], [e.get("id", i) for e, i in zip(exs, idx, strict=True)],
+            n_sub, f"{src.path} [{split}]",
+        )  # fmt: skip
+        out.append(_Subset(src, idx, fields))
+    return tuple(out)
 
 
 def batch_dataset(source, batch_size: int, seed: int):
@@ -160,15 +229,21 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
     """
     cfg = StepConfig.from_config(config)
     thr = float(config.eval.match_px)
+    stacked = subtypes.is_stacked(neural_mesh)
+    fields = (*BATCH_FIELDS, SUBTYPE_FIELD) if stacked else BATCH_FIELDS
 
     @jax.jit
     def match(batch):
-        view = views(neural_mesh, batch, cfg)
-        feats = model.apply(variables, preprocess(batch["image"]), train=False)
-        pts = contrastive.feature_coordinates(view.points, cfg.feature_stride)
-        vfeat = contrastive.unit_samples(jax.vmap(contrastive.bilinear_sample)(feats, pts))
-        best = jnp.argmax(jnp.einsum("bvd,ud->bvu", vfeat, neural_mesh.features), -1)  # [B, V]
-        v = vfeat.shape[1]
+        if stacked:  # each image against its own sub-type's mesh; padding never matches
+            mesh = subtypes.select_subtype(neural_mesh, batch[SUBTYPE_FIELD].astype(jnp.int32) - 1)
+            real = subtypes.vertex_mask(mesh.faces, mesh.vertices.shape[1])
+            view, vfeat = vfeat_of(mesh, batch)
+            sims = jnp.einsum("bvd,bud->bvu", vfeat, mesh.features) - 4.0 * ~real[:, None, :]
+        else:
+            view, vfeat = vfeat_of(neural_mesh, batch)
+            sims = jnp.einsum("bvd,ud->bvu", vfeat, neural_mesh.features)
+        best = jnp.argmax(sims, -1)  # [B, V]
+        v = best.shape[1]
         exact = best == jnp.arange(v)
         pred_pts = jnp.take_along_axis(view.points, best[..., None], axis=1)
         near = jnp.linalg.norm(pred_pts - view.points, axis=-1) <= thr
@@ -177,16 +252,22 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
         w = view.visible.astype(jnp.float32)
         return jnp.stack([jnp.sum(exact * w), jnp.sum(near * w), jnp.sum(chance * w), jnp.sum(w)])
 
+    def vfeat_of(mesh, batch):
+        view = views(mesh, batch, cfg)
+        feats = model.apply(variables, preprocess(batch["image"]), train=False)
+        pts = contrastive.feature_coordinates(view.points, cfg.feature_stride)
+        return view, contrastive.unit_samples(jax.vmap(contrastive.bilinear_sample)(feats, pts))
+
     totals = np.zeros(4)
     n = len(source) - len(source) % batch_size if len(source) >= batch_size else 0
     if n == 0:
         raise ValueError(f"evaluate: {len(source)} held-out examples < eval batch size {batch_size}")
     for start in range(0, n, batch_size):
         exs = [source[i] for i in range(start, start + batch_size)]
-        batch = {k: jnp.asarray(np.stack([e[k] for e in exs])) for k in BATCH_FIELDS}
+        batch = {k: jnp.asarray(np.stack([e[k] for e in exs])) for k in fields}
         totals += np.asarray(match(batch))
     visible = max(totals[3], 1.0)
-    v = neural_mesh.vertices.shape[0]
+    v = neural_mesh.vertices.shape[-2]
     return {
         "vertex_accuracy": totals[0] / visible,
         "vertex_chance": 1.0 / v,
@@ -239,9 +320,9 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
     """
     parallel.maybe_initialize_distributed(config.parallel)
     t = config.train
-    vertices, faces = build_geometry(config)
-    validate_mesh(vertices, faces, f"config.mesh (kind={config.mesh.kind!r})")
-    perm = mesh_lib.mirror_permutation(vertices) if float(t.flip_prob) > 0 else None
+    key = jax.random.PRNGKey(int(config.seed))
+    k_mesh, k_state = jax.random.split(key)
+    neural, geometry, perm = build_neural_mesh(config, k_mesh, check_flips=float(t.flip_prob) > 0)
     if model is None:
         model, default_pre = build_model(config)
         preprocess = preprocess or default_pre
@@ -249,15 +330,10 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
         raise ValueError("train: pass preprocess with a custom model")
     step_cfg = StepConfig.from_config(config)
     tx = make_optimizer(t)
-    key = jax.random.PRNGKey(int(config.seed))
-    k_mesh, k_state = jax.random.split(key)
-    neural = mesh_lib.init_neural_mesh(
-        k_mesh, vertices, faces, int(config.model.feature_dim), int(t.clutter_size)
-    )
     ckpt = Checkpointer(
         workdir,
         config.to_dict(),
-        _mesh_info(config, vertices, faces),
+        _mesh_info(config, neural),
         int(t.checkpoint_every),
         int(t.max_to_keep),
     )
@@ -284,7 +360,10 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
     replicated, split = parallel.shardings(dmesh)
     state = jax.device_put(state, replicated)
     step_fn = jit_step(make_train_step(model, tx, step_cfg, preprocess, perm), replicated, split)
-    train_src, eval_src = build_sources(config, vertices, faces, perm)
+    if isinstance(geometry, mesh_lib.MeshSet):
+        train_src, eval_src = build_sources(config, geometry, None, perm)
+    else:
+        train_src, eval_src = build_sources(config, *geometry, perm)
     batches = batch_dataset(train_src, int(t.batch_size), int(config.seed))
     schedule = learning_rate_schedule(t)
     writer = MetricWriter(workdir, start)
@@ -347,7 +426,8 @@ def _evaluate_and_log(model, state, source, config, preprocess, writer, step):
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     bs = int(config.eval.batch_size)
     if int(config.eval.num_batches) > 0:
-        source = _Subset(source, range(min(len(source), bs * int(config.eval.num_batches))))
+        n = min(len(source), bs * int(config.eval.num_batches))
+        source = _Subset(source, range(n), getattr(source, "fields", BATCH_FIELDS))
     result = evaluate(model, variables, state.mesh, source, config, preprocess, bs)
     writer.write(step, result, prefix="eval")
     print(
@@ -377,12 +457,9 @@ def load_run(workdir: str, step: int | None = None):
         for key, value in config[name].items():
             if isinstance(value, list):
                 config[name][key] = tuple(value)
-    vertices, faces = build_geometry(config)
     model, _ = build_model(config)
     tx = make_optimizer(config.train)
-    neural = mesh_lib.init_neural_mesh(
-        jax.random.PRNGKey(0), vertices, faces, int(config.model.feature_dim), int(config.train.clutter_size)
-    )
+    neural, _, _ = build_neural_mesh(config, jax.random.PRNGKey(0))
     # Only the structure, shapes and dtypes are needed to restore into: eval_shape compiles nothing
     # (a real init compiled the backbone's init, ~4 s per run on a 2-core CPU).
     state = jax.eval_shape(
@@ -390,7 +467,7 @@ def load_run(workdir: str, step: int | None = None):
             jax.random.PRNGKey(0), model, neural, tx, StepConfig.from_config(config).image_size
         )
     )
-    ckpt = Checkpointer(workdir, config.to_dict(), _mesh_info(config, vertices, faces), 1, 1000)
+    ckpt = Checkpointer(workdir, config.to_dict(), _mesh_info(config, neural), 1, 1000)
     try:
         if ckpt.latest_step() is None:
             raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to load")
@@ -400,10 +477,13 @@ def load_run(workdir: str, step: int | None = None):
     return config, model, {"params": state.params, "batch_stats": state.batch_stats}, state.mesh
 
 
-def _mesh_info(config, vertices, faces) -> dict:
-    return {
-        "num_vertices": int(len(vertices)),
-        "num_faces": int(len(faces)),
+def _mesh_info(config, neural) -> dict:
+    info = {
+        "num_vertices": int(neural.vertices.shape[-2]),
+        "num_faces": int(neural.faces.shape[-2]),
         "feature_dim": int(config.model.feature_dim),
         "clutter_size": int(config.train.clutter_size),
     }
+    if subtypes.is_stacked(neural):  # per-sub-type banks (padded sizes above)
+        info["num_subtypes"] = int(neural.vertices.shape[0])
+    return info

@@ -57,7 +57,8 @@ def vertex_view(
     """Projections, visibility and footprint of a mesh in one image.
 
     Args:
-      vertices: ``[V, 3]`` CAD frame; faces: ``[F, 3]``.
+      vertices: ``[V, 3]`` CAD frame; faces: ``[F, 3]`` (``-1`` rows: padding; vertices that no
+        real face uses are never visible).
       camera: the image's camera (pixels of the full-resolution image).
       image_size: static ``(H, W)``, divisible by ``feature_stride``.
       feature_stride: backbone stride; ``render_stride`` must divide it.
@@ -81,11 +82,14 @@ def vertex_view(
     cam_points = to_camera_frame(vertices, camera)
     points = project(cam_points, camera)
     small_points = project(cam_points, small)
-    corners = vertices[faces]  # [F, 3, 3]
-    edge = jnp.mean(jnp.linalg.norm(corners - jnp.roll(corners, 1, axis=1), axis=-1))
+    real = faces[:, 0] >= 0  # -1 rows pad a sub-type mesh (nemo_jax.mesh.subtypes)
+    corners = vertices[jnp.clip(faces, 0)]  # [F, 3, 3]
+    lengths = jnp.linalg.norm(corners - jnp.roll(corners, 1, axis=1), axis=-1)
+    edge = jnp.sum(lengths * real[:, None]) / jnp.maximum(3.0 * jnp.sum(real), 1.0)
     z = cam_points[:, 2]
     visible = zbuffer_visible(out.coverage, out.depth, small_points, z, tolerance * edge, two_sided=False)
     visible &= z > settings.near
+    visible &= jnp.zeros(vertices.shape[0], bool).at[jnp.clip(faces, 0)].max(real[:, None])
     k = feature_stride // render_stride
     cells = out.coverage.reshape(height // feature_stride, k, width // feature_stride, k)
     object_mask = jnp.max(cells, axis=(1, 3)) > 0
