@@ -225,8 +225,8 @@ def _subtype_records(
             for record, s, true_s in zip(batch_records, np.asarray(chosen), labels, strict=True):
                 record.update(subtype=int(s) + 1, true_subtype=int(true_s) + 1, subtype_mode=mode)
             records += batch_records
-            if on_batch is not None:
-                on_batch(batch, result)
+            if on_batch is not None:  # figures draw the chosen sub-type's mesh
+                on_batch(dict(batch, subtype=np.asarray(chosen) + 1), result)
     return records
 
 
@@ -294,6 +294,8 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
     from nemo_jax.inference.landscape import loss_landscape
 
     config, model, variables, mesh = run
+    if subtypes.is_stacked(mesh):  # one mesh per sub-type: the one the search chose
+        mesh = subtypes.unstack(mesh)[int(batch["subtype"][index]) - 1]
     stride = int(config.model.get("stride", 8))
     image = batch["image"][index]
     observed = model.apply(variables, _preprocess(image[None]), train=False)[0]

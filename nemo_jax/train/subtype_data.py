@@ -87,7 +87,7 @@ def toy_subtype_dataset(
     """:func:`nemo_jax.train.toy_data.toy_dataset` for several sub-types: each example renders the
     mesh of a random sub-type and carries its ``cad_index`` (1-based). The camera's scale comes from
     the largest sub-type, so the sub-types keep their relative sizes in the images; each sub-type's
-    random vertex colours are mixed half-and-half with its own hue, so sub-types look different
+    random vertex colours (one part) are mixed with its own hue (three parts), so sub-types look different
     in colour as well as in shape."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, meshes.num_meshes, num)
@@ -100,7 +100,7 @@ def toy_subtype_dataset(
         v, f = unpadded(meshes, s)
         fill = 0.6 * float(np.ptp(v, axis=0).max()) / extent
         hue = 255.0 * np.array(colorsys.hsv_to_rgb(s / meshes.num_meshes, 1.0, 1.0), np.float32)
-        colours = 0.5 * vertex_colours(v, np.arange(len(v)), s) + 0.5 * hue
+        colours = 0.25 * vertex_colours(v, np.arange(len(v)), s) + 0.75 * hue
         exs = toy_dataset(
             v, f, None, int(where.size), tuple(image_size), seed=seed * 1000 + s,
             distance=distance, fill=fill, colours=colours,
