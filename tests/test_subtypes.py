@@ -16,13 +16,13 @@ from configs import smoke
 from nemo_jax import mesh as mesh_lib
 from nemo_jax import models
 from nemo_jax.apps import evaluate as evaluate_app
+from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.inference import SearchInputs, search_subtypes, stacked_search_setup
 from nemo_jax.mesh import subtypes
-from nemo_jax.train import contrastive, loop, subtype_data
-from nemo_jax.train.contrastive import feature_coordinates
+from nemo_jax.train import contrastive, loop, run, sources, subtype_data
 
-# Two clearly different sub-types: a long thin bar and a cube (CAD frame, CAD units).
-BOXES = (((-1.0, -0.2, -0.2), (1.0, 0.2, 0.2)), ((-0.6, -0.6, -0.6), (0.6, 0.6, 0.6)))
+# Two clearly different sub-types: a long low box and a tall narrow one (CAD frame, z up, CAD units).
+BOXES = (((-1.0, -0.4, -0.3), (1.0, 0.4, 0.3)), ((-0.4, -0.4, -0.9), (0.4, 0.4, 0.9)))
 
 
 def write_cad(root, category="toy", boxes=BOXES, vertices=40):
@@ -140,6 +140,7 @@ def _tiny_subtype_config(cad_dir, steps):
     c.mesh.target_vertices = 40
     c.mesh.symmetric = False
     c.data.image_size = (32, 32)
+    c.model.stride = 4  # an 8 x 8 feature map
     c.data.num_train = 64
     c.data.num_eval = 8
     c.train.steps = steps
@@ -159,16 +160,16 @@ def test_two_subtypes_train_two_banks_and_search_picks_the_right_one(tmp_path):
     config = _tiny_subtype_config(cad, steps=60)
     workdir = str(tmp_path / "run")
     _, state = loop.train(config, workdir)
-    init, _, _ = loop.build_neural_mesh(config, jax.random.split(jax.random.PRNGKey(0))[0])
+    init, _, _ = run.build_neural_mesh(config, jax.random.split(jax.random.PRNGKey(0))[0])
     assert state.mesh.features.shape[0] == 2
     for s in range(2):  # both banks were trained (each by its own images)
         moved = np.linalg.norm(np.asarray(state.mesh.features[s] - init.features[s]), axis=-1)
         assert np.mean(moved > 1e-3) > 0.3, s
 
-    run_config, model, variables, mesh = loop.load_run(workdir)
+    run_config, model, variables, mesh = run.load_run(workdir)
     np.testing.assert_array_equal(np.asarray(mesh.features), np.asarray(state.mesh.features))
-    _, held = loop.build_sources(
-        run_config, loop.build_neural_mesh(run_config, jax.random.PRNGKey(0))[1], None, None
+    _, held = sources.build_sources(
+        run_config, run.build_neural_mesh(run_config, jax.random.PRNGKey(0))[1], None, None
     )
     exs = [held[i] for i in range(len(held))]
     batch = {k: np.stack([e[k] for e in exs]) for k in exs[0]}
@@ -177,8 +178,9 @@ def test_two_subtypes_train_two_banks_and_search_picks_the_right_one(tmp_path):
     observed = model.apply(
         variables, models.preprocess(jnp.asarray(batch["image"], jnp.float32)), train=False
     )
-    focal_px = batch["focal"] * batch["viewport"] / 8
-    principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), 8)
+    stride = int(run_config.model.stride)
+    focal_px = batch["focal"] * batch["viewport"] / stride
+    principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
     search_config, mesh_inputs = stacked_search_setup(
         mesh, observed.shape[1:3], float(focal_px[0]), principal[0], float(batch["distance"][0]),
         azimuths_deg=tuple(range(0, 360, 45)), elevations_deg=(15.0,), thetas_deg=(0.0,), steps=0,
@@ -195,5 +197,5 @@ def test_two_subtypes_train_two_banks_and_search_picks_the_right_one(tmp_path):
     wrong = 1 - jnp.asarray(labels)
     _, gt_chosen, gt_losses = search_subtypes(inputs, wrong, search_config, "ground_truth")
     np.testing.assert_array_equal(np.asarray(gt_chosen), np.asarray(wrong))
-    np.testing.assert_allclose(np.asarray(gt_losses)[np.arange(len(labels)), np.asarray(wrong)],
-                               np.asarray(losses)[np.arange(len(labels)), np.asarray(wrong)], rtol=1e-5)  # fmt: skip
+    rows, cols = np.arange(len(labels)), np.asarray(wrong)
+    np.testing.assert_allclose(np.asarray(gt_losses)[rows, cols], np.asarray(losses)[rows, cols], rtol=1e-5)

@@ -15,8 +15,8 @@ import re
 import numpy as np
 
 from nemo_jax import mesh as mesh_lib
+from nemo_jax.data.toy import toy_dataset, vertex_colours
 from nemo_jax.mesh.subtypes import SUBTYPE_KINDS, subtype_geometry
-from nemo_jax.train.toy_data import toy_dataset, vertex_colours
 
 
 def is_subtype_config(config) -> bool:
