@@ -22,9 +22,10 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from nemo_jax.inference.category import _round_up, search_config_for
+from nemo_jax.inference.category import search_config_for
 from nemo_jax.inference.search import PoseResult, SearchConfig, SearchInputs, search_single
 from nemo_jax.mesh import NeuralMesh, clutter_feature
+from nemo_jax.mesh.padding import round_up
 from nemo_jax.mesh.subtypes import unstack
 
 SUBTYPE_MODES = ("ground_truth", "search")
@@ -125,12 +126,12 @@ def stacked_search_setup(
         for p in parts
     ]
     cull = all(c.raster.cull_backfaces for c in configs)
-    faces_per_mesh = _round_up(mesh.faces.shape[1], step)
-    budget = _round_up(max(c.raster.budget(faces_per_mesh) for c in configs), step)
+    faces_per_mesh = round_up(mesh.faces.shape[1], step)
+    budget = round_up(max(c.raster.budget(faces_per_mesh) for c in configs), step)
     config = dataclasses.replace(
         configs[0], raster=dataclasses.replace(configs[0].raster, tile_budget=budget, cull_backfaces=cull)
     )
-    v_pad = _round_up(mesh.vertices.shape[1], step) - mesh.vertices.shape[1]
+    v_pad = round_up(mesh.vertices.shape[1], step) - mesh.vertices.shape[1]
     f_pad = faces_per_mesh - mesh.faces.shape[1]
     inputs = {
         "vertex_features": jnp.pad(jnp.asarray(mesh.features, jnp.float32), ((0, 0), (0, v_pad), (0, 0))),
