@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 
 from configs import smoke
+from nemo_jax import eval as eval_lib
 from nemo_jax import mesh as mesh_lib
-from nemo_jax import models
 from nemo_jax.apps import evaluate as evaluate_app
-from nemo_jax.geometry.camera import feature_coordinates
-from nemo_jax.inference import SearchInputs, search_subtypes, stacked_search_setup
 from nemo_jax.mesh import subtypes
 from nemo_jax.train import contrastive, loop, run, sources, subtype_data
 
@@ -153,7 +151,7 @@ def _tiny_subtype_config(cad_dir, steps):
     return c
 
 
-def test_two_subtypes_train_two_banks_and_search_picks_the_right_one(tmp_path):
+def test_two_subtypes_train_two_banks_and_search_picks_the_right_one(tmp_path, monkeypatch):
     """Acceptance (issue 11): a fixture category with two CAD sub-types trains two banks with one
     backbone, and ``subtype="search"`` picks each rendered test image's sub-type."""
     cad = write_cad(tmp_path / "cad")
@@ -166,36 +164,39 @@ def test_two_subtypes_train_two_banks_and_search_picks_the_right_one(tmp_path):
         moved = np.linalg.norm(np.asarray(state.mesh.features[s] - init.features[s]), axis=-1)
         assert np.mean(moved > 1e-3) > 0.3, s
 
-    run_config, model, variables, mesh = run.load_run(workdir)
+    run_config, _, _, mesh = run.load_run(workdir)
     np.testing.assert_array_equal(np.asarray(mesh.features), np.asarray(state.mesh.features))
     _, held = sources.build_sources(
         run_config, run.build_neural_mesh(run_config, jax.random.PRNGKey(0))[1], None, None
     )
-    exs = [held[i] for i in range(len(held))]
-    batch = {k: np.stack([e[k] for e in exs]) for k in exs[0]}
-    labels = batch["cad_index"].astype(np.int32) - 1
-    assert set(labels.tolist()) == {0, 1}  # the test images hold both sub-types
-    observed = model.apply(
-        variables, models.preprocess(jnp.asarray(batch["image"], jnp.float32)), train=False
-    )
-    stride = int(run_config.model.stride)
-    focal_px = batch["focal"] * batch["viewport"] / stride
-    principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
-    search_config, mesh_inputs = stacked_search_setup(
-        mesh, observed.shape[1:3], float(focal_px[0]), principal[0], float(batch["distance"][0]),
-        azimuths_deg=tuple(range(0, 360, 45)), elevations_deg=(15.0,), thetas_deg=(0.0,), steps=0,
-    )  # fmt: skip
-    inputs = SearchInputs(
-        observed=observed, **mesh_inputs, focal_px=jnp.asarray(focal_px, jnp.float32),
-        principal=jnp.asarray(principal, jnp.float32), distance=jnp.asarray(batch["distance"], jnp.float32),
-    )  # fmt: skip
-    unlabelled = jnp.zeros_like(jnp.asarray(labels))  # "search" must not read the labels
-    result, chosen, losses = search_subtypes(inputs, unlabelled, search_config, "search")
-    np.testing.assert_array_equal(np.asarray(chosen), labels)
-    np.testing.assert_allclose(np.asarray(result.loss), np.min(np.asarray(losses), 1))
-    # ground_truth mode takes the annotated sub-type's mesh, whatever its loss
-    wrong = 1 - jnp.asarray(labels)
-    _, gt_chosen, gt_losses = search_subtypes(inputs, wrong, search_config, "ground_truth")
-    np.testing.assert_array_equal(np.asarray(gt_chosen), np.asarray(wrong))
-    rows, cols = np.arange(len(labels)), np.asarray(wrong)
-    np.testing.assert_allclose(np.asarray(gt_losses)[rows, cols], np.asarray(losses)[rows, cols], rtol=1e-5)
+    labels = np.array([int(held[i]["cad_index"]) for i in range(len(held))])
+    assert set(labels.tolist()) == {1, 2}  # the test images hold both sub-types
+
+    class HeldOut:  # the rendered test images as an evaluation split
+        path, split, categories = "toy-held-out", "test_l0", ["toy"]
+
+        def __init__(self, cad_index):
+            self.cad_index = cad_index
+
+        def __len__(self):
+            return len(held)
+
+        def __getitem__(self, i):
+            ex = dict(held[i], id=f"toy_{i}", category=0, occlusion_level=0)
+            return dict(ex, cad_index=np.int32(self.cad_index[i]))
+
+    grid = dict(azimuths_deg=tuple(range(0, 360, 45)), elevations_deg=(15.0,), thetas_deg=(0.0,), steps=0)
+
+    def records(mode, cad_index):
+        monkeypatch.setattr(evaluate_app, "level_source", lambda *a: HeldOut(cad_index))
+        return evaluate_app.nemo_records(workdir, "toy", "", (0,), search_overrides=grid, subtype=mode)
+
+    unlabelled = np.ones_like(labels)  # "search" must not read the labels
+    searched = eval_lib.evaluate_records(records("search", unlabelled))["predictions"]
+    assert [p["subtype"] for p in searched] == labels.tolist()
+    # "ground_truth" takes the annotated sub-type's mesh whatever its loss: with the labels swapped
+    # it uses the other mesh, and its loss is no better than the search's
+    wrong = 3 - labels
+    forced = records("ground_truth", wrong)
+    assert [r["subtype"] for r in forced] == wrong.tolist()
+    assert all(f["loss"] >= p["loss"] - 1e-6 for f, p in zip(forced, searched, strict=True))
