@@ -249,3 +249,12 @@ def test_crop_sizes_round_up_to_the_backbone_multiple():
     assert pascal3d.Pascal3DOptions(shrink=8, crop_multiple=1).crop_size("car") == (32, 84)
     with pytest.raises(ValueError, match="crop_multiple"):
         pascal3d.Pascal3DOptions(crop_multiple=0)
+
+
+def test_source_values_reads_one_field_without_decoding_images(built):
+    _, data_dir, _, _ = built
+    src = data.load("pascal3d", "train", data_dir)
+    assert src.values("cad_index") == [src[i]["cad_index"] for i in range(len(src))]
+    assert src.values("id", [1, 0]) == [src[1]["id"], src[0]["id"]]
+    with pytest.raises(ValueError, match="no field 'nope'"):
+        src.values("nope")

@@ -200,3 +200,21 @@ def test_two_subtypes_train_two_banks_and_search_picks_the_right_one(tmp_path, m
     forced = records("ground_truth", wrong)
     assert [r["subtype"] for r in forced] == wrong.tolist()
     assert all(f["loss"] >= p["loss"] - 1e-6 for f, p in zip(forced, searched, strict=True))
+
+
+def test_checkpoint_with_other_subtypes_is_refused(tmp_path):
+    from nemo_jax.train.checkpoint import Checkpointer
+
+    config = smoke.get_config()
+    cads = [mesh_lib.cuboid_mesh(lo, hi, 40) for lo, hi in BOXES]
+
+    def info(n):
+        meshes = subtypes.subtype_geometry("multi_cuboid", (cads * 2)[:n], target_vertices=40)
+        return run.mesh_info(config, subtypes.init_subtype_meshes(jax.random.PRNGKey(0), meshes, 4, 8))
+
+    assert info(2)["num_subtypes"] == 2
+    ck = Checkpointer(str(tmp_path), config.to_dict(), info(2), every=1)
+    ck.save(1, {"w": np.ones(3, np.float32)})
+    ck.close()
+    with pytest.raises(RuntimeError, match="num_subtypes=2 but the current neural mesh has num_subtypes=3"):
+        Checkpointer(str(tmp_path), config.to_dict(), info(3), every=1)

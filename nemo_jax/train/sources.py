@@ -86,11 +86,8 @@ def _subtype_sources(config, meshes, size):
         shape = tuple(src[idx[0]]["image"].shape[:2])
         if shape != size:
             raise ValueError(f"{src.path} [{split}]: images are {shape}, config.data.image_size is {size}")
-        exs = [src[i] for i in idx]
-        subtype_data.check_cad_indices(
-            [e["cad_index"] for e in exs], [e.get("id", i) for e, i in zip(exs, idx, strict=True)],
-            n_sub, f"{src.path} [{split}]",
-        )  # fmt: skip
+        cad_index, ids = src.values("cad_index", idx), src.values("id", idx)  # no image decoded
+        subtype_data.check_cad_indices(cad_index, ids, n_sub, f"{src.path} [{split}]")
         out.append(StepExamples(data.Subset(src, idx), fields))
     return tuple(out)
 
