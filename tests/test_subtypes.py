@@ -54,6 +54,20 @@ def test_multi_cuboid_stacks_one_padded_mesh_per_subtype():
         subtypes.subtype_geometry("single", cads)
 
 
+def test_cad_per_subtype_remeshes_each_cad_model():
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=1)  # 42 vertices -> subdivided
+    box = trimesh.creation.box((2.0, 0.8, 0.6))  # 8 vertices -> subdivided
+    cads = [(np.asarray(m.vertices), np.asarray(m.faces)) for m in (sphere, box)]
+    meshes = subtypes.subtype_geometry("cad_per_subtype", cads, target_vertices=120)
+    for s, (v0, _) in enumerate(cads):
+        v, f = subtype_data.unpadded(meshes, s)
+        assert 60 <= len(v) <= 180 and f.max() < len(v)
+        np.testing.assert_allclose(v.min(0), v0.min(0), atol=1e-5)  # same frame and extent
+        np.testing.assert_allclose(v.max(0), v0.max(0), atol=1e-5)
+
+
 def test_bank_update_touches_only_the_banks_of_the_batchs_subtypes():
     rng = np.random.default_rng(0)
     s_count, b, v, d = 3, 4, 5, 6
