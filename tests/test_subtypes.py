@@ -195,6 +195,9 @@ def test_two_subtypes_train_two_banks_and_search_picks_the_right_one(tmp_path, m
         def __len__(self):
             return len(held)
 
+        def indices_of(self, category):
+            return list(range(len(held))) if category == "toy" else []
+
         def __getitem__(self, i):
             ex = dict(held[i], id=f"toy_{i}", category=0, occlusion_level=0)
             return dict(ex, cad_index=np.int32(self.cad_index[i]))

@@ -23,34 +23,20 @@ import jax
 import jax.numpy as jnp
 
 from nemo_jax.inference.category import search_config_for
-from nemo_jax.inference.search import PoseResult, SearchConfig, SearchInputs, search_single
+from nemo_jax.inference.search import BATCH_AXES, PoseResult, SearchConfig, SearchInputs, search_single
 from nemo_jax.mesh import NeuralMesh, clutter_feature
 from nemo_jax.mesh.padding import round_up
 from nemo_jax.mesh.subtypes import unstack
 
 SUBTYPE_MODES = ("ground_truth", "search")
 
-# vmap axes: per image everything (ground_truth), or per sub-type the mesh and its clutter (search).
-_PER_IMAGE = SearchInputs(*([0] * 8))
-_SHARED_MESH = SearchInputs(
-    observed=0,
-    vertex_features=None,
-    clutter=0,
-    vertices=None,
-    faces=None,
-    focal_px=0,
-    principal=0,
-    distance=0,
-)
+# vmap axes of "search": per image the image fields (BATCH_AXES, the mesh shared), then per
+# sub-type the mesh fields and the clutter feature (the image fields shared).
 _PER_SUBTYPE = SearchInputs(
-    observed=None,
-    vertex_features=0,
-    clutter=0,
-    vertices=0,
-    faces=0,
-    focal_px=None,
-    principal=None,
-    distance=None,
+    **{
+        f.name: 0 if getattr(BATCH_AXES, f.name) is None or f.name == "clutter" else None
+        for f in dataclasses.fields(SearchInputs)
+    }
 )
 
 
@@ -89,12 +75,12 @@ def search_subtypes(
             faces=inputs.faces[subtype],
             clutter=inputs.clutter[subtype],
         )
-        result = jax.vmap(single, in_axes=(_PER_IMAGE,))(per_image)
+        result = jax.vmap(single)(per_image)  # every field per image
         losses = jnp.where(jax.nn.one_hot(subtype, n_sub) > 0, result.loss[:, None], jnp.inf)
         return result, subtype.astype(jnp.int32), losses
     if mode != "search":
         raise ValueError(f"search_subtypes: mode {mode!r} is not one of {SUBTYPE_MODES}")
-    batch = jax.vmap(single, in_axes=(_SHARED_MESH,))
+    batch = jax.vmap(single, in_axes=(BATCH_AXES,))
     results = jax.vmap(batch, in_axes=(_PER_SUBTYPE,))(_broadcast_clutter(inputs))  # [S, B, ...]
     chosen = jnp.argmin(results.loss, axis=0).astype(jnp.int32)  # [B]; first sub-type on ties
     picked = jax.tree.map(
