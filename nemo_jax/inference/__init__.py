@@ -19,10 +19,14 @@ from nemo_jax.inference.search import (
     occlusion_maps,
     pose_grid,
     pose_loss,
+    refine_optimizer,
+    refine_step,
     search_batch,
+    search_batch_unchecked,
     search_pose,
     search_single,
     size_tile_budget,
+    trust_flags,
 )
 from nemo_jax.inference.subtype import SUBTYPE_MODES, search_subtypes, stacked_search_setup
 
@@ -41,7 +45,10 @@ __all__ = [
     "occlusion_maps",
     "pose_grid",
     "pose_loss",
+    "refine_optimizer",
+    "refine_step",
     "search_batch",
+    "search_batch_unchecked",
     "search_config_for",
     "search_pose",
     "search_single",
@@ -49,4 +56,5 @@ __all__ = [
     "similarity_table",
     "size_tile_budget",
     "stacked_search_setup",
+    "trust_flags",
 ]

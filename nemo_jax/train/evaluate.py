@@ -11,7 +11,7 @@ from nemo_jax.data.batching import Subset, batches
 from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.mesh import subtypes
 from nemo_jax.train import contrastive
-from nemo_jax.train.step import BATCH_FIELDS, SUBTYPE_FIELD, StepConfig, views
+from nemo_jax.train.step import BATCH_FIELDS, OPTIONAL_FIELDS, SUBTYPE_FIELD, StepConfig, views
 
 
 def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_size: int = 8) -> dict:
@@ -26,7 +26,7 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
     cfg = StepConfig.from_config(config)
     thr = float(config.eval.match_px)
     stacked = subtypes.is_stacked(neural_mesh)
-    fields = (*BATCH_FIELDS, SUBTYPE_FIELD) if stacked else BATCH_FIELDS
+    used = (*BATCH_FIELDS, *OPTIONAL_FIELDS, *((SUBTYPE_FIELD,) if stacked else ()))
 
     def vertex_features(mesh, batch):
         view = views(mesh, batch, cfg)
@@ -59,7 +59,8 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
     if n == 0:
         raise ValueError(f"evaluate: {len(source)} held-out examples < eval batch size {batch_size}")
     for batch in batches(source, batch_size, shuffle=False, drop_remainder=True, epochs=1):
-        totals += np.asarray(match({k: jnp.asarray(batch[k]) for k in fields}))
+        fields = {k: jnp.asarray(v) for k, v in batch.items() if k in used}
+        totals += np.asarray(match(fields))
     visible = max(totals[3], 1.0)
     v = neural_mesh.vertices.shape[-2]
     return {

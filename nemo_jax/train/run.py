@@ -15,7 +15,7 @@ from nemo_jax import mesh as mesh_lib
 from nemo_jax.mesh import subtypes
 from nemo_jax.render import validate_mesh
 from nemo_jax.train import subtype_data
-from nemo_jax.train.checkpoint import Checkpointer
+from nemo_jax.train.checkpoint import Checkpointer, step_dirs
 from nemo_jax.train.state import create_train_state, make_optimizer
 from nemo_jax.train.step import StepConfig
 
@@ -92,8 +92,10 @@ def build_model(config):
 def load_run(workdir: str, step: int | None = None):
     """A trained run for inference: ``(config, model, variables, neural_mesh)``.
 
-    Rebuilds the state structure from ``workdir/config.json`` and restores the newest checkpoint
-    (or ``step``). ``variables`` is ``{'params', 'batch_stats'}`` for ``model.apply``;
+    Rebuilds the state structure from ``workdir/config.json`` and ``mesh.json`` and restores the
+    newest intact checkpoint (or ``step``), the neural mesh included: neither the dataset nor the
+    working directory the run was trained from is read, and nothing is written. ``variables`` is
+    ``{'params', 'batch_stats'}`` for ``model.apply``;
     ``neural_mesh`` holds the vertices, faces, vertex features ``[V, D]`` and clutter ``[K, D]``.
     """
     import ml_collections  # noqa: PLC0415
@@ -107,9 +109,18 @@ def load_run(workdir: str, step: int | None = None):
         for key, value in config[name].items():
             if isinstance(value, list):
                 config[name][key] = tuple(value)
+    # The mesh comes from the checkpoint (state.mesh): only its size is needed to restore into, so
+    # a run does not depend on the dataset or CAD folder it was trained from.
+    mesh_path = os.path.join(workdir, "mesh.json")
+    if not os.path.isfile(mesh_path):
+        raise FileNotFoundError(f"{mesh_path}: not a training workdir (no mesh.json)")
+    with open(mesh_path) as fh:
+        saved_mesh = json.load(fh)
+    if not step_dirs(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to load")
     model, _ = build_model(config)
     tx = make_optimizer(config.train)
-    neural, _, _ = build_neural_mesh(config, jax.random.PRNGKey(0))
+    neural = _mesh_structure(saved_mesh, int(config.model.feature_dim), int(config.train.clutter_size))
     # Only the structure, shapes and dtypes are needed to restore into: eval_shape compiles nothing
     # (a real init compiled the backbone's init, ~4 s per run on a 2-core CPU).
     state = jax.eval_shape(
@@ -117,14 +128,25 @@ def load_run(workdir: str, step: int | None = None):
             jax.random.PRNGKey(0), model, neural, tx, StepConfig.from_config(config).image_size
         )
     )
-    ckpt = Checkpointer(workdir, config.to_dict(), mesh_info(config, neural), 1, 1000)
+    ckpt = Checkpointer(workdir, config.to_dict(), saved_mesh, 1, 1000, read_only=True)
     try:
-        if ckpt.latest_step() is None:
-            raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to load")
-        state = ckpt.restore(state, step)
+        state = ckpt.restore(state, step)  # damaged newest: warned about, an older one restored
     finally:
         ckpt.close()
     return config, model, {"params": state.params, "batch_stats": state.batch_stats}, state.mesh
+
+
+def _mesh_structure(saved_mesh: dict, feature_dim: int, clutter_size: int) -> mesh_lib.NeuralMesh:
+    """A neural mesh of the sizes in ``mesh.json`` (values unused: the checkpoint fills them); with
+    ``num_subtypes``, stacked per sub-type (:mod:`nemo_jax.mesh.subtypes`)."""
+    v, f = int(saved_mesh["num_vertices"]), int(saved_mesh["num_faces"])
+    lead = (int(saved_mesh["num_subtypes"]),) if "num_subtypes" in saved_mesh else ()
+    return mesh_lib.NeuralMesh(
+        vertices=np.zeros((*lead, v, 3), np.float32),
+        faces=np.zeros((*lead, f, 3), np.int32),
+        features=np.zeros((*lead, v, feature_dim), np.float32),
+        clutter=np.zeros((*lead, clutter_size, feature_dim), np.float32),
+    )
 
 
 def mesh_info(config, neural) -> dict:

@@ -23,6 +23,14 @@ from nemo_jax.train.visibility import vertex_view
 BATCH_FIELDS = ("image", "azimuth", "elevation", "theta", "distance", "px", "py", "focal", "viewport")
 # The extra field a per-sub-type mesh reads (1-based, as PASCAL3D+'s cad_index).
 SUBTYPE_FIELD = "cad_index"
+#: Batch fields the step uses when present: ``box [B, 4]`` (x0, y0, x1, y1) image pixels, the region
+#: where a vertex may count as visible (the object's box within the image; default: the whole image).
+OPTIONAL_FIELDS = ("box",)
+
+
+def full_box(height: int, width: int) -> np.ndarray:
+    """``[4]`` float32 box covering every pixel of an ``(height, width)`` image (pixel extents)."""
+    return np.array([-0.5, -0.5, width - 0.5, height - 0.5], np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +77,8 @@ class StepConfig:
 
 
 def views(state_mesh, batch: dict, cfg: StepConfig):
-    """Per-image vertex projections / visibility / object footprint. Batch fields ``[B]``.
+    """Per-image vertex projections / visibility / object footprint. Batch fields ``[B]``; with a
+    ``box [B, 4]`` field, vertices outside an image's box are not visible.
 
     ``state_mesh``: one mesh (``vertices [V, 3]``, ``faces [F, 3]``) for the whole batch, or one per
     image (``vertices [B, V, 3]``, ``faces [B, F, 3]``; ``-1`` face rows are padding)."""
@@ -77,9 +86,13 @@ def views(state_mesh, batch: dict, cfg: StepConfig):
         batch["azimuth"], batch["elevation"], batch["theta"], batch["distance"],
         batch["px"], batch["py"], batch["focal"], batch["viewport"],
     )  # fmt: skip
+    b = batch["azimuth"].shape[0]
+    boxes = batch.get("box")
+    if boxes is None:
+        boxes = jnp.broadcast_to(jnp.asarray(full_box(*cfg.image_size)), (b, 4))
     axis = 0 if state_mesh.vertices.ndim == 3 else None
     return jax.vmap(
-        lambda cam, vertices, faces: vertex_view(
+        lambda cam, box, vertices, faces: vertex_view(
             vertices,
             faces,
             cam,
@@ -88,9 +101,10 @@ def views(state_mesh, batch: dict, cfg: StepConfig):
             cfg.render_stride,
             cfg.visibility_tolerance,
             cfg.render_tile,
+            box=box,
         ),  # fmt: skip
-        in_axes=(0, axis, axis),
-    )(cams, state_mesh.vertices, state_mesh.faces)
+        in_axes=(0, 0, axis, axis),
+    )(cams, jnp.asarray(boxes, jnp.float32), state_mesh.vertices, state_mesh.faces)
 
 
 def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm) -> dict:
@@ -115,6 +129,7 @@ def select_fields(batch: dict, fields=BATCH_FIELDS) -> dict:
     if missing:
         raise ValueError(f"train batch: missing fields {missing} (have {sorted(batch)})")
     out = {f: jnp.asarray(batch[f], jnp.float32) for f in fields if f != "image"}
+    out.update({f: jnp.asarray(batch[f], jnp.float32) for f in OPTIONAL_FIELDS if f in batch})
     out["image"] = jnp.asarray(batch["image"])
     return out
 
