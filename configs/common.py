@@ -36,7 +36,9 @@ def base() -> ml_collections.ConfigDict:
     c.data.seed = 0
 
     c.mesh = ml_collections.ConfigDict()
-    c.mesh.kind = "dataset"  # 'dataset' | 'single_cuboid' | 'cad' | 'cuboid'
+    # 'dataset' | 'single_cuboid' | 'cad' | 'cuboid', or one mesh per CAD sub-type (cad_dir, else the
+    # dataset's CAD models): 'multi_cuboid' (NeMo's MultiCuboid) | 'cad_per_subtype' (remeshed CAD)
+    c.mesh.kind = "dataset"
     c.mesh.cad_dir = ""
     c.mesh.cad_index = 1
     c.mesh.coverage = 0.99
@@ -89,6 +91,11 @@ def base() -> ml_collections.ConfigDict:
     c.eval.batch_size = 8
     c.eval.num_batches = -1  # -1: all held-out images, 0: no evaluation
     c.eval.match_px = 16.0
+
+    # The pose search's settings, stored with the run. subtype (per-sub-type meshes only):
+    # 'ground_truth' (NeMo: the annotated cad_index's mesh) | 'search' (all searched, lowest loss).
+    c.inference = ml_collections.ConfigDict()
+    c.inference.subtype = "ground_truth"
 
     c.parallel = ml_collections.ConfigDict()
     # Multi-process runs (nemo_jax.train.multihost). Unset values fall back to the environment

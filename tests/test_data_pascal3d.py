@@ -390,6 +390,15 @@ def test_shrunk_crop_sizes_round_up_to_the_backbone_multiple():
         pascal3d.Pascal3DOptions(crop_multiple=0)
 
 
+def test_source_values_reads_one_field_without_decoding_images(built):
+    _, data_dir, _, _ = built
+    src = data.load("pascal3d", "train", data_dir)
+    assert src.values("cad_index") == [src[i]["cad_index"] for i in range(len(src))]
+    assert src.values("id", [1, 0]) == [src[1]["id"], src[0]["id"]]
+    with pytest.raises(ValueError, match="no field 'nope'"):
+        src.values("nope")
+
+
 def test_any_real_format_tree(tmp_path):
     """Release quirks: grayscale and CMYK JPEGs, .jpg files, CAD/{cat}.mat instead of NN.off,
     VOC-style '-1' list entries, objects without a bbox, empty viewpoint fields, records without

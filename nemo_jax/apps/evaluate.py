@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from nemo_jax import data as data_lib
@@ -23,11 +24,14 @@ from nemo_jax.inference import (
     neural_mesh_inputs,
     search_batch,
     search_config_for,
+    search_subtypes,
     sharding,
+    stacked_search_setup,
 )
-from nemo_jax.mesh import clutter_feature
+from nemo_jax.mesh import clutter_feature, subtypes
 from nemo_jax.render import RasterSettings
 from nemo_jax.train.run import load_run
+from nemo_jax.train.subtype_data import check_cad_indices
 
 
 def level_source(dataset: str, level: int, data_dir: str) -> data_lib.Source:
@@ -99,12 +103,17 @@ def nemo_records(
     variant: str = "hard",
     on_batch: Callable[[dict, object], None] | None = None,
     dtype: str = "",
+    subtype: str | None = None,
 ) -> list[dict]:
     """Prediction records of the NeMo run in ``workdir`` (one category) on ``levels``.
 
     ``on_batch(batch, result)`` is called after each batch (e.g. to draw figures). ``dtype``: the
     backbone's compute dtype (``'float32'`` / ``'bfloat16'``; default: the run's
-    ``config.model.dtype``); the search itself runs in float32 on the float32 features.
+    ``config.model.dtype``); the search itself runs in float32 on the float32 features. A run with
+    one mesh per CAD sub-type (``config.mesh.kind`` 'multi_cuboid' / 'cad_per_subtype') is searched
+    as ``subtype`` says (default: the run's ``config.inference.subtype``, else ``"ground_truth"``;
+    see :func:`nemo_jax.inference.search_subtypes`) and each record carries the chosen ``subtype``
+    (1-based, as ``cad_index``).
     """
     config, model, variables, mesh = load_run(workdir)
     if dtype and dtype != config.model.dtype:
@@ -114,6 +123,13 @@ def nemo_records(
         model = models.build_backbone(config.model)
     category = config.category
     stride = int(config.model.get("stride", 8))
+    stacked = subtypes.is_stacked(mesh)
+    if stacked:
+        subtype = subtype or config.get("inference", {}).get("subtype", "ground_truth")
+        return _subtype_records(
+            workdir, config, model, variables, mesh, dataset, data_dir, levels, batch_size,
+            search_overrides, variant, on_batch, subtype,
+        )  # fmt: skip
     clutter = clutter_feature(mesh)
     features_fn = jax.jit(lambda variables, images: model.apply(variables, _preprocess(images), train=False))
     devices = sharding.image_mesh()  # every batch is spread over all local devices
@@ -125,6 +141,7 @@ def nemo_records(
         if not indices:
             raise ValueError(f"{source.path}: no {category!r} examples in split {source.split}")
         for batch in _batches(source, indices, batch_size):
+            check_crop_size(workdir, config, source, batch)
             images, b = sharding.shard_images(batch["image"], devices)
             observed = features_fn(variables, images)  # [B', h, w, C], B' = b padded, split over devices
             _, h, w, _ = observed.shape
@@ -165,6 +182,71 @@ def nemo_records(
             )
             if on_batch is not None:
                 on_batch(batch, result)
+    return records
+
+
+def check_crop_size(workdir: str, config, source, batch) -> None:
+    """Raises ValueError if the data's images are not the crop size the run was trained on."""
+    want = tuple(int(s) for s in config.data.image_size)
+    got = tuple(int(s) for s in np.shape(batch["image"])[1:3])
+    if got != want:
+        raise ValueError(
+            f"{workdir}: the run was trained on {want[0]}x{want[1]} crops (config.data.image_size) but "
+            f"{source.path} [{source.split}] holds {got[0]}x{got[1]} images (e.g. {batch['id'][0]!r}); "
+            "evaluate on data built with the run's crop sizes"
+        )
+
+
+def check_subtypes(workdir: str, num_subtypes: int, source, batch) -> np.ndarray:
+    """``cad_index - 1`` of a batch; raises ValueError naming the example and its ``cad_index`` if
+    the run has no mesh for it (the run's sub-types do not match the data)."""
+    where = f"{source.path} [{source.split}] (run {workdir})"
+    check_cad_indices(batch["cad_index"], batch["id"], num_subtypes, where)
+    return (np.asarray(batch["cad_index"]).reshape(-1) - 1).astype(np.int32)
+
+
+def _subtype_records(
+    workdir, config, model, variables, mesh, dataset, data_dir, levels, batch_size, search_overrides,
+    variant, on_batch, mode,
+) -> list[dict]:  # fmt: skip
+    """:func:`nemo_records` for a per-sub-type neural mesh (``mesh.vertices [S, V, 3]``)."""
+    category = config.category
+    stride = int(config.model.get("stride", 8))
+    num_subtypes = int(mesh.vertices.shape[0])
+    features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
+    records, search_config, mesh_inputs = [], None, None
+    for level in levels:
+        source = level_source(dataset, level, data_dir)
+        indices = _examples(source, category)
+        if not indices:
+            raise ValueError(f"{source.path}: no {category!r} examples in split {source.split}")
+        for batch in _batches(source, indices, batch_size):
+            check_crop_size(workdir, config, source, batch)
+            labels = check_subtypes(workdir, num_subtypes, source, batch)
+            observed = features_fn(batch["image"])
+            b, h, w, _ = observed.shape
+            focal_px = batch["focal"] * batch["viewport"] / stride
+            principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
+            if search_config is None:
+                search_config, mesh_inputs = stacked_search_setup(
+                    mesh, (h, w), float(focal_px[0]), principal[0], float(batch["distance"][0]),
+                    variant=variant, **(search_overrides or {}),
+                )  # fmt: skip
+            camera = [jnp.asarray(x, jnp.float32) for x in (focal_px, principal, batch["distance"])]
+            inputs = SearchInputs(observed=observed, **mesh_inputs, focal_px=camera[0], principal=camera[1],
+                                  distance=camera[2])  # fmt: skip
+            result, chosen, _ = search_subtypes(inputs, jnp.asarray(labels), search_config, mode)
+            if int(np.max(np.asarray(result.overflow))) > 0:
+                raise RuntimeError("pose search: tile budget overflow; raise the search tile budget")
+            batch_records = eval_lib.records_from_search(
+                result, batch["id"], [category] * b, [level] * b,
+                batch["azimuth"], batch["elevation"], batch["theta"],
+            )  # fmt: skip
+            for record, s, true_s in zip(batch_records, np.asarray(chosen), labels, strict=True):
+                record.update(subtype=int(s) + 1, true_subtype=int(true_s) + 1, subtype_mode=mode)
+            records += batch_records
+            if on_batch is not None:  # figures draw the chosen sub-type's mesh
+                on_batch(dict(batch, subtype=np.asarray(chosen) + 1), result)
     return records
 
 
@@ -232,6 +314,8 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
     from nemo_jax.inference.landscape import loss_landscape
 
     config, model, variables, mesh = run
+    if subtypes.is_stacked(mesh):  # one mesh per sub-type: the one the search chose
+        mesh = subtypes.unstack(mesh)[int(batch["subtype"][index]) - 1]
     stride = int(config.model.get("stride", 8))
     image = batch["image"][index]
     observed = model.apply(variables, _preprocess(image[None]), train=False)[0]
@@ -307,6 +391,7 @@ def evaluate(
     search_overrides: dict | None = None,
     variant: str = "hard",
     dtype: str = "",
+    subtype: str | None = None,
 ) -> dict:
     """NeMo (or the baseline) on ``dataset``'s occlusion ``levels``: NeMo's results dict
     (:func:`nemo_jax.eval.evaluate_records`).
@@ -317,6 +402,8 @@ def evaluate(
     built first with the builder ``options``. ``figures_dir``: NeMo's Figure 1 for the first image
     of each level. ``search_overrides``: :class:`nemo_jax.inference.SearchConfig` fields.
     ``dtype``: NeMo's backbone compute dtype (default: each run's own, see :func:`nemo_records`).
+    ``subtype``: ``"ground_truth"`` or ``"search"`` for runs with one mesh per CAD sub-type (default:
+    the run's ``config.inference.subtype``).
     """
     if method not in ("nemo", "baseline"):
         raise ValueError(f"evaluate: method must be 'nemo' or 'baseline', got {method!r}")
@@ -348,5 +435,6 @@ def evaluate(
                 variant=variant,
                 on_batch=hook,
                 dtype=dtype,
+                subtype=subtype,
             )
     return eval_lib.evaluate_records(records)

@@ -42,14 +42,20 @@ class Source:
         """``[N]`` int32 category labels of the split, read without decoding any image (the image
         features are left as encoded bytes); cached."""
         if self._labels is None:
-            features = self._builder.info.features
-            images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
-            skip = {k: tfds.decode.SkipDecoding() for k in images}
-            rows = self._builder.as_data_source(split=self.split, decoders=skip)
-            self._labels = np.array(
-                [int(r["category"]) for r in rows.__getitems__(range(len(rows)))], np.int32
-            )
+            self._labels = np.array(self.values("category"), np.int32)
         return self._labels
+
+    def values(self, field: str, indices=None) -> list:
+        """One field (e.g. ``category``, ``cad_index``, ``id``) of the examples at ``indices`` (all
+        by default), read without decoding any image, converted as ``__getitem__`` does."""
+        features = self._builder.info.features
+        if field not in features:
+            raise ValueError(f"{self.path} [{self.split}]: no field {field!r}; fields: {sorted(features)}")
+        images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+        skip = {k: tfds.decode.SkipDecoding() for k in images}
+        rows = self._builder.as_data_source(split=self.split, decoders=skip)
+        indices = range(len(rows)) if indices is None else [int(i) for i in indices]
+        return [self._convert({field: r[field]})[field] for r in rows.__getitems__(indices)]
 
     def indices_of(self, category: str) -> list[int]:
         """Indices of the examples of ``category`` (a name in ``categories``), in order."""

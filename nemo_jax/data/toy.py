@@ -42,19 +42,23 @@ def toy_dataset(
     distance: float = 5.0,
     fill: float = 0.6,
     colour_seed: int = 0,
+    colours=None,
 ) -> list[dict]:
     """``num`` examples of one neural-mesh category.
 
     Poses: azimuth uniform in [0, 2 pi), elevation uniform in [0, 0.6] rad, theta in [-0.1, 0.1]
     rad, principal point near the image centre; the focal length is set so the mesh spans about
-    ``fill`` of the image width.
+    ``fill`` of the image width. ``colours``: ``[V, 3]`` vertex colours in [0, 255] (default:
+    :func:`vertex_colours` of ``perm`` and ``colour_seed``).
     """
     height, width = image_size
     rng = np.random.default_rng(seed)
     vertices = np.asarray(vertices, np.float32)
     extent = float(np.ptp(vertices, axis=0).max())
     viewport = fill * width * distance / extent
-    colours = jnp.asarray(vertex_colours(vertices, perm, colour_seed))
+    if colours is None:
+        colours = vertex_colours(vertices, perm, colour_seed)
+    colours = jnp.asarray(colours, jnp.float32)
     settings = RasterSettings(height=height, width=width, tile_height=16, tile_width=16)
     az = rng.uniform(0, 2 * np.pi, num).astype(np.float32)
     el = rng.uniform(0.0, 0.6, num).astype(np.float32)

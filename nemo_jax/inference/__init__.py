@@ -5,6 +5,7 @@ Modules:
   search:    the pose search (grid + Adam refinement) over one PyTree of inputs, occluder maps.
   category:  a category's search set up once (config sized for its mesh, mesh padded to a bucket).
   landscape: loss along each camera parameter around a pose (figures).
+  subtype:   one mesh per CAD sub-type: the ground-truth sub-type's mesh, or all searched (vmap).
 """
 
 from nemo_jax.inference.category import bucketed_search_inputs, neural_mesh_inputs, search_config_for
@@ -27,12 +28,14 @@ from nemo_jax.inference.search import (
     size_tile_budget,
     trust_flags,
 )
+from nemo_jax.inference.subtype import SUBTYPE_MODES, search_subtypes, stacked_search_setup
 
 __all__ = [
     "BATCH_AXES",
     "PARAMETERS",
     "PoseResult",
     "SearchConfig",
+    "SUBTYPE_MODES",
     "SearchInputs",
     "bucketed_search_inputs",
     "clutter_similarity",
@@ -49,7 +52,9 @@ __all__ = [
     "search_config_for",
     "search_pose",
     "search_single",
+    "search_subtypes",
     "similarity_table",
     "size_tile_budget",
+    "stacked_search_setup",
     "trust_flags",
 ]

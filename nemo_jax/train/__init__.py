@@ -14,6 +14,7 @@ Modules (one concept each):
   metrics:     ``MetricWriter`` (metrics.jsonl + TensorBoard).
   evaluate:    held-out nearest-vertex matching.
   loop:        ``train(config, workdir)``: resume, jitted steps, checkpoints, progress, evaluation.
+  subtype_data: per-CAD-sub-type meshes (MultiCuboid, CAD) from the config, toy data and checks.
 
 Entry point: ``tools/train.py --config configs/<name>.py --workdir DIR``.
 """

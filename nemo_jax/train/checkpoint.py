@@ -35,6 +35,7 @@ RESUMABLE_KEYS = (
     "train.progress",
     "eval.",
     "parallel.",  # the process/device layout: the global batch, and so every step, is the same
+    "inference.",  # the pose search's settings do not touch training
 )
 
 

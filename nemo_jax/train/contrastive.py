@@ -86,6 +86,7 @@ def contrastive_loss(
     clutter: jax.Array,
     clutter_samples: jax.Array,
     clutter_valid: jax.Array | None = None,
+    bank_mask: jax.Array | None = None,
     *,
     temperature: float = 0.07,
     distance_thr: float = 48.0,
@@ -99,10 +100,13 @@ def contrastive_loss(
       visible: ``[B, V]`` bool, vertices visible in each image (only these are classified).
       positions: ``[B, V, P]`` positions used for neighbour removal: projected pixels (NeMo,
         ``P = 2``, image pixels) or 3-D vertex positions.
-      bank: ``[V, D]`` unit vertex features (memory bank; no gradient flows into it).
-      clutter: ``[K, D]`` unit clutter queue (no gradient).
+      bank: ``[V, D]`` unit vertex features (memory bank; no gradient flows into it), or
+        ``[B, V, D]``: one bank per image (per-sub-type meshes, :mod:`nemo_jax.mesh.subtypes`).
+      clutter: ``[K, D]`` unit clutter queue (no gradient), or ``[B, K, D]`` per image.
       clutter_samples: ``[B, N, D]`` this batch's background features (for the regulariser).
       clutter_valid: optional ``[B, N]`` bool; invalid samples are left out of the regulariser.
+      bank_mask: optional ``[V]`` or ``[B, V]`` bool; False marks padding bank entries, which are
+        neither negatives nor in the regulariser.
       temperature: softmax temperature ``T`` (NeMo: 0.07).
       distance_thr: neighbours within this distance (units of ``positions``) are not negatives.
       clutter_weight: ``w`` multiplying the clutter terms of the softmax denominator (NeMo's
@@ -113,13 +117,18 @@ def contrastive_loss(
     """
     bank = jax.lax.stop_gradient(bank)
     clutter = jax.lax.stop_gradient(clutter)
-    v = bank.shape[0]
+    v = bank.shape[-2]
     if vertex_features.shape[1] != v:
         raise ValueError(f"contrastive_loss: {vertex_features.shape[1]} vertex features vs {v} bank entries")
-    vertex_logits = jnp.einsum("bvd,ud->bvu", vertex_features, bank) / temperature  # [B, V, V]
+    per_image = "b" if bank.ndim == 3 else ""
+    vertex_logits = jnp.einsum(f"bvd,{per_image}ud->bvu", vertex_features, bank) / temperature  # [B, V, V]
     excluded = jax.vmap(neighbour_mask, in_axes=(0, None))(positions, distance_thr)
+    if bank_mask is not None:
+        padding = ~jnp.broadcast_to(bank_mask, (vertex_features.shape[0], v))
+        excluded = excluded | padding[:, None, :]
     vertex_logits = vertex_logits - NEIGHBOUR_PENALTY * excluded.astype(vertex_logits.dtype)
-    clutter_logits = jnp.einsum("bvd,kd->bvk", vertex_features, clutter) / temperature
+    per_image_clutter = "b" if clutter.ndim == 3 else ""
+    clutter_logits = jnp.einsum(f"bvd,{per_image_clutter}kd->bvk", vertex_features, clutter) / temperature
     clutter_logits = clutter_logits + math.log(clutter_weight)
     logits = jnp.concatenate([vertex_logits, clutter_logits], axis=-1)  # [B, V, V + K]
     log_z = jax.nn.logsumexp(logits, axis=-1)
@@ -129,12 +138,15 @@ def contrastive_loss(
     num_visible = jnp.sum(weight)
     loss_main = jnp.sum(per_vertex * weight) / jnp.maximum(num_visible, 1.0)
 
-    noise_sim = jnp.einsum("bnd,vd->bnv", clutter_samples, bank)  # [B, N, V]
-    if clutter_valid is None:
+    noise_sim = jnp.einsum(f"bnd,{per_image}vd->bnv", clutter_samples, bank)  # [B, N, V]
+    if clutter_valid is None and bank_mask is None:
         loss_reg = jnp.mean(noise_sim)
     else:
-        cw = clutter_valid.astype(noise_sim.dtype)[..., None]
-        loss_reg = jnp.sum(noise_sim * cw) / jnp.maximum(jnp.sum(cw) * v, 1.0)
+        b, n = clutter_samples.shape[:2]
+        cw = jnp.ones((b, n)) if clutter_valid is None else clutter_valid.astype(noise_sim.dtype)
+        vw = jnp.ones((b, v)) if bank_mask is None else jnp.broadcast_to(bank_mask, (b, v))
+        w = cw[:, :, None] * vw.astype(noise_sim.dtype)[:, None, :]
+        loss_reg = jnp.sum(noise_sim * w) / jnp.maximum(jnp.sum(w), 1.0)
     loss_reg = reg_weight * loss_reg
     loss = loss_main + loss_reg
     return loss, {"loss_main": loss_main, "loss_reg": loss_reg, "num_visible": num_visible}

@@ -9,8 +9,9 @@ import numpy as np
 
 from nemo_jax.data.batching import Subset, batch_dataset, prefetched
 from nemo_jax.geometry.camera import feature_coordinates
+from nemo_jax.mesh import subtypes
 from nemo_jax.train import contrastive, parallel
-from nemo_jax.train.step import BATCH_FIELDS, OPTIONAL_FIELDS, StepConfig, views
+from nemo_jax.train.step import BATCH_FIELDS, OPTIONAL_FIELDS, SUBTYPE_FIELD, StepConfig, views
 
 
 def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_size: int = 8) -> dict:
@@ -20,20 +21,33 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
     memory-bank feature. Reports ``vertex_accuracy`` (the match is the vertex itself; chance
     ``1 / V``) and ``near_accuracy`` (the match projects within ``config.eval.match_px`` image pixels
     of the vertex) with its chance level ``near_chance`` (mean fraction of vertices that near).
+    A per-sub-type mesh matches each image against its own ``cad_index``'s bank.
 
     Each batch of ``batch_size`` images is split over all devices (of all processes: each process
     reads only its rows), padded with masked rows up to a multiple of the local device count.
     """
     cfg = StepConfig.from_config(config)
     thr = float(config.eval.match_px)
+    stacked = subtypes.is_stacked(neural_mesh)
+    used = (*BATCH_FIELDS, *OPTIONAL_FIELDS, *((SUBTYPE_FIELD,) if stacked else ()))
+
+    def vertex_features(variables, mesh, batch):
+        view = views(mesh, batch, cfg)
+        feats = model.apply(variables, preprocess(batch["image"]), train=False)
+        pts = feature_coordinates(view.points, cfg.feature_stride)
+        return view, contrastive.unit_samples(jax.vmap(contrastive.bilinear_sample)(feats, pts))
 
     @jax.jit
     def match(variables, neural_mesh, batch, valid):
-        view = views(neural_mesh, batch, cfg)
-        feats = model.apply(variables, preprocess(batch["image"]), train=False)
-        pts = feature_coordinates(view.points, cfg.feature_stride)
-        vfeat = contrastive.unit_samples(jax.vmap(contrastive.bilinear_sample)(feats, pts))
-        best = jnp.argmax(jnp.einsum("bvd,ud->bvu", vfeat, neural_mesh.features), -1)  # [B, V]
+        if stacked:  # each image against its own sub-type's bank; padding entries never match
+            mesh = subtypes.select_subtype(neural_mesh, batch[SUBTYPE_FIELD].astype(jnp.int32) - 1)
+            real = subtypes.vertex_mask(mesh.faces, mesh.vertices.shape[1])
+            view, vfeat = vertex_features(variables, mesh, batch)
+            sims = jnp.einsum("bvd,bud->bvu", vfeat, mesh.features) - 4.0 * ~real[:, None, :]
+        else:
+            view, vfeat = vertex_features(variables, neural_mesh, batch)
+            sims = jnp.einsum("bvd,ud->bvu", vfeat, neural_mesh.features)
+        best = jnp.argmax(sims, -1)  # [B, V]
         v = vfeat.shape[1]
         exact = best == jnp.arange(v)
         pred_pts = jnp.take_along_axis(view.points, best[..., None], axis=1)
@@ -62,13 +76,13 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
         # padded rows repeat the last image (a zero camera would make NaNs that a 0 weight keeps)
         batch = {
             k: np.concatenate([batch[k], np.repeat(batch[k][-1:], padded - local, 0)])
-            for k in (*BATCH_FIELDS, *OPTIONAL_FIELDS)
+            for k in used
             if k in batch
         }
         batch = parallel.shard_batch({**batch, "valid": valid}, split)
         totals += np.asarray(match(variables, neural_mesh, batch, batch.pop("valid")))
     visible = max(totals[3], 1.0)
-    v = neural_mesh.vertices.shape[0]
+    v = neural_mesh.vertices.shape[-2]
     return {
         "vertex_accuracy": totals[0] / visible,
         "vertex_chance": 1.0 / v,

@@ -18,12 +18,11 @@ import tqdm
 
 from nemo_jax import data
 from nemo_jax import mesh as mesh_lib
-from nemo_jax.render import validate_mesh
 from nemo_jax.train import multihost, parallel
 from nemo_jax.train.checkpoint import PATH_KEYS, Checkpointer, discard_unsaved_run, step_dirs
 from nemo_jax.train.evaluate import evaluate_and_log
 from nemo_jax.train.metrics import MetricWriter
-from nemo_jax.train.run import build_geometry, build_model, mesh_info
+from nemo_jax.train.run import build_model, build_neural_mesh, mesh_info
 from nemo_jax.train.sources import batch_dataset, build_sources, write_crop_protocol
 from nemo_jax.train.state import create_train_state, learning_rate_schedule, make_optimizer
 from nemo_jax.train.step import StepConfig, jit_step, make_train_step
@@ -76,9 +75,9 @@ def _train(config, workdir: str, model, preprocess) -> dict:
     multihost.check_same_config(config.to_dict())
     t = config.train
     multihost.local_batch_size(int(t.batch_size))
-    vertices, faces = build_geometry(config)
-    validate_mesh(vertices, faces, f"config.mesh (kind={config.mesh.kind!r})")
-    perm = mesh_lib.mirror_permutation(vertices) if float(t.flip_prob) > 0 else None
+    key = jax.random.PRNGKey(int(config.seed))
+    k_mesh, k_state = jax.random.split(key)
+    neural, geometry, perm = build_neural_mesh(config, k_mesh, check_flips=float(t.flip_prob) > 0)
     if model is None:
         model, default_pre = build_model(config)
         preprocess = preprocess or default_pre
@@ -86,15 +85,10 @@ def _train(config, workdir: str, model, preprocess) -> dict:
         raise ValueError("train: pass preprocess with a custom model")
     step_cfg = StepConfig.from_config(config)
     tx = make_optimizer(t)
-    key = jax.random.PRNGKey(int(config.seed))
-    k_mesh, k_state = jax.random.split(key)
-    neural = mesh_lib.init_neural_mesh(
-        k_mesh, vertices, faces, int(config.model.feature_dim), int(t.clutter_size)
-    )
     ckpt = Checkpointer(
         workdir,
         config.to_dict(),
-        mesh_info(config, vertices, faces),
+        mesh_info(config, neural),
         int(t.checkpoint_every),
         int(t.max_to_keep),
     )
@@ -125,7 +119,10 @@ def _train(config, workdir: str, model, preprocess) -> dict:
 
     state = jax.device_put(state, replicated)
     step_fn = jit_step(make_train_step(model, tx, step_cfg, preprocess, perm), replicated, split)
-    train_src, eval_src = build_sources(config, vertices, faces, perm)
+    if isinstance(geometry, mesh_lib.MeshSet):  # one mesh per CAD sub-type
+        train_src, eval_src = build_sources(config, geometry, None, perm)
+    else:
+        train_src, eval_src = build_sources(config, *geometry, perm)
     if jax.process_index() == 0:
         write_crop_protocol(workdir, train_src)
     batches = batch_dataset(train_src, int(t.batch_size), int(config.seed))

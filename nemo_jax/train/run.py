@@ -12,6 +12,9 @@ import jax
 import numpy as np
 
 from nemo_jax import mesh as mesh_lib
+from nemo_jax.mesh import subtypes
+from nemo_jax.render import validate_mesh
+from nemo_jax.train import subtype_data
 from nemo_jax.train.checkpoint import Checkpointer, step_dirs
 from nemo_jax.train.state import create_train_state, make_optimizer
 from nemo_jax.train.step import StepConfig
@@ -24,6 +27,9 @@ def build_geometry(config) -> tuple[np.ndarray, np.ndarray]:
     * ``kind='single_cuboid'``: NeMo's SingleCuboid from ``{cad_dir}/{category}/*.off``.
     * ``kind='cad'``: CAD model ``{cad_dir}/{category}/{cad_index:02d}.off`` remeshed.
     * ``kind='dataset'``: the neural mesh stored with the dataset (``nemo_jax.data.load_meshes``).
+
+    The per-sub-type kinds (``'multi_cuboid'``, ``'cad_per_subtype'``) are built by
+    :func:`nemo_jax.train.subtype_data.build_subtype_meshes` (see :func:`build_neural_mesh`).
     """
     m = config.mesh
     if m.kind == "cuboid":
@@ -47,7 +53,33 @@ def build_geometry(config) -> tuple[np.ndarray, np.ndarray]:
         meshes = data.load_meshes(config.data.name, config.data.data_dir, [config.category])
         cat = meshes[config.category]
         return cat.neural_vertices, cat.neural_faces
-    raise ValueError(f"config.mesh.kind: {m.kind!r} is not 'cuboid', 'single_cuboid', 'cad' or 'dataset'")
+    raise ValueError(
+        f"config.mesh.kind: {m.kind!r} is not 'cuboid', 'single_cuboid', 'cad', 'dataset', "
+        "'multi_cuboid' or 'cad_per_subtype'"
+    )
+
+
+def build_neural_mesh(config, key: jax.Array, check_flips: bool = False):
+    """``(neural_mesh, geometry, perm)``: the initial neural mesh of ``config.mesh``.
+
+    One mesh (``geometry = (vertices [V, 3], faces [F, 3])``), or for the per-sub-type kinds one
+    per CAD sub-type stacked (``geometry`` a :class:`nemo_jax.mesh.MeshSet`, arrays ``[S, ...]``,
+    see :mod:`nemo_jax.mesh.subtypes`). ``perm``: the mirror permutation when ``check_flips``
+    (single mesh; ``None`` for sub-types, whose meshes are each checked to be symmetric).
+    """
+    dim, size = int(config.model.feature_dim), int(config.train.clutter_size)
+    if subtype_data.is_subtype_config(config):
+        meshes = subtype_data.build_subtype_meshes(config)
+        for s in range(meshes.num_meshes):
+            v, f = subtype_data.unpadded(meshes, s)
+            validate_mesh(v, f, f"config.mesh (kind={config.mesh.kind!r}, cad_index {s + 1})")
+            if check_flips:
+                mesh_lib.mirror_permutation(v)
+        return subtypes.init_subtype_meshes(key, meshes, dim, size), meshes, None
+    vertices, faces = build_geometry(config)
+    validate_mesh(vertices, faces, f"config.mesh (kind={config.mesh.kind!r})")
+    perm = mesh_lib.mirror_permutation(vertices) if check_flips else None
+    return mesh_lib.init_neural_mesh(key, vertices, faces, dim, size), (vertices, faces), perm
 
 
 def build_model(config):
@@ -86,13 +118,9 @@ def load_run(workdir: str, step: int | None = None):
         saved_mesh = json.load(fh)
     if not step_dirs(os.path.join(workdir, "checkpoints")):
         raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to load")
-    vertices = np.zeros((int(saved_mesh["num_vertices"]), 3), np.float32)
-    faces = np.zeros((int(saved_mesh["num_faces"]), 3), np.int32)
     model, _ = build_model(config)
     tx = make_optimizer(config.train)
-    neural = mesh_lib.init_neural_mesh(
-        jax.random.PRNGKey(0), vertices, faces, int(config.model.feature_dim), int(config.train.clutter_size)
-    )
+    neural = _mesh_structure(saved_mesh, int(config.model.feature_dim), int(config.train.clutter_size))
     # Only the structure, shapes and dtypes are needed to restore into: eval_shape compiles nothing
     # (a real init compiled the backbone's init, ~4 s per run on a 2-core CPU).
     state = jax.eval_shape(
@@ -108,10 +136,27 @@ def load_run(workdir: str, step: int | None = None):
     return config, model, {"params": state.params, "batch_stats": state.batch_stats}, state.mesh
 
 
-def mesh_info(config, vertices, faces) -> dict:
-    return {
-        "num_vertices": int(len(vertices)),
-        "num_faces": int(len(faces)),
+def _mesh_structure(saved_mesh: dict, feature_dim: int, clutter_size: int) -> mesh_lib.NeuralMesh:
+    """A neural mesh of the sizes in ``mesh.json`` (values unused: the checkpoint fills them); with
+    ``num_subtypes``, stacked per sub-type (:mod:`nemo_jax.mesh.subtypes`)."""
+    v, f = int(saved_mesh["num_vertices"]), int(saved_mesh["num_faces"])
+    lead = (int(saved_mesh["num_subtypes"]),) if "num_subtypes" in saved_mesh else ()
+    return mesh_lib.NeuralMesh(
+        vertices=np.zeros((*lead, v, 3), np.float32),
+        faces=np.zeros((*lead, f, 3), np.int32),
+        features=np.zeros((*lead, v, feature_dim), np.float32),
+        clutter=np.zeros((*lead, clutter_size, feature_dim), np.float32),
+    )
+
+
+def mesh_info(config, neural) -> dict:
+    """The checkpoint's mesh record (``mesh.json``) of an initial neural mesh."""
+    info = {
+        "num_vertices": int(neural.vertices.shape[-2]),
+        "num_faces": int(neural.faces.shape[-2]),
         "feature_dim": int(config.model.feature_dim),
         "clutter_size": int(config.train.clutter_size),
     }
+    if subtypes.is_stacked(neural):  # per-sub-type banks (padded sizes above)
+        info["num_subtypes"] = int(neural.vertices.shape[0])
+    return info

@@ -8,8 +8,10 @@ import jax
 import numpy as np
 
 from nemo_jax import data
+from nemo_jax import mesh as mesh_lib
 from nemo_jax.data.toy import toy_dataset
-from nemo_jax.train.step import BATCH_FIELDS, full_box
+from nemo_jax.train import subtype_data
+from nemo_jax.train.step import BATCH_FIELDS, SUBTYPE_FIELD, full_box
 
 
 class StepExamples:
@@ -17,23 +19,29 @@ class StepExamples:
     rest float32) and ``box`` (where vertices may be visible: the example's own ``box``, else the
     whole image)."""
 
-    def __init__(self, source):
-        self.source = source
+    def __init__(self, source, fields=BATCH_FIELDS):
+        self.source, self.fields = source, tuple(fields)
 
     def __len__(self):
         return len(self.source)
 
     def __getitem__(self, i):
         ex = self.source[i]
-        out = {k: np.asarray(ex[k], np.uint8 if k == "image" else np.float32) for k in BATCH_FIELDS}
+        out = {k: np.asarray(ex[k], np.uint8 if k == "image" else np.float32) for k in self.fields}
         out["box"] = np.asarray(ex["box"], np.float32) if "box" in ex else full_box(*out["image"].shape[:2])
         return out
 
 
 def build_sources(config, vertices, faces, perm):
-    """``(train, eval)`` random-access sources of examples with the train-step fields."""
+    """``(train, eval)`` random-access sources of examples with the train-step fields.
+
+    For per-sub-type meshes pass the :class:`nemo_jax.mesh.MeshSet` as ``vertices`` (``faces``
+    unused): the examples then also carry ``cad_index``, each checked to have a mesh.
+    """
     d = config.data
     size = tuple(int(s) for s in d.image_size)
+    if isinstance(vertices, mesh_lib.MeshSet):
+        return _subtype_sources(config, vertices, size)
     if d.source == "toy":
         train = toy_dataset(
             vertices, faces, perm, int(d.num_train), size, seed=int(d.seed), distance=float(d.distance)
@@ -69,6 +77,33 @@ def build_sources(config, vertices, faces, perm):
             out.append(StepExamples(data.Subset(src, idx)))
         return tuple(out)
     raise ValueError(f"config.data.source: {d.source!r} is not 'toy' or 'tfds'")
+
+
+def _subtype_sources(config, meshes, size):
+    d, n_sub, fields = config.data, meshes.num_meshes, (*BATCH_FIELDS, SUBTYPE_FIELD)
+    if d.source == "toy":
+        out = []
+        for num, seed in ((int(d.num_train), int(d.seed)), (int(d.num_eval), int(d.seed) + 1)):
+            src = subtype_data.toy_subtype_dataset(meshes, num, size, seed, float(d.distance))
+            out.append(StepExamples(src, fields))
+        return tuple(out)
+    if d.source != "tfds":
+        raise ValueError(f"config.data.source: {d.source!r} is not 'toy' or 'tfds'")
+    out = []
+    for split in (d.train_split, d.eval_split):
+        src = data.load(d.name, split, d.data_dir)
+        if config.category not in src.categories:
+            raise ValueError(f"config.category: {config.category!r} not in {src.path} ({src.categories})")
+        idx = src.indices_of(config.category)
+        if not idx:
+            raise ValueError(f"{src.path} [{split}]: no examples of category {config.category!r}")
+        shape = tuple(src[idx[0]]["image"].shape[:2])
+        if shape != size:
+            raise ValueError(f"{src.path} [{split}]: images are {shape}, config.data.image_size is {size}")
+        cad_index, ids = src.values("cad_index", idx), src.values("id", idx)  # no image decoded
+        subtype_data.check_cad_indices(cad_index, ids, n_sub, f"{src.path} [{split}]")
+        out.append(StepExamples(data.Subset(src, idx), fields))
+    return tuple(out)
 
 
 def write_crop_protocol(workdir: str, train_src: StepExamples) -> None:

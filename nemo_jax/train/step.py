@@ -14,12 +14,15 @@ import numpy as np
 import optax
 
 from nemo_jax.geometry.camera import camera_from_viewpoint, feature_coordinates
+from nemo_jax.mesh import subtypes
 from nemo_jax.mesh.neural import momentum_update, push_clutter
 from nemo_jax.train import augment, contrastive
 from nemo_jax.train.state import TrainState
 from nemo_jax.train.visibility import vertex_view
 
 BATCH_FIELDS = ("image", "azimuth", "elevation", "theta", "distance", "px", "py", "focal", "viewport")
+# The extra field a per-sub-type mesh reads (1-based, as PASCAL3D+'s cad_index).
+SUBTYPE_FIELD = "cad_index"
 #: Batch fields the step uses when present: ``box [B, 4]`` (x0, y0, x1, y1) image pixels, the region
 #: where a vertex may count as visible (the object's box within the image; default: the whole image).
 OPTIONAL_FIELDS = ("box",)
@@ -75,7 +78,10 @@ class StepConfig:
 
 def views(state_mesh, batch: dict, cfg: StepConfig):
     """Per-image vertex projections / visibility / object footprint. Batch fields ``[B]``; with a
-    ``box [B, 4]`` field, vertices outside an image's box are not visible."""
+    ``box [B, 4]`` field, vertices outside an image's box are not visible.
+
+    ``state_mesh``: one mesh (``vertices [V, 3]``, ``faces [F, 3]``) for the whole batch, or one per
+    image (``vertices [B, V, 3]``, ``faces [B, F, 3]``; ``-1`` face rows are padding)."""
     cams = jax.vmap(camera_from_viewpoint)(
         batch["azimuth"], batch["elevation"], batch["theta"], batch["distance"],
         batch["px"], batch["py"], batch["focal"], batch["viewport"],
@@ -84,10 +90,11 @@ def views(state_mesh, batch: dict, cfg: StepConfig):
     boxes = batch.get("box")
     if boxes is None:
         boxes = jnp.broadcast_to(jnp.asarray(full_box(*cfg.image_size)), (b, 4))
+    axis = 0 if state_mesh.vertices.ndim == 3 else None
     return jax.vmap(
-        lambda cam, box: vertex_view(
-            state_mesh.vertices,
-            state_mesh.faces,
+        lambda cam, box, vertices, faces: vertex_view(
+            vertices,
+            faces,
             cam,
             cfg.image_size,
             cfg.feature_stride,
@@ -95,8 +102,9 @@ def views(state_mesh, batch: dict, cfg: StepConfig):
             cfg.visibility_tolerance,
             cfg.render_tile,
             box=box,
-        )  # fmt: skip
-    )(cams, jnp.asarray(boxes, jnp.float32))
+        ),  # fmt: skip
+        in_axes=(0, 0, axis, axis),
+    )(cams, jnp.asarray(boxes, jnp.float32), state_mesh.vertices, state_mesh.faces)
 
 
 def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm) -> dict:
@@ -115,12 +123,12 @@ def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm) -> dict:
     return batch
 
 
-def select_fields(batch: dict) -> dict:
+def select_fields(batch: dict, fields=BATCH_FIELDS) -> dict:
     """The fields the step uses, as arrays (float32 scalars per image); raises on a missing one."""
-    missing = [f for f in BATCH_FIELDS if f not in batch]
+    missing = [f for f in fields if f not in batch]
     if missing:
         raise ValueError(f"train batch: missing fields {missing} (have {sorted(batch)})")
-    out = {f: jnp.asarray(batch[f], jnp.float32) for f in BATCH_FIELDS if f != "image"}
+    out = {f: jnp.asarray(batch[f], jnp.float32) for f in fields if f != "image"}
     out.update({f: jnp.asarray(batch[f], jnp.float32) for f in OPTIONAL_FIELDS if f in batch})
     out["image"] = jnp.asarray(batch["image"])
     return out
@@ -138,6 +146,10 @@ def make_train_step(
       preprocess: uint8-range float images ``[B,H,W,3]`` -> normalised network input.
       perm: ``[V]`` mirror permutation of the mesh vertices (only used on precomputed kp2d/visible).
 
+    With a per-sub-type mesh (``state.mesh.vertices [S, V, 3]``, :mod:`nemo_jax.mesh.subtypes`), the
+    batch also carries ``cad_index`` ``[B]`` (1-based): each image is projected with, scored against
+    and updates the bank and clutter queue of its own sub-type; one backbone serves all.
+
     A step whose loss, gradient or updated parameters are not finite leaves the state unchanged
     (except ``step`` and ``rng``) and reports ``finite = False``; the training loop stops on it.
     """
@@ -146,7 +158,14 @@ def make_train_step(
     def train_step(state: TrainState, batch: dict):
         rng, k_aug, k_clutter = jax.random.split(state.rng, 3)
         batch = augment_batch(k_aug, batch, cfg, perm)
-        view = views(state.mesh, batch, cfg)
+        stacked = subtypes.is_stacked(state.mesh)
+        if stacked:  # static: one mesh, bank and clutter queue per image, chosen by its sub-type
+            subtype = jnp.asarray(batch[SUBTYPE_FIELD]).astype(jnp.int32) - 1  # [B]
+            mesh = subtypes.select_subtype(state.mesh, subtype)
+            bank_mask = subtypes.vertex_mask(mesh.faces, mesh.vertices.shape[1])
+        else:
+            mesh, bank_mask = state.mesh, None
+        view = views(mesh, batch, cfg)
         images = preprocess(batch["image"])
         points = feature_coordinates(view.points, cfg.feature_stride)  # [B, V, 2]
         b = images.shape[0]
@@ -162,8 +181,8 @@ def make_train_step(
                 lambda k, f, m: contrastive.sample_clutter(k, f, m, cfg.clutter_per_image)
             )(jax.random.split(k_clutter, b), feats, view.object_mask)
             loss, aux = contrastive.contrastive_loss(
-                vfeat, view.visible, view.points, state.mesh.features, state.mesh.clutter, clutter,
-                valid, temperature=cfg.temperature, distance_thr=cfg.distance_thr,
+                vfeat, view.visible, view.points, mesh.features, mesh.clutter, clutter,
+                valid, bank_mask, temperature=cfg.temperature, distance_thr=cfg.distance_thr,
                 clutter_weight=cfg.clutter_weight, reg_weight=cfg.reg_weight,
             )  # fmt: skip
             return loss, (aux, updates.get("batch_stats", state.batch_stats), vfeat, clutter)
@@ -176,11 +195,16 @@ def make_train_step(
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(params))
         vfeat = jax.lax.stop_gradient(vfeat)
-        target, count = contrastive.bank_targets(vfeat, view.visible)
-        features = momentum_update(state.mesh.features, target, count, cfg.momentum)
-        queue = push_clutter(
-            state.mesh.clutter, jax.lax.stop_gradient(clutter).reshape(-1, clutter.shape[-1])
-        )
+        clutter = jax.lax.stop_gradient(clutter)
+        if stacked:
+            n_sub = state.mesh.features.shape[0]
+            target, count = subtypes.subtype_bank_targets(vfeat, view.visible, subtype, n_sub)
+            features = subtypes.subtype_momentum_update(state.mesh.features, target, count, cfg.momentum)
+            queue = subtypes.push_clutter_by_subtype(state.mesh.clutter, clutter, subtype)
+        else:
+            target, count = contrastive.bank_targets(vfeat, view.visible)
+            features = momentum_update(state.mesh.features, target, count, cfg.momentum)
+            queue = push_clutter(state.mesh.clutter, clutter.reshape(-1, clutter.shape[-1]))
         new = state.replace(
             params=params,
             batch_stats=batch_stats,

@@ -48,7 +48,8 @@ def vertex_view(
     """Projections, visibility and footprint of a mesh in one image.
 
     Args:
-      vertices: ``[V, 3]`` CAD frame; faces: ``[F, 3]``.
+      vertices: ``[V, 3]`` CAD frame; faces: ``[F, 3]`` (``-1`` rows: padding; vertices that no
+        real face uses are never visible).
       camera: the image's camera (pixels of the full-resolution image).
       image_size: static ``(H, W)``, divisible by ``feature_stride``.
       feature_stride: backbone stride; ``render_stride`` must divide it.
@@ -81,6 +82,8 @@ def vertex_view(
     if box is not None:  # vertex_visibility already keeps them inside the image
         visible &= (points[:, 0] >= box[0]) & (points[:, 0] <= box[2])
         visible &= (points[:, 1] >= box[1]) & (points[:, 1] <= box[3])
+    real = faces[:, 0] >= 0  # -1 rows pad a sub-type mesh (nemo_jax.mesh.subtypes)
+    visible &= jnp.zeros(vertices.shape[0], bool).at[jnp.clip(faces, 0)].max(real[:, None])
     k = feature_stride // render_stride
     cells = out.coverage.reshape(height // feature_stride, k, width // feature_stride, k)
     object_mask = jnp.max(cells, axis=(1, 3)) > 0
