@@ -1,5 +1,7 @@
 """Figure 1 and accuracy-vs-occlusion PNGs; loss landscape minimum at the rendered pose."""
 
+import matplotlib.colors
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from PIL import Image
@@ -8,7 +10,13 @@ from nemo_jax.eval import evaluate_records
 from nemo_jax.inference import PARAMETERS, loss_landscape
 from nemo_jax.mesh import cuboid_mesh
 from nemo_jax.render import RasterSettings
-from nemo_jax.viz import accuracy_vs_occlusion, figure_one, mesh_overlay, occlusion_image
+from nemo_jax.viz import (
+    accuracy_vs_occlusion,
+    draw_figure_one,
+    figure_one,
+    mesh_overlay,
+    occlusion_image,
+)
 
 H, W, C = 12, 20, 8
 
@@ -17,12 +25,25 @@ def _unit(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def test_occlusion_image_three_colours():
-    occ = np.array([[0, 1, 0]], bool)
-    mask = np.array([[0, 1, 1]], bool)
+def _hue_deg(rgb):
+    return 360.0 * matplotlib.colors.rgb_to_hsv(np.asarray(rgb, float))[..., 0]
+
+
+def test_occlusion_image_paper_colours():
+    """The paper's occluder panel: background yellow, visible object green, occluded object red."""
+    occ = np.array([[0, 1, 0, 1]], bool)  # an occluder flag outside the object is still background
+    mask = np.array([[0, 1, 1, 0]], bool)
     img = occlusion_image(occ, mask)
-    assert img.shape == (1, 3, 3)
-    assert len({tuple(p) for p in img[0]}) == 3
+    assert img.shape == (1, 4, 3)
+    hue = _hue_deg(img[0])
+    sat = matplotlib.colors.rgb_to_hsv(img[0])[:, 1]
+    assert np.all(sat > 0.6)  # saturated colours, not greys
+    background, occluded, visible, background2 = hue
+    assert 45 <= background <= 65 and background2 == background  # yellow
+    assert 100 <= visible <= 150  # green
+    assert occluded <= 10 or occluded >= 350  # red
+    with pytest.raises(ValueError, match="differ"):
+        occlusion_image(occ, mask[:, :3])
 
 
 def test_figure_one_and_landscape(tmp_path):
@@ -72,6 +93,31 @@ def test_figure_one_and_landscape(tmp_path):
     )
     png = Image.open(path)
     assert png.size[0] > png.size[1] > 100
+
+    # Landscapes around the ground truth: the ground truth is the centre of every x-axis (angles in
+    # degrees), also for an azimuth given a whole turn away; the prediction is marked inside.
+    truth = np.array([0.9, 0.1, -0.2, 5.3], np.float32)
+    land_gt = loss_landscape(obs, vf, clutter, v, f, 60.0, pp, truth, settings, num=5, span_deg=60)
+    shifted = truth + np.array([2 * np.pi, 0, 0, 0], np.float32)
+    fig = draw_figure_one(image, v, f, pose, 240.0, 4 * pp, occluder, mask, land_gt, shifted)
+    axes = {ax.get_label(): ax for ax in fig.axes}
+    for i, name in enumerate(PARAMETERS):
+        values = land_gt[name][0]
+        assert values[2] == pytest.approx(truth[i])
+        lo, hi = axes[f"landscape:{name}"].get_xlim()
+        expected = truth[i] if name == "distance" else np.degrees(truth[i])
+        assert 0.5 * (lo + hi) == pytest.approx(expected, abs=1e-3), name
+    # The occluder panel shows the paper's colours per pixel class and keeps a legend.
+    panel = axes["occluder"]
+    shown = np.asarray(panel.images[0].get_array())
+    np.testing.assert_allclose(shown, occlusion_image(occluder, mask))
+    labels = [t.get_text() for t in panel.get_legend().get_texts()]
+    assert labels == ["background", "visible object", "occluded object"]
+    assert [t.get_text() for t in axes["landscape:azimuth"].get_legend().get_texts()] == [
+        "prediction",
+        "ground truth",
+    ]
+    plt.close(fig)
     with pytest.raises(ValueError, match="image must be"):
         figure_one(tmp_path / "x.png", image[..., 0], v, f, pose, 240.0, pp, occluder, mask)
 

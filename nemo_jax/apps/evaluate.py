@@ -274,8 +274,10 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
     pose = tuple(
         float(np.asarray(getattr(result, k))[index]) for k in ("azimuth", "elevation", "theta", "distance")
     )
+    true_pose = tuple(float(batch[k][index]) for k in ("azimuth", "elevation", "theta", "distance"))
     h, w = observed.shape[:2]
     settings = RasterSettings(height=h, width=w, tile_height=4, tile_width=4, tile_budget=4 * len(mesh.faces))
+    # Around the ground truth, as the paper draws it (the ground truth at each x-axis' centre).
     landscape = loss_landscape(
         observed,
         mesh.features,
@@ -284,11 +286,10 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
         mesh.faces,
         focal / stride,
         feature_coordinates(principal, stride),
-        pose,
+        true_pose,
         settings,
         num=41,
     )
-    true_pose = tuple(float(batch[k][index]) for k in ("azimuth", "elevation", "theta", "distance"))
     return viz.figure_one(
         path,
         image,
