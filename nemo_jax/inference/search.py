@@ -7,7 +7,10 @@ Per image (all arrays at FEATURE resolution ``[h, w]``):
    in one vmapped render;
 3. the ``num_starts`` best grid poses are refined in parallel with optax Adam (NeMo: lr 0.05,
    betas (0.4, 0.6), 300 steps, lr x0.2 every 100 steps) inside one ``lax.scan``; an optional early
-   stop freezes a start once its loss changes by less than ``early_stop_tol`` (a mask: static shapes);
+   stop freezes a start once its loss changes by less than ``early_stop_tol`` (a mask: static shapes).
+   Adam acts on ``config.parametrization`` (:mod:`nemo_jax.inference.parametrization`): NeMo's
+   ``"camera_position"`` (camera centre ``C`` in R^3 plus theta, so the distance moves) or
+   ``"angles"`` (azimuth, elevation, theta; the distance only with ``optimize_distance``);
 4. the start with the lowest final loss wins; its occluder map (object pixels where the clutter
    similarity beats the object similarity) and object mask are rendered at the winning pose.
 
@@ -35,6 +38,7 @@ import optax
 
 from nemo_jax.geometry import camera_from_viewpoint
 from nemo_jax.inference.objective import clutter_similarity, nemo_loss, similarity_table
+from nemo_jax.inference.parametrization import PARAMETRIZATIONS, to_parameters, to_pose
 from nemo_jax.render import RasterSettings, render, tiles_needed
 
 NEMO_AZIMUTHS_DEG = tuple(float(a) for a in np.arange(12) * 30.0)
@@ -55,7 +59,12 @@ class SearchConfig:
       steps: Adam steps (NeMo: 300).
       lr, b1, b2: Adam (NeMo: 0.05, 0.4, 0.6).
       decay_every, decay_rate: staircase learning-rate decay (NeMo: x0.2 every 100 steps).
-      optimize_distance: also refine the camera distance (NeMo: False).
+      parametrization: what Adam optimises: ``"camera_position"`` (NeMo's ``MeshPoseSolveAll``:
+        the camera centre ``C`` in R^3 and theta, starting from the best grid pose at the given
+        distance, so azimuth, elevation and distance move together) or ``"angles"`` (azimuth,
+        elevation, theta, with the distance frozen unless ``optimize_distance``).
+      optimize_distance: ``"angles"`` only: also refine the distance as a fourth free parameter
+        (with ``"camera_position"`` the distance always moves, as in NeMo).
       early_stop_tol: 0 disables; else a start stops updating once ``|loss change| < tol`` for
         ``early_stop_patience`` consecutive steps.
       early_stop_patience: see above.
@@ -72,6 +81,7 @@ class SearchConfig:
     b2: float = 0.6
     decay_every: int = 100
     decay_rate: float = 0.2
+    parametrization: str = "angles"
     optimize_distance: bool = False
     early_stop_tol: float = 0.0
     early_stop_patience: int = 10
@@ -88,6 +98,11 @@ class SearchConfig:
             )
         if self.steps < 0:
             raise ValueError(f"SearchConfig.steps: expected >= 0, got {self.steps}")
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise ValueError(
+                f"SearchConfig.parametrization: expected one of {PARAMETRIZATIONS}, "
+                f"got {self.parametrization!r}"
+            )
         if self.decay_every <= 0:
             raise ValueError(f"SearchConfig.decay_every: expected > 0, got {self.decay_every}")
 
@@ -103,7 +118,8 @@ class PoseResult:
     Attributes:
       azimuth: ``[]`` radians, wrapped to ``[0, 2 pi)``.
       elevation, theta: ``[]`` radians.
-      distance: ``[]`` CAD units (the input distance unless ``optimize_distance``).
+      distance: ``[]`` CAD units: the refined distance with ``parametrization="camera_position"``
+        or ``optimize_distance``, else the input distance.
       loss: ``[]`` NeMo's loss at the returned pose (``inf`` if it was never finite).
       grid_loss: ``[G]`` loss of every initial grid pose (in :func:`pose_grid` order).
       occluder: ``[h, w]`` bool, inside the rendered object where clutter wins.
@@ -178,7 +194,8 @@ def search_single(
       clutter: ``[C]`` clutter feature (NeMo: normalised mean of the clutter bank).
       vertices, faces: ``[V, 3]`` CAD frame, ``[F, 3]`` int (``-1`` rows = padding).
       focal: ``[]`` pixels at feature resolution; principal: ``[2]`` (x, y) feature pixels.
-      distance: ``[]`` render distance (initial value if ``config.optimize_distance``).
+      distance: ``[]`` render distance of the grid (the refinement's start when the distance moves:
+        ``config.parametrization="camera_position"`` or ``config.optimize_distance``).
       config: static.
     """
     settings = config.raster
@@ -202,17 +219,22 @@ def search_single(
     )
     optimizer = optax.adam(schedule, b1=config.b1, b2=config.b2)
     grad_mask = jnp.array([1.0, 1.0, 1.0, 1.0 if config.optimize_distance else 0.0], starts.dtype)
-    value_and_grad = jax.vmap(jax.value_and_grad(loss_fn, has_aux=True))
+    parametrization = config.parametrization
+    if parametrization == "camera_position":
+        grad_mask = jnp.ones(4, starts.dtype)  # C moves freely (and with it the distance), as in NeMo
+    value_and_grad = jax.vmap(
+        jax.value_and_grad(lambda x: loss_fn(to_pose(x, parametrization)), has_aux=True)
+    )
 
     def step(carry, _):
-        poses, opt_state, prev_loss, calm, active, overflow, moved = carry
-        (loss, ovf), grads = value_and_grad(poses)
+        params, opt_state, prev_loss, calm, active, overflow, moved = carry
+        (loss, ovf), grads = value_and_grad(params)
         finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grads), axis=-1)
         grads = jnp.where(finite[:, None], grads, 0.0) * grad_mask
-        updates, new_state = optimizer.update(grads, opt_state, poses)
-        # Frozen (early-stopped) or non-finite starts keep their pose.
+        updates, new_state = optimizer.update(grads, opt_state, params)
+        # Frozen (early-stopped) or non-finite starts keep their parameters.
         move = (active & finite)[:, None]
-        new_poses = jnp.where(move, optax.apply_updates(poses, updates), poses)
+        new_params = jnp.where(move, optax.apply_updates(params, updates), params)
         loss = _finite_or(loss, jnp.inf)
         if config.early_stop_tol > 0:
             small = jnp.abs(loss - prev_loss) < config.early_stop_tol
@@ -220,19 +242,21 @@ def search_single(
             active = active & (calm < config.early_stop_patience)
         overflow = jnp.maximum(overflow, jnp.max(ovf))
         moved = moved + move[:, 0].astype(jnp.int32)
-        return (new_poses, new_state, loss, calm, active, overflow, moved), None
+        return (new_params, new_state, loss, calm, active, overflow, moved), None
 
     k = config.num_starts
+    start_params = to_parameters(starts, parametrization)
     init = (
-        starts,
-        optimizer.init(starts),
+        start_params,
+        optimizer.init(start_params),
         grid_loss[best],
         jnp.zeros(k, jnp.int32),
         jnp.ones(k, bool),
         jnp.max(grid_overflow),
         jnp.zeros(k, jnp.int32),
     )
-    (poses, _, _, _, _, overflow, moved), _ = jax.lax.scan(step, init, None, length=config.steps)
+    (params, _, _, _, _, overflow, moved), _ = jax.lax.scan(step, init, None, length=config.steps)
+    poses = to_pose(params, parametrization)
 
     # 3. Final losses; a start whose pose or loss went non-finite falls back to its grid pose.
     poses = jnp.where(jnp.all(jnp.isfinite(poses), axis=-1, keepdims=True), poses, starts)
@@ -364,7 +388,8 @@ def size_tile_budget(vertices, faces, focal, principal, distance, config: Search
     the refinement around them) for this mesh and camera. Host-side helper; call once per category."""
     grid = np.asarray(pose_grid(config))
     poses = np.concatenate([grid, np.full((len(grid), 1), float(distance), np.float32)], 1)
-    if config.optimize_distance:  # the object may come closer while refining
+    if config.optimize_distance or config.parametrization == "camera_position":
+        # the object may come closer while refining
         poses = np.concatenate([poses, poses * np.array([1, 1, 1, 0.8], np.float32)])
     cams = jax.vmap(lambda p: _camera(p, jnp.float32(focal), jnp.asarray(principal, jnp.float32)))(
         jnp.asarray(poses)
