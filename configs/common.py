@@ -9,6 +9,7 @@ import ml_collections
 # the config files: one definition, the data builders'.
 from nemo_jax.data.pascal3d import CROP_SIZES  # noqa: F401
 from nemo_jax.data.pascal3d import RENDER_DISTANCES as DISTANCES  # noqa: F401
+from nemo_jax.inference.settings import default_settings
 
 
 def base() -> ml_collections.ConfigDict:
@@ -81,6 +82,11 @@ def base() -> ml_collections.ConfigDict:
     c.eval.batch_size = 8
     c.eval.num_batches = -1  # -1: all held-out images, 0: no evaluation
     c.eval.match_px = 16.0
+
+    # The pose search's settings (grid, Adam refinement, parametrization, sub-type mode, rasterizer),
+    # stored with the run; evaluation takes --config.inference.X=... overrides. Keys and NeMo's
+    # defaults: nemo_jax.inference.settings.
+    c.inference = default_settings()
 
     c.parallel = ml_collections.ConfigDict()
     c.parallel.distributed = False  # jax.distributed.initialize() (multi-host)

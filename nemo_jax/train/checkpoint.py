@@ -23,6 +23,7 @@ RESUMABLE_KEYS = (
     "train.eval_every",
     "train.progress",
     "eval.",
+    "inference.",  # the pose search's settings do not touch training
 )
 
 
