@@ -4,20 +4,17 @@ never-a-NaN-pose rule, not accuracy (the demo measures that)."""
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import baseline_synthetic, synthetic_cpu  # noqa: E402
-from nemo_jax import data  # noqa: E402
-from nemo_jax import eval as eval_lib  # noqa: E402
-from nemo_jax.apps import estimate, evaluate  # noqa: E402
-from nemo_jax.baseline import train_baseline  # noqa: E402
-from nemo_jax.train.loop import train  # noqa: E402
+from configs import baseline_synthetic, synthetic_cpu
+from nemo_jax import data
+from nemo_jax import eval as eval_lib
+from nemo_jax.apps import estimate, evaluate
+from nemo_jax.baseline import train_baseline
+from nemo_jax.train.loop import train
 
 
 @pytest.fixture(scope="module")

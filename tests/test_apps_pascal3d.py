@@ -4,32 +4,21 @@ clean PASCAL3D+ val set and L1-L3 from OccludedPASCAL3D+. Plumbing, not accuracy
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 
 import data_fixtures as fx
 import numpy as np
 import pytest
+from conftest import run_tool
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from configs import nemo_pascal3d  # noqa: E402
-from nemo_jax import data  # noqa: E402
-from nemo_jax.apps import evaluate  # noqa: E402
-from nemo_jax.train.loop import train  # noqa: E402
+from configs import nemo_pascal3d
+from nemo_jax import data
+from nemo_jax.apps import evaluate
+from nemo_jax.train.loop import train
 
 # Motorbike crops are 512 x 512 in NeMo; shrink 16 gives 32 x 32 (a multiple of the backbone's 32).
 OPTIONS = {"categories": "motorbike", "neural_vertices": "60", "shrink": "16"}
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("evaluate_tool", os.path.join(REPO, "tools", "evaluate.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _tiny_run(data_dir: str, workdir: str) -> None:
@@ -61,7 +50,8 @@ def test_evaluate_tool_builds_and_reads_a_local_occluded_pascal3d_tree(tmp_path)
     out = str(tmp_path / "results.json")
     argv = ["--workdir", run, "--dataset", "occluded_pascal3d", "--data_dir", data_dir]
     argv += ["--manual_dir", manual, "--option", "shrink=16", "--option", "neural_vertices=60"]
-    assert _tool().main([*argv, "--steps", "3", "--json", out]) == 0
+    result = run_tool("evaluate", *argv, "--steps", "3", "--json", out)
+    assert result.returncode == 0, result.stderr[-3000:]
     assert os.path.isdir(os.path.join(data_dir, "occluded_pascal3d"))  # built on demand
     results = json.load(open(out))
     table = results["results"]["motorbike"]

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import data_fixtures as fx
 import numpy as np
 import pytest
+from conftest import run_tool
 
 from nemo_jax import data
 from nemo_jax.data import pascal3d
 from nemo_jax.data import prepare as build_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BAD = ("no_annotation", "zero_box", "zero_distance", "other_class")
 
 
@@ -220,18 +219,17 @@ def test_corrupt_files_name_the_file(tmp_path):
         assert not os.path.exists(tmp_path / name / "pascal3d" / "1.0.0")
 
 
-def test_tool_reports_errors(tmp_path, capsys):
-    tool = importlib.util.spec_from_file_location("build_data", os.path.join(REPO, "tools", "build_data.py"))
-    module = importlib.util.module_from_spec(tool)
-    tool.loader.exec_module(module)
-    with pytest.raises(SystemExit):
-        module.main(["--dataset", "pascal3d", "--data_dir", str(tmp_path)])  # --manual_dir missing
-    assert "--manual_dir is required" in capsys.readouterr().err
-    argv = ["--dataset", "pascal3d", "--data_dir", str(tmp_path), "--manual_dir", str(tmp_path / "none")]
-    assert module.main(argv + ["--no_progress"]) == 1
-    assert "manual_dir does not exist" in capsys.readouterr().err
-    assert module.main(argv + ["--categories", "car,spaceship"]) == 1
-    assert "unknown category 'spaceship'" in capsys.readouterr().err
+def test_tool_reports_errors(tmp_path):
+    result = run_tool("build_data", "--dataset", "pascal3d", "--data_dir", tmp_path)  # --manual_dir missing
+    assert result.returncode != 0
+    assert "--manual_dir is required" in result.stderr
+    argv = ["--dataset", "pascal3d", "--data_dir", tmp_path, "--manual_dir", tmp_path / "none"]
+    result = run_tool("build_data", *argv, "--no_progress")
+    assert result.returncode == 1
+    assert "manual_dir does not exist" in result.stderr
+    result = run_tool("build_data", *argv, "--categories", "car,spaceship")
+    assert result.returncode == 1
+    assert "unknown category 'spaceship'" in result.stderr
 
 
 def test_empty_split_is_a_clear_error(tmp_path):

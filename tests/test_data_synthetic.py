@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import numpy as np
 import pytest
+from conftest import run_tool
 
 from nemo_jax import data
 from nemo_jax.data import prepare as build_lib
 from nemo_jax.data import synthetic
 from nemo_jax.geometry import camera_from_viewpoint, project_pascal3d, to_camera_frame
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = dict(categories="car,chair", height=48, width=48, train_per_category=6, val_per_category=2,
                test_per_category=4, neural_vertices=120, render_batch=8)  # fmt: skip
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("build_data", os.path.join(REPO, "tools", "build_data.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +23,9 @@ def built(tmp_path_factory):
     argv = ["--dataset", "synthetic", "--data_dir", data_dir, "--no_progress"]
     for key, value in OPTIONS.items():
         argv += ["--option", f"{key}={value}"]
-    tool = _tool()
-    assert tool.main(argv) == 0
-    assert tool.main(argv) == 1  # already built: refused, nothing overwritten
+    first = run_tool("build_data", *argv)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert run_tool("build_data", *argv).returncode == 1  # already built: refused, nothing overwritten
     return data_dir
 
 

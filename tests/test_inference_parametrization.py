@@ -9,7 +9,7 @@ import pytest
 from jax.test_util import check_grads
 
 from nemo_jax.geometry import camera_from_viewpoint, geodesic_distance, rotation_from_viewpoint
-from nemo_jax.inference import SearchConfig, search_pose
+from nemo_jax.inference import SearchConfig, SearchInputs, search_pose
 from nemo_jax.inference.parametrization import (
     camera_position_from_pose,
     pose_from_camera_position,
@@ -107,7 +107,7 @@ def test_camera_position_recovers_distance():
     config = SearchConfig(
         raster=settings, elevations_deg=(0.0, 30.0), thetas_deg=(0.0,), parametrization="camera_position"
     )
-    res = search_pose(np.stack([observed] * 2), vf, clutter, v, f, FOCAL, pp, starts, config)
+    res = search_pose(SearchInputs(np.stack([observed] * 2), vf, clutter, v, f, FOCAL, pp, starts), config)
     assert int(np.max(res.overflow)) == 0
     for i in range(2):
         pred = rotation_from_viewpoint(res.azimuth[i], res.elevation[i], res.theta[i])

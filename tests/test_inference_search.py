@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from nemo_jax.geometry import camera_from_viewpoint, geodesic_distance, rotation_from_viewpoint
-from nemo_jax.inference import SearchConfig, pose_grid, search_config, search_pose
-from nemo_jax.inference.search import search_batch
+from nemo_jax.inference import (
+    SearchConfig,
+    SearchInputs,
+    bucketed_search_inputs,
+    pose_grid,
+    search_batch,
+    search_pose,
+)
 from nemo_jax.mesh import cuboid_mesh
 from nemo_jax.render import RasterSettings, render_exact
 
@@ -64,6 +70,22 @@ def scene():
     )
 
 
+def _batched(scene, obs, vertices=None, faces=None, vertex_features=None) -> SearchInputs:
+    """Batched search inputs: images ``obs [B, H, W, C]`` seen by the scene's camera; the scene's mesh
+    unless another (e.g. padded) one is given."""
+    b = len(obs)
+    return SearchInputs(
+        observed=jnp.asarray(obs),
+        vertex_features=jnp.asarray(scene["vf"] if vertex_features is None else vertex_features),
+        clutter=jnp.asarray(np.tile(scene["clutter"], (b, 1))),
+        vertices=jnp.asarray(scene["v"] if vertices is None else vertices),
+        faces=jnp.asarray(scene["f"] if faces is None else faces),
+        focal_px=jnp.full((b,), FOCAL),
+        principal=jnp.tile(scene["pp"], (b, 1)),
+        distance=jnp.full((b,), DIST),
+    )
+
+
 @pytest.fixture(scope="module")
 def results(scene):
     """search_batch on [clean, occluded, NaN]: the NaN image bypasses search_pose's eager check to
@@ -71,17 +93,7 @@ def results(scene):
     nan_image = scene["clean"].copy()
     nan_image[5, 7, :] = np.nan
     obs = np.stack([scene["clean"], scene["occluded"], nan_image])
-    res = search_batch(
-        jnp.asarray(obs),
-        jnp.asarray(scene["vf"]),
-        jnp.asarray(np.tile(scene["clutter"], (3, 1))),
-        jnp.asarray(scene["v"]),
-        jnp.asarray(scene["f"]),
-        jnp.full((3,), FOCAL),
-        jnp.tile(scene["pp"], (3, 1)),
-        jnp.full((3,), DIST),
-        config=scene["config"],
-    )
+    res = search_batch(_batched(scene, obs), config=scene["config"])
     return jax.tree.map(np.asarray, res)
 
 
@@ -127,53 +139,34 @@ def test_never_nan_pose(results):
 
 
 def test_bad_input_raises(scene):
-    args = (scene["vf"], scene["clutter"], scene["v"], scene["f"], FOCAL, scene["pp"], DIST, scene["config"])
+    good = SearchInputs(
+        scene["clean"], scene["vf"], scene["clutter"], scene["v"], scene["f"], FOCAL, scene["pp"], DIST
+    )
+    config = scene["config"]
     bad = scene["clean"].copy()
     bad[3, 4, 5] = np.nan
     with pytest.raises(ValueError, match="observed has a non-finite value at index \\[0, 3, 4, 5\\]"):
-        search_pose(bad, *args)
+        search_pose(good.replace(observed=bad), config)
     with pytest.raises(ValueError, match="observed feature map is 24x32 but config.raster expects 24x40"):
-        search_pose(scene["clean"][:, :32], *args)
+        search_pose(good.replace(observed=scene["clean"][:, :32]), config)
     with pytest.raises(ValueError, match="vertex_features must be"):
-        search_pose(scene["clean"][..., :8], *args)
+        search_pose(good.replace(observed=scene["clean"][..., :8]), config)
     with pytest.raises(ValueError, match="principal must have shape"):
-        search_pose(scene["clean"], *args[:5], np.zeros(3), DIST, scene["config"])
+        search_pose(good.replace(principal=np.zeros(3)), config)
     with pytest.raises(ValueError, match="empty batch"):
-        search_pose(scene["clean"][None][:0], *args)
+        search_pose(good.replace(observed=scene["clean"][None][:0]), config)
     with pytest.raises(ValueError, match="num_starts"):
         SearchConfig(raster=scene["config"].raster, num_starts=1000)
-
-
-def test_search_config_from_mapping():
-    cfg = search_config(
-        32, 84, {"variant": "soft", "num_starts": 3, "elevations_deg": [0, 30], "tile_budget": 0}
-    )
-    assert cfg.raster.variant == "soft" and cfg.raster.tile_budget is None and cfg.raster.cull_backfaces
-    assert cfg.num_starts == 3 and cfg.grid_size == 12 * 2 * 3 and cfg.steps == 300 and cfg.lr == 0.05
-    with pytest.raises(ValueError, match="unknown key\\(s\\) \\['stepz'\\]"):
-        search_config(32, 84, {"stepz": 3})
 
 
 def test_bucketed_mesh_gives_the_unpadded_search(scene, results):
     """tools/evaluate pads each category's mesh (zero vertices and features, -1 faces) and rounds the
     tile budget up so categories share one compiled search: the poses must not change."""
-    from nemo_jax.apps.evaluate import bucketed_search_inputs
-
     v, f, vf, config = bucketed_search_inputs(scene["v"], scene["f"], scene["vf"], scene["config"], step=256)
     assert v.shape[0] % 256 == 0 and f.shape[0] % 256 == 0 and config.raster.tile_budget % 256 == 0
     assert v.shape[0] > len(scene["v"]) and bool(jnp.all(f[len(scene["f"]) :] == -1))
     obs = np.stack([scene["clean"], scene["occluded"]])
-    res = search_batch(
-        jnp.asarray(obs),
-        vf,
-        jnp.asarray(np.tile(scene["clutter"], (2, 1))),
-        v,
-        f,
-        jnp.full((2,), FOCAL),
-        jnp.tile(scene["pp"], (2, 1)),
-        jnp.full((2,), DIST),
-        config=config,
-    )
+    res = search_batch(_batched(scene, obs, v, f, vf), config=config)
     for field in ("azimuth", "elevation", "theta", "loss"):
         np.testing.assert_allclose(np.asarray(getattr(res, field)), getattr(results, field)[:2], atol=1e-4)
     np.testing.assert_array_equal(np.asarray(res.occluder), results.occluder[:2])

@@ -141,7 +141,6 @@ def test_nonfinite_step_leaves_state_and_loop_stops():
             return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
     v, f = mesh.cuboid_mesh([-1, -0.6, -0.4], [1, 0.6, 0.4], 30)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from test_train_parallel import _random_batch
 
     batch = _random_batch(2, 32)

@@ -7,8 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def _random_batch(b: int, size: int) -> dict:
     """Random images with poses that put the cuboid in view (the loss only needs arrays)."""
@@ -79,7 +77,7 @@ def _run(out_path: str) -> None:
 def test_sharded_step_equals_single_device(tmp_path):
     out = str(tmp_path / "states.npz")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    code = f"import sys; sys.path.insert(0, {HERE!r}); import test_train_parallel as t; t._run({out!r})"
+    code = f"import test_train_parallel as t; t._run({out!r})"  # tests/ is on PYTHONPATH (conftest)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     arrays = np.load(out)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from nemo_jax.eval import evaluate_records
-from nemo_jax.inference import PARAMETERS, loss_landscape
+from nemo_jax.inference import PARAMETERS, SearchInputs, loss_landscape
 from nemo_jax.mesh import cuboid_mesh
 from nemo_jax.render import RasterSettings
 from nemo_jax.viz import (
@@ -63,7 +63,8 @@ def test_figure_one_and_landscape(tmp_path):
     )
     mask = np.asarray(out.coverage) > 0.5
     obs = np.where(mask[..., None], _unit(np.asarray(out.features) + 1e-9), clutter).astype(np.float32)
-    land = loss_landscape(obs, vf, clutter, v, f, 60.0, pp, pose, settings, num=9, span_deg=40)
+    inputs = SearchInputs(obs, vf, clutter, v, f, 60.0, pp, pose[3])  # focal_px 60
+    land = loss_landscape(inputs, pose, settings, num=9, span_deg=40)
     assert set(land) == set(PARAMETERS)
     for i, name in enumerate(PARAMETERS):
         values, losses = land[name]
@@ -71,7 +72,7 @@ def test_figure_one_and_landscape(tmp_path):
         assert values[4] == pytest.approx(pose[i])
         assert np.argmin(losses) == 4, (name, losses)  # the rendered pose is the minimum
     with pytest.raises(ValueError, match="non-finite"):
-        loss_landscape(np.full_like(obs, np.nan), vf, clutter, v, f, 60.0, pp, pose, settings)
+        loss_landscape(inputs.replace(observed=np.full_like(obs, np.nan)), pose, settings)
 
     image = np.full((4 * H, 4 * W, 3), 90, np.uint8)
     over = mesh_overlay(image, v, f, pose, 240.0, 4 * pp)
@@ -97,7 +98,7 @@ def test_figure_one_and_landscape(tmp_path):
     # Landscapes around the ground truth: the ground truth is the centre of every x-axis (angles in
     # degrees), also for an azimuth given a whole turn away; the prediction is marked inside.
     truth = np.array([0.9, 0.1, -0.2, 5.3], np.float32)
-    land_gt = loss_landscape(obs, vf, clutter, v, f, 60.0, pp, truth, settings, num=5, span_deg=60)
+    land_gt = loss_landscape(inputs, truth, settings, num=5, span_deg=60)
     shifted = truth + np.array([2 * np.pi, 0, 0, 0], np.float32)
     fig = draw_figure_one(image, v, f, pose, 240.0, 4 * pp, occluder, mask, land_gt, shifted)
     axes = {ax.get_label(): ax for ax in fig.axes}

@@ -1,57 +1,10 @@
 """The main job: NeMo vs a pose-classification baseline on the embedded synthetic dataset (CPU-sized).
 
-    python tools/demo.py [--workdir out/demo] [--data_dir out/data] [--categories car,chair,aeroplane]
-
-Builds the synthetic set if absent, trains NeMo (one neural mesh per category) and the baseline,
-evaluates both on occlusion levels L0-L3, prints the tables and writes --workdir/results.json
-({"nemo": ..., "baseline": ...}) and figures (--workdir/figures). Configs: --nemo_config and
---baseline_config (ml_collections files; override fields with --nemo_config.train.steps=100 etc.).
-Each category trains with the NeMo config file's own get_config(category), then the overrides.
+Same as the installed command ``nemo-jax-demo``; flags: ``python tools/demo.py --help``
+(nemo_jax/apps/cli/demo.py).
 """
 
-from __future__ import annotations
-
-import os
-import sys
-import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from nemo_jax.apps.demo import category_configs, print_results_table, run_demo  # noqa: E402
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_NEMO = config_flags.DEFINE_config_file(
-    "nemo_config", os.path.join(_ROOT, "configs", "synthetic_cpu.py"), "NeMo training config."
-)
-_BASE = config_flags.DEFINE_config_file(
-    "baseline_config", os.path.join(_ROOT, "configs", "baseline_synthetic.py"), "Baseline config."
-)
-_WORKDIR = flags.DEFINE_string("workdir", "out/demo", "Output folder (results.json, figures, runs).")
-_DATA = flags.DEFINE_string("data_dir", "out/data", "Dataset folder (built here if absent).")
-_CATS = flags.DEFINE_string("categories", "car,chair,aeroplane", "Synthetic categories.")
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
-    start = time.perf_counter()
-    categories = [c for c in _CATS.value.split(",") if c]
-    _NEMO.value  # noqa: B018 (loads the file and applies the overrides once, so errors show up now)
-    holder = flags.FLAGS["nemo_config"]
-    nemo_configs = category_configs(
-        config_flags.get_config_filename(holder), config_flags.get_override_values(holder), progress=False
-    )
-    results = run_demo(_WORKDIR.value, _DATA.value, categories, nemo_configs, _BASE.value)
-    print(print_results_table(results))
-    print(
-        f"results: {os.path.join(_WORKDIR.value, 'results.json')}; figures: "
-        f"{os.path.join(_WORKDIR.value, 'figures')}; total {time.perf_counter() - start:.0f} s"
-    )
-
+from nemo_jax.apps.cli.demo import main
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -1,36 +1,10 @@
 """Train the pose-classification baseline (NeMo's Res50-General style) on a built dataset.
 
-    python tools/train_baseline.py --config configs/baseline_synthetic.py --workdir /tmp/baseline \
-        --config.data.data_dir=data [--config.train.steps=100]
-
-Writes baseline_config.json and baseline_checkpoint/ into --workdir.
+Same as the installed command ``nemo-jax-train-baseline``; flags: ``python tools/train_baseline.py --help``
+(nemo_jax/apps/cli/train_baseline.py).
 """
 
-from __future__ import annotations
-
-import json
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from nemo_jax.baseline import train_baseline  # noqa: E402
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Baseline config file (configs/*.py).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
-    result = train_baseline(_CONFIG.value, _WORKDIR.value)
-    print(json.dumps({"final_loss": result["losses"][-1], "images_per_s": result["images_per_s"]}))
-
+from nemo_jax.apps.cli.train_baseline import main
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -14,9 +14,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from nemo_jax.apps.evaluate import _preprocess, search_config_for
-from nemo_jax.inference.search import search_pose
-from nemo_jax.mesh import clutter_feature
+from nemo_jax.apps.evaluate import _preprocess
+from nemo_jax.inference import neural_mesh_inputs, search_config_for, search_pose
 from nemo_jax.train.contrastive import feature_coordinates
 from nemo_jax.train.loop import load_run
 
@@ -62,8 +61,7 @@ def estimate_poses(
     names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
     if not names:
         raise FileNotFoundError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-    clutter = clutter_feature(mesh)
-    focal = 3000.0 / stride
+    focal_px = 3000.0 / stride  # NeMo's focal 1 x viewport 3000 image pixels, at feature resolution
     principal = feature_coordinates(np.array([size[1] / 2, size[0] / 2]), stride)
     records, search_config = [], None
     os.makedirs(out_dir, exist_ok=True)
@@ -77,18 +75,8 @@ def estimate_poses(
         crop = crop_to_box(image, box, size, fill)
         observed = model.apply(variables, _preprocess(crop[None]), train=False)
         if search_config is None:
-            search_config = search_config_for(mesh, observed.shape[1:3], focal, principal, distance)
-        result = search_pose(
-            observed,
-            mesh.features,
-            clutter,
-            mesh.vertices,
-            mesh.faces,
-            focal,
-            principal,
-            distance,
-            search_config,
-        )
+            search_config = search_config_for(mesh, observed.shape[1:3], focal_px, principal, distance)
+        result = search_pose(neural_mesh_inputs(mesh, observed, focal_px, principal, distance), search_config)
         pose = {k: float(np.asarray(getattr(result, k))[0]) for k in ("azimuth", "elevation", "theta")}
         record = {
             "image": name,
@@ -108,7 +96,7 @@ def estimate_poses(
                 np.asarray(mesh.vertices),
                 np.asarray(mesh.faces),
                 (pose["azimuth"], pose["elevation"], pose["theta"], distance),
-                3000.0,
+                3000.0,  # focal in crop (image) pixels
                 np.array([size[1] / 2, size[0] / 2]),
                 np.asarray(result.occluder)[0],
                 np.asarray(result.object_mask)[0],

@@ -7,25 +7,27 @@ the viewpoint directly. Both produce the same prediction records and so the same
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import trimesh
 
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
-from nemo_jax.inference.search import SearchConfig, search_batch, size_tile_budget
+from nemo_jax.inference import (
+    SearchInputs,
+    bucketed_search_inputs,
+    neural_mesh_inputs,
+    search_batch,
+    search_config_for,
+)
 from nemo_jax.mesh import clutter_feature
 from nemo_jax.render import RasterSettings
 from nemo_jax.train.contrastive import feature_coordinates
 from nemo_jax.train.loop import load_run
-
-# Split name of each occlusion level (nemo_jax.data's test splits).
-LEVEL_SPLITS = {0: "test_l0", 1: "test_l1", 2: "test_l2", 3: "test_l3"}
 
 
 def level_source(dataset: str, level: int, data_dir: str) -> data_lib.Source:
@@ -37,7 +39,7 @@ def level_source(dataset: str, level: int, data_dir: str) -> data_lib.Source:
       ``data_dir``.
     * ``pascal3d`` / ``objectnet3d`` without test splits: L0 is ``val``.
     """
-    split = LEVEL_SPLITS[level]
+    split = data_lib.TEST_SPLITS[level]
     if dataset == "occluded_pascal3d" and level == 0:
         dataset = "pascal3d"
     try:
@@ -83,53 +85,6 @@ def _batches(source, indices: Sequence[int], batch_size: int):
         yield {k: np.stack([e[k] for e in exs]) if k != "id" else [e[k] for e in exs] for k in exs[0]}
 
 
-def search_config_for(
-    neural_mesh, feature_hw, focal, principal, distance, variant: str = "hard", **overrides
-) -> SearchConfig:
-    """NeMo's search settings for a feature map of size ``feature_hw``, the tile budget sized over
-    the initial grid with a 1.5x margin for the refinement's poses."""
-    # Closed, consistently wound meshes (NeMo's cuboids) render identically with back faces culled.
-    mesh = trimesh.Trimesh(np.asarray(neural_mesh.vertices), np.asarray(neural_mesh.faces), process=False)
-    cull = bool(mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0)
-    raster = RasterSettings(
-        height=feature_hw[0],
-        width=feature_hw[1],
-        variant=variant,
-        tile_height=4,
-        tile_width=4,
-        cull_backfaces=cull,
-    )
-    config = SearchConfig(raster=raster, **overrides)
-    return size_tile_budget(
-        neural_mesh.vertices, neural_mesh.faces, focal, principal, distance, config, margin=1.5
-    )
-
-
-def _round_up(n: int, step: int) -> int:
-    return -(-int(n) // step) * step
-
-
-def bucketed_search_inputs(vertices, faces, features, config: SearchConfig, step: int = 256):
-    """Pads a neural mesh and rounds the search's tile budget up to multiples of ``step`` so that
-    categories of similar size share ONE compilation of the jitted search (shapes and the static
-    config must match): vertices ``[V, 3]`` and features ``[V, D]`` get zero rows, faces ``[F, 3]``
-    get ``-1`` rows (masked by the rasterizer: they draw nothing). The search's result is that of
-    the unpadded mesh; only the z-buffer's depth quantisation (bits left beside the face index)
-    changes, by one bit at most for these sizes. Compiling once instead of per category saved ~30 s
-    per category in the CPU demo.
-
-    Returns ``(vertices, faces, features, config)``.
-    """
-    v_pad = _round_up(len(vertices), step) - len(vertices)
-    f_pad = _round_up(len(faces), step) - len(faces)
-    vertices = jnp.pad(jnp.asarray(vertices, jnp.float32), ((0, v_pad), (0, 0)))
-    features = jnp.pad(jnp.asarray(features, jnp.float32), ((0, v_pad), (0, 0)))
-    faces = jnp.pad(jnp.asarray(faces, jnp.int32), ((0, f_pad), (0, 0)), constant_values=-1)
-    budget = _round_up(config.raster.budget(int(faces.shape[0])), step)
-    config = dataclasses.replace(config, raster=dataclasses.replace(config.raster, tile_budget=budget))
-    return vertices, faces, features, config
-
-
 def nemo_records(
     workdir: str,
     dataset: str,
@@ -158,13 +113,14 @@ def nemo_records(
         for batch in _batches(source, indices, batch_size):
             observed = features_fn(batch["image"])
             b, h, w, _ = observed.shape
-            focal = batch["focal"] * batch["viewport"] / stride
+            # PASCAL3D+-style focal (1) x viewport (3000) image pixels -> feature-map pixels.
+            focal_px = batch["focal"] * batch["viewport"] / stride
             principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
             if search_config is None:
                 search_config = search_config_for(
                     mesh,
                     (h, w),
-                    float(focal[0]),
+                    float(focal_px[0]),
                     principal[0],
                     float(batch["distance"][0]),
                     variant=variant,
@@ -174,17 +130,9 @@ def nemo_records(
                     mesh.vertices, mesh.faces, mesh.features, search_config
                 )
             clutters = jnp.broadcast_to(clutter, (b, clutter.shape[0]))
-            result = search_batch(
-                observed,
-                vertex_features,
-                clutters,
-                vertices,
-                faces,
-                jnp.asarray(focal, jnp.float32),
-                jnp.asarray(principal, jnp.float32),
-                jnp.asarray(batch["distance"], jnp.float32),
-                search_config,
-            )
+            camera = [jnp.asarray(x, jnp.float32) for x in (focal_px, principal, batch["distance"])]
+            inputs = SearchInputs(observed, vertex_features, clutters, vertices, faces, *camera)
+            result = search_batch(inputs, search_config)
             if int(np.max(np.asarray(result.overflow))) > 0:
                 raise RuntimeError("pose search: tile budget overflow; raise the search tile budget")
             records += eval_lib.records_from_search(
@@ -268,8 +216,7 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
     stride = int(config.model.get("stride", 8))
     image = batch["image"][index]
     observed = model.apply(variables, _preprocess(image[None]), train=False)[0]
-    clutter = clutter_feature(mesh)
-    focal = float(batch["focal"][index] * batch["viewport"][index])
+    focal_image_px = float(batch["focal"][index] * batch["viewport"][index])  # image pixels
     principal = np.array([batch["px"][index], batch["py"][index]], np.float32)
     pose = tuple(
         float(np.asarray(getattr(result, k))[index]) for k in ("azimuth", "elevation", "theta", "distance")
@@ -277,15 +224,12 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
     true_pose = tuple(float(batch[k][index]) for k in ("azimuth", "elevation", "theta", "distance"))
     h, w = observed.shape[:2]
     settings = RasterSettings(height=h, width=w, tile_height=4, tile_width=4, tile_budget=4 * len(mesh.faces))
+    inputs = neural_mesh_inputs(
+        mesh, observed, focal_image_px / stride, feature_coordinates(principal, stride), true_pose[3]
+    )
     # Around the ground truth, as the paper draws it (the ground truth at each x-axis' centre).
     landscape = loss_landscape(
-        observed,
-        mesh.features,
-        clutter,
-        mesh.vertices,
-        mesh.faces,
-        focal / stride,
-        feature_coordinates(principal, stride),
+        inputs,
         true_pose,
         settings,
         num=41,
@@ -296,7 +240,7 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
         np.asarray(mesh.vertices),
         np.asarray(mesh.faces),
         pose,
-        focal,
+        focal_image_px,
         principal,
         np.asarray(result.occluder)[index],
         np.asarray(result.object_mask)[index],
@@ -330,3 +274,58 @@ def figure_hook(run_dir: str, out_dir: str, category: str):
         )
 
     return on_batch
+
+
+def evaluate(
+    workdir: str,
+    dataset: str,
+    data_dir: str,
+    method: str = "nemo",
+    levels: Sequence[int] = (0, 1, 2, 3),
+    categories: Sequence[str] = (),
+    manual_dir: str = "",
+    options: dict | None = None,
+    figures_dir: str = "",
+    search_overrides: dict | None = None,
+    variant: str = "hard",
+) -> dict:
+    """NeMo (or the baseline) on ``dataset``'s occlusion ``levels``: NeMo's results dict
+    (:func:`nemo_jax.eval.evaluate_records`).
+
+    ``workdir``: one NeMo training run (``config.json`` + checkpoints), a folder of runs (one per
+    category), or the baseline's run (``method="baseline"``; ``categories`` then selects a subset).
+    With ``manual_dir`` (a local release, as ``nemo-jax-build-data``'s), what ``data_dir`` lacks is
+    built first with the builder ``options``. ``figures_dir``: NeMo's Figure 1 for the first image
+    of each level. ``search_overrides``: :class:`nemo_jax.inference.SearchConfig` fields.
+    """
+    if method not in ("nemo", "baseline"):
+        raise ValueError(f"evaluate: method must be 'nemo' or 'baseline', got {method!r}")
+    if method == "nemo":
+        if os.path.isfile(os.path.join(workdir, "config.json")):
+            runs = {os.path.basename(os.path.normpath(workdir)): workdir}
+        else:
+            runs = nemo_workdirs(workdir)
+    cats = list(categories)
+    if manual_dir:
+        if method == "nemo":
+            cats = []
+            for run_dir in runs.values():
+                with open(os.path.join(run_dir, "config.json")) as fh:
+                    cats.append(json.load(fh)["category"])
+        ensure_datasets(dataset, data_dir, manual_dir, cats, options)
+    if method == "baseline":
+        records = baseline_records(workdir, dataset, data_dir, levels, cats or None)
+    else:
+        records = []
+        for category, run_dir in runs.items():
+            hook = figure_hook(run_dir, figures_dir, category) if figures_dir else None
+            records += nemo_records(
+                run_dir,
+                dataset,
+                data_dir,
+                levels,
+                search_overrides=search_overrides,
+                variant=variant,
+                on_batch=hook,
+            )
+    return eval_lib.evaluate_records(records)

@@ -4,7 +4,8 @@ Example fields (numpy, per example; ``batches`` adds a leading ``[B]`` axis):
   id str; image uint8 ``[H, W, 3]``; azimuth, elevation, theta float32 RADIANS (PASCAL3D+ convention);
   distance float32 (CAD units); px, py float32 principal point in the crop, 0-based pixels (pixel
   ``(row i, col j)`` has its centre at ``(x, y) = (j, i)``); focal float32 (1.0), viewport float32
-  (3000.0); category int32 (index into ``Source.categories``); cad_index int32 (1-based);
+  (3000.0) (the PASCAL3D+ pair: the focal length in crop pixels is ``focal * viewport``);
+  category int32 (index into ``Source.categories``); cad_index int32 (1-based);
   kp2d float32 ``[V, 2]`` projected neural-mesh vertices ``(x, y)`` in crop pixels; visible bool ``[V]``
   (z-buffer visibility of the neural mesh, inside the crop); occlusion_level int32 (0..3);
   object_mask uint8 ``[H, W]`` (synthetic); occluder_mask uint8 ``[H, W]`` (synthetic, occluded sets).

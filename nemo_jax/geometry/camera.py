@@ -10,6 +10,14 @@ Frames and units:
     The toolkit's formula is reproduced exactly: feed it annotation values and you get the toolkit's
     (MATLAB, 1-based) pixel coordinates; feed it 0-based principal points and you get 0-based
     coordinates. The rasterizer puts pixel ``(row i, col j)``'s centre at ``(u, v) = (j, i)``.
+
+Focal length, one meaning per name across the project:
+  * ``focal`` with ``viewport`` (annotations, dataset fields, :func:`camera_from_viewpoint`): the
+    PASCAL3D+ toolkit's pair; ``focal`` is 1 in every annotation and ``focal * viewport`` (3000) is
+    the focal length in IMAGE pixels.
+  * :attr:`Camera.focal`, ``focal_px`` (the pose search, :class:`nemo_jax.inference.SearchInputs`)
+    and the figures' ``focal``: the focal length in PIXELS OF THE GRID BEING RENDERED -- image
+    pixels, or feature-map pixels ``focal * viewport / stride`` when rendering at feature resolution.
 """
 
 from __future__ import annotations
@@ -31,8 +39,9 @@ class Camera:
     Attributes:
       rotation: ``[3, 3]`` world(CAD)-to-camera rotation, OpenCV camera frame.
       translation: ``[3]``; ``x_cam = rotation @ x_world + translation``.
-      focal: ``[]`` focal length in pixels (toolkit: ``focal * viewport``).
-      principal: ``[2]`` principal point ``(px, py)`` in pixels.
+      focal: ``[]`` focal length in pixels of the rendered grid (toolkit: ``focal * viewport``
+        image pixels; divided by the stride at feature resolution).
+      principal: ``[2]`` principal point ``(px, py)`` in the same pixels.
     """
 
     rotation: jax.Array
@@ -65,7 +74,8 @@ def camera_from_viewpoint(
       azimuth, elevation, theta: viewpoint angles, radians.
       distance: camera distance to the CAD origin (CAD units), > 0.
       px, py: principal point, pixels.
-      focal, viewport: toolkit focal length and viewport; focal length in pixels is their product.
+      focal, viewport: toolkit focal length (1 in PASCAL3D+) and viewport (3000 pixels); the focal
+        length in pixels is their product (pass ``focal_px, 1.0`` for a focal length in pixels).
     """
     dtype = jnp.result_type(azimuth, float)
     azimuth, elevation, theta, distance = (

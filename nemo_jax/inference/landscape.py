@@ -10,27 +10,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from nemo_jax.inference.objective import clutter_similarity, similarity_table
-from nemo_jax.inference.search import pose_loss
+from nemo_jax.inference.search import SearchInputs, pose_loss
 from nemo_jax.render import RasterSettings
 
 PARAMETERS = ("azimuth", "elevation", "theta", "distance")
 
 
 @functools.partial(jax.jit, static_argnames="settings")
-def _losses(poses, table, clutter_sim, vertices, faces, focal, principal, settings):
+def _losses(poses, table, clutter_sim, vertices, faces, focal_px, principal, settings):
     return jax.vmap(
-        lambda p: pose_loss(p, table, clutter_sim, vertices, faces, focal, principal, settings)[0]
+        lambda p: pose_loss(p, table, clutter_sim, vertices, faces, focal_px, principal, settings)[0]
     )(poses)
 
 
 def loss_landscape(
-    observed,
-    vertex_features,
-    clutter,
-    vertices,
-    faces,
-    focal,
-    principal,
+    inputs: SearchInputs,
     center,
     settings: RasterSettings,
     num: int = 61,
@@ -43,8 +37,9 @@ def loss_landscape(
     at the centre of each x-axis (``values[num // 2] == center[i]`` for odd ``num``).
 
     Args:
-      observed: ``[h, w, C]`` unit features; vertex_features ``[V, C]``; clutter ``[C]``.
-      vertices, faces, focal, principal: as in :func:`nemo_jax.inference.search_pose` (one image).
+      inputs: :class:`nemo_jax.inference.SearchInputs` of ONE image (``observed [h, w, C]``,
+        ``clutter [C]``, ``focal_px []`` in feature-map pixels, ``principal [2]``); its
+        ``distance`` is not used (``center`` carries it).
       center: (azimuth, elevation, theta, distance), RADIANS and CAD units: the middle of every
         sweep (pass the ground truth for Figure 1).
       settings: rasterizer settings (feature resolution).
@@ -57,11 +52,11 @@ def loss_landscape(
       ``{name: (values [num], losses [num])}`` for the names in ``PARAMETERS``; angle values in
       RADIANS (absolute, not offsets), distance in CAD units.
     """
-    obs = jnp.asarray(observed, jnp.float32)
+    obs = jnp.asarray(inputs.observed, jnp.float32)
     if not np.all(np.isfinite(np.asarray(obs))):
         raise ValueError("loss_landscape: observed has non-finite values")
-    table = similarity_table(jnp.asarray(vertex_features, jnp.float32), obs)
-    clutter_sim = clutter_similarity(obs, jnp.asarray(clutter, jnp.float32))
+    table = similarity_table(jnp.asarray(inputs.vertex_features, jnp.float32), obs)
+    clutter_sim = clutter_similarity(obs, jnp.asarray(inputs.clutter, jnp.float32))
     base = np.asarray(center, np.float32).reshape(4)
     span = np.deg2rad(span_deg)
     offsets = np.linspace(-1.0, 1.0, num, dtype=np.float32)
@@ -74,10 +69,10 @@ def loss_landscape(
             jnp.asarray(poses),
             table,
             clutter_sim,
-            jnp.asarray(vertices, jnp.float32),
-            jnp.asarray(faces, jnp.int32),
-            jnp.float32(focal),
-            jnp.asarray(principal, jnp.float32),
+            jnp.asarray(inputs.vertices, jnp.float32),
+            jnp.asarray(inputs.faces, jnp.int32),
+            jnp.float32(inputs.focal_px),
+            jnp.asarray(inputs.principal, jnp.float32),
             settings,
         )
         out[name] = (poses[:, i].copy(), np.asarray(losses))

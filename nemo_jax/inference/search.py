@@ -16,13 +16,15 @@ Per image (all arrays at FEATURE resolution ``[h, w]``):
 
 Pose parameters: ``(azimuth, elevation, theta)`` in RADIANS (PASCAL3D+ convention, see
 :func:`nemo_jax.geometry.camera_from_viewpoint`) and ``distance`` in CAD units. The camera looks at
-the CAD origin from ``distance``; the intrinsics (focal in pixels at feature resolution, i.e.
-``focal * viewport / stride``, and the principal point in feature-map pixels, pixel centres at
-integer coordinates) are per image.
+the CAD origin from ``distance``; the intrinsics are per image: ``focal_px``, the focal length in
+PIXELS OF THE FEATURE MAP (a dataset's PASCAL3D+-style ``focal * viewport / stride``, e.g.
+``1 * 3000 / 8 = 375``), and the principal point in feature-map pixels (pixel centres at integer
+coordinates).
 
-Public API: :class:`SearchConfig` (static, hashable), :class:`PoseResult`, :func:`pose_grid`,
-:func:`search_pose` (eager checks, batch of images), :func:`search_single` (pure, jittable core),
-:func:`occlusion_maps`, :func:`size_tile_budget`.
+Public API: :class:`SearchConfig` (static, hashable), :class:`SearchInputs` (the per-image arrays,
+one PyTree), :class:`PoseResult`, :func:`pose_grid`, :func:`search_pose` (eager checks, batch of
+images), :func:`search_batch` (jitted, vmapped, no checks), :func:`search_single` (pure, jittable
+core), :func:`occlusion_maps`, :func:`size_tile_budget`.
 """
 
 from __future__ import annotations
@@ -112,6 +114,53 @@ class SearchConfig:
 
 
 @flax.struct.dataclass
+class SearchInputs:
+    """What the pose search reads, as one PyTree (all float32 but ``faces``).
+
+    For ONE image (:func:`search_single`, :func:`nemo_jax.inference.loss_landscape`):
+
+    Attributes:
+      observed: ``[h, w, C]`` unit features of the image (any backbone), FEATURE-map resolution.
+      vertex_features: ``[V, C]`` unit features of the neural mesh's vertices.
+      clutter: ``[C]`` clutter feature (NeMo: the normalised mean of the clutter bank).
+      vertices: ``[V, 3]`` CAD frame, CAD units.
+      faces: ``[F, 3]`` int32 vertex indices (``-1`` rows = padding, drawn as nothing).
+      focal_px: ``[]`` focal length in PIXELS OF THE FEATURE MAP (``focal * viewport / stride`` of a
+        PASCAL3D+-style annotation, whose ``focal`` is 1 and ``viewport`` 3000 image pixels).
+      principal: ``[2]`` principal point (x, y) = (u, v) in feature-map pixels, 0-based, pixel
+        centres at integer coordinates.
+      distance: ``[]`` render distance, CAD units (the refinement's start value when the distance
+        moves: ``parametrization="camera_position"`` or ``optimize_distance``).
+
+    Batched (:func:`search_batch`, :func:`search_pose`): ``observed [B, h, w, C]``, ``clutter
+    [B, C]``, ``focal_px [B]``, ``principal [B, 2]``, ``distance [B]``; the mesh (``vertices``,
+    ``faces``, ``vertex_features``) is shared by the batch (one category).
+    """
+
+    observed: jax.Array
+    vertex_features: jax.Array
+    clutter: jax.Array
+    vertices: jax.Array
+    faces: jax.Array
+    focal_px: jax.Array
+    principal: jax.Array
+    distance: jax.Array
+
+
+#: ``vmap`` axes of a batched :class:`SearchInputs`: per-image arrays on axis 0, the mesh shared.
+BATCH_AXES = SearchInputs(
+    observed=0,
+    vertex_features=None,
+    clutter=0,
+    vertices=None,
+    faces=None,
+    focal_px=0,
+    principal=0,
+    distance=0,
+)
+
+
+@flax.struct.dataclass
 class PoseResult:
     """Search output; a leading batch axis ``[B]`` when returned by :func:`search_pose`.
 
@@ -150,23 +199,27 @@ def pose_grid(config: SearchConfig) -> jax.Array:
     return jnp.stack(jnp.meshgrid(az, el, th, indexing="ij"), -1).reshape(-1, 3)
 
 
-def _camera(pose, focal, principal):
-    """``pose`` = (azimuth, elevation, theta, distance); focal in pixels; principal ``[2]``."""
-    return camera_from_viewpoint(pose[0], pose[1], pose[2], pose[3], principal[0], principal[1], focal, 1.0)
+def _camera(pose, focal_px, principal):
+    """``pose`` = (azimuth, elevation, theta, distance); ``focal_px`` in pixels of the rendered
+    grid (viewport 1); principal ``[2]`` (x, y) in the same pixels."""
+    return camera_from_viewpoint(
+        pose[0], pose[1], pose[2], pose[3], principal[0], principal[1], focal_px, 1.0
+    )
 
 
-def pose_loss(pose, table, clutter_sim, vertices, faces, focal, principal, settings: RasterSettings):
+def pose_loss(pose, table, clutter_sim, vertices, faces, focal_px, principal, settings: RasterSettings):
     """NeMo's loss ``[]`` at ``pose`` ``[4]`` and the render's overflow, from the similarity
-    table ``[V, h*w]`` and the clutter similarity ``[h, w]``."""
-    out = render(vertices, faces, _camera(pose, focal, principal), settings, pixel_table=table)
+    table ``[V, h*w]`` and the clutter similarity ``[h, w]``; ``focal_px``, ``principal`` as in
+    :class:`SearchInputs` (feature-map pixels)."""
+    out = render(vertices, faces, _camera(pose, focal_px, principal), settings, pixel_table=table)
     return nemo_loss(out.pixel_values, clutter_sim), out.overflow
 
 
-def occlusion_maps(pose, table, clutter_sim, vertices, faces, focal, principal, settings: RasterSettings):
+def occlusion_maps(pose, table, clutter_sim, vertices, faces, focal_px, principal, settings: RasterSettings):
     """``(occluder [h, w] bool, object_mask [h, w] bool)`` at ``pose`` ``[4]``: the object mask is
     the rendered coverage (> 0.5); occluded pixels are object pixels whose clutter similarity beats
-    the object similarity (NeMo's occluder localisation)."""
-    out = render(vertices, faces, _camera(pose, focal, principal), settings, pixel_table=table)
+    the object similarity (NeMo's occluder localisation). Intrinsics as in :class:`SearchInputs`."""
+    out = render(vertices, faces, _camera(pose, focal_px, principal), settings, pixel_table=table)
     mask = out.coverage > 0.5
     return mask & (clutter_sim > out.pixel_values), mask
 
@@ -175,35 +228,25 @@ def _finite_or(x, fallback):
     return jnp.where(jnp.isfinite(x), x, fallback)
 
 
-def search_single(
-    observed: jax.Array,
-    vertex_features: jax.Array,
-    clutter: jax.Array,
-    vertices: jax.Array,
-    faces: jax.Array,
-    focal: jax.Array,
-    principal: jax.Array,
-    distance: jax.Array,
-    config: SearchConfig,
-) -> PoseResult:
+def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
     """Pure, jittable pose search for ONE image (no input checks; use :func:`search_pose`).
 
     Args:
-      observed: ``[h, w, C]`` unit features.
-      vertex_features: ``[V, C]`` unit vertex features.
-      clutter: ``[C]`` clutter feature (NeMo: normalised mean of the clutter bank).
-      vertices, faces: ``[V, 3]`` CAD frame, ``[F, 3]`` int (``-1`` rows = padding).
-      focal: ``[]`` pixels at feature resolution; principal: ``[2]`` (x, y) feature pixels.
-      distance: ``[]`` render distance of the grid (the refinement's start when the distance moves:
-        ``config.parametrization="camera_position"`` or ``config.optimize_distance``).
+      inputs: :class:`SearchInputs` of one image (``observed [h, w, C]``, ``clutter [C]``,
+        ``focal_px []``, ``principal [2]``, ``distance []``: the grid's render distance, the
+        refinement's start when the distance moves, i.e. ``config.parametrization=
+        "camera_position"`` or ``config.optimize_distance``).
       config: static.
     """
     settings = config.raster
-    table = similarity_table(vertex_features, observed)
-    clutter_sim = clutter_similarity(observed, clutter)
+    vertices, faces, distance = inputs.vertices, inputs.faces, inputs.distance
+    table = similarity_table(inputs.vertex_features, inputs.observed)
+    clutter_sim = clutter_similarity(inputs.observed, inputs.clutter)
 
     def loss_fn(pose):
-        return pose_loss(pose, table, clutter_sim, vertices, faces, focal, principal, settings)
+        return pose_loss(
+            pose, table, clutter_sim, vertices, faces, inputs.focal_px, inputs.principal, settings
+        )
 
     # 1. The initial grid, one vmapped render.
     grid = pose_grid(config)
@@ -267,7 +310,9 @@ def search_single(
     final_loss = jnp.minimum(final_loss, grid_loss[best])
     winner = jnp.argmin(final_loss)
     pose = poses[winner]
-    occluder, mask = occlusion_maps(pose, table, clutter_sim, vertices, faces, focal, principal, settings)
+    occluder, mask = occlusion_maps(
+        pose, table, clutter_sim, vertices, faces, inputs.focal_px, inputs.principal, settings
+    )
     return PoseResult(
         azimuth=jnp.mod(pose[0], 2 * jnp.pi),
         elevation=pose[1],
@@ -283,14 +328,13 @@ def search_single(
 
 
 @functools.partial(jax.jit, static_argnames="config")
-def search_batch(observed, vertex_features, clutter, vertices, faces, focal, principal, distance, config):
-    """Jitted :func:`search_single` vmapped over images: ``observed [B, h, w, C]``, ``clutter [B, C]``,
-    ``focal [B]``, ``principal [B, 2]``, ``distance [B]``; the mesh and vertex features are shared.
-    No input checks (see :func:`search_pose`)."""
+def search_batch(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
+    """Jitted :func:`search_single` vmapped over images: batched :class:`SearchInputs`
+    (``observed [B, h, w, C]``, ``clutter [B, C]``, ``focal_px [B]``, ``principal [B, 2]``,
+    ``distance [B]``; the mesh and vertex features shared, see :data:`BATCH_AXES`).
+    No input checks (see :func:`search_pose`); ``faces`` must be int32."""
     single = functools.partial(search_single, config=config)
-    return jax.vmap(single, in_axes=(0, None, 0, None, None, 0, 0, 0))(
-        observed, vertex_features, clutter, vertices, faces, focal, principal, distance
-    )
+    return jax.vmap(single, in_axes=(BATCH_AXES,))(inputs)
 
 
 def _check_finite(name: str, x: np.ndarray) -> None:
@@ -309,37 +353,26 @@ def _per_image(name: str, value, batch: int, shape: tuple[int, ...]) -> np.ndarr
     return x
 
 
-def search_pose(
-    observed,
-    vertex_features,
-    clutter,
-    vertices,
-    faces,
-    focal,
-    principal,
-    distance,
-    config: SearchConfig,
-) -> PoseResult:
+def search_pose(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
     """Pose search for a batch of images of ONE category (one neural mesh), with eager input checks.
 
     Args:
-      observed: ``[B, h, w, C]`` (or ``[h, w, C]``) unit features from any backbone; ``[h, w]`` must
-        equal ``config.raster``'s ``(height, width)``.
-      vertex_features: ``[V, C]`` unit vertex features of the neural mesh.
-      clutter: ``[C]`` or ``[B, C]`` clutter feature(s).
-      vertices, faces: ``[V, 3]`` float, ``[F, 3]`` int (``-1`` rows allowed as padding).
-      focal: ``[]`` or ``[B]`` focal length in FEATURE pixels (``focal * viewport / stride``).
-      principal: ``[2]`` or ``[B, 2]`` principal point (x, y) in feature pixels.
-      distance: ``[]`` or ``[B]`` render distance (CAD units).
+      inputs: :class:`SearchInputs` (NumPy or JAX arrays, or Python numbers) where
+        ``observed`` is ``[B, h, w, C]`` (or ``[h, w, C]``), ``[h, w]`` equal to ``config.raster``'s
+        ``(height, width)``; ``vertex_features [V, C]``; ``clutter [C]`` or ``[B, C]``;
+        ``vertices [V, 3]`` float; ``faces [F, 3]`` int (``-1`` rows allowed as padding);
+        ``focal_px`` ``[]`` or ``[B]`` in FEATURE-map pixels (``focal * viewport / stride``);
+        ``principal`` ``[2]`` or ``[B, 2]`` (x, y) in feature-map pixels; ``distance`` ``[]`` or
+        ``[B]`` (CAD units).
       config: :class:`SearchConfig`.
 
     Returns:
       :class:`PoseResult` with a leading ``[B]`` axis (also when ``observed`` is ``[h, w, C]``).
 
     Raises:
-      ValueError naming the argument: wrong shapes, feature size vs config, non-finite values.
+      ValueError naming the field: wrong shapes, feature size vs config, non-finite values.
     """
-    obs = np.asarray(observed, np.float32)
+    obs = np.asarray(inputs.observed, np.float32)
     if obs.ndim == 3:
         obs = obs[None]
     if obs.ndim != 4:
@@ -353,69 +386,51 @@ def search_pose(
             f"{config.raster.height}x{config.raster.width} (height x width)"
         )
     _check_finite("observed", obs)
-    vf = np.asarray(vertex_features, np.float32)
-    verts = np.asarray(vertices, np.float32)
+    vf = np.asarray(inputs.vertex_features, np.float32)
+    verts = np.asarray(inputs.vertices, np.float32)
     if vf.ndim != 2 or vf.shape[1] != c:
         raise ValueError(f"search_pose: vertex_features must be [V, C={c}], got shape {vf.shape}")
     if verts.ndim != 2 or verts.shape != (vf.shape[0], 3):
         raise ValueError(f"search_pose: vertices must be [V={vf.shape[0]}, 3], got shape {verts.shape}")
     _check_finite("vertex_features", vf)
     _check_finite("vertices", verts)
-    fcs = np.asarray(faces)
+    fcs = np.asarray(inputs.faces)
     if fcs.ndim != 2 or fcs.shape[1] != 3 or not np.issubdtype(fcs.dtype, np.integer):
         raise ValueError(f"search_pose: faces must be an int [F, 3] array, got {fcs.dtype} {fcs.shape}")
-    clu = _per_image("clutter", clutter, b, (c,))
-    foc = _per_image("focal", focal, b, ())
-    pp = _per_image("principal", principal, b, (2,))
-    dist = _per_image("distance", distance, b, ())
+    clu = _per_image("clutter", inputs.clutter, b, (c,))
+    foc = _per_image("focal_px", inputs.focal_px, b, ())
+    pp = _per_image("principal", inputs.principal, b, (2,))
+    dist = _per_image("distance", inputs.distance, b, ())
     if np.any(dist <= 0) or np.any(foc <= 0):
-        raise ValueError("search_pose: distance and focal must be > 0")
-    return search_batch(
-        jnp.asarray(obs),
-        jnp.asarray(vf),
-        jnp.asarray(clu),
-        jnp.asarray(verts),
-        jnp.asarray(fcs, jnp.int32),
-        jnp.asarray(foc),
-        jnp.asarray(pp),
-        jnp.asarray(dist),
-        config=config,
+        raise ValueError("search_pose: distance and focal_px must be > 0")
+    batched = SearchInputs(
+        observed=jnp.asarray(obs),
+        vertex_features=jnp.asarray(vf),
+        clutter=jnp.asarray(clu),
+        vertices=jnp.asarray(verts),
+        faces=jnp.asarray(fcs, jnp.int32),
+        focal_px=jnp.asarray(foc),
+        principal=jnp.asarray(pp),
+        distance=jnp.asarray(dist),
     )
+    return search_batch(batched, config=config)
 
 
-def size_tile_budget(vertices, faces, focal, principal, distance, config: SearchConfig, margin: float = 1.2):
+def size_tile_budget(
+    vertices, faces, focal_px, principal, distance, config: SearchConfig, margin: float = 1.2
+) -> SearchConfig:
     """A ``SearchConfig`` whose ``raster.tile_budget`` covers every grid pose (and, with ``margin``,
-    the refinement around them) for this mesh and camera. Host-side helper; call once per category."""
+    the refinement around them) for this mesh (``[V, 3]``, ``[F, 3]``) and camera (``focal_px`` ``[]``,
+    ``principal`` ``[2]``, ``distance`` ``[]``, as in :class:`SearchInputs`). Host-side helper; call
+    once per category."""
     grid = np.asarray(pose_grid(config))
     poses = np.concatenate([grid, np.full((len(grid), 1), float(distance), np.float32)], 1)
     if config.optimize_distance or config.parametrization == "camera_position":
         # the object may come closer while refining
         poses = np.concatenate([poses, poses * np.array([1, 1, 1, 0.8], np.float32)])
-    cams = jax.vmap(lambda p: _camera(p, jnp.float32(focal), jnp.asarray(principal, jnp.float32)))(
+    cams = jax.vmap(lambda p: _camera(p, jnp.float32(focal_px), jnp.asarray(principal, jnp.float32)))(
         jnp.asarray(poses)
     )
     needed = int(np.max(np.asarray(tiles_needed(vertices, faces, cams, config.raster))))
     budget = max(1, int(np.ceil(margin * needed)))
     return dataclasses.replace(config, raster=dataclasses.replace(config.raster, tile_budget=budget))
-
-
-def search_config(height: int, width: int, overrides=None) -> SearchConfig:
-    """A :class:`SearchConfig` for a ``[height, width]`` feature map from a flat mapping (e.g. an
-    ``ml_collections.ConfigDict`` section ``config.inference``). Raster keys: ``variant``,
-    ``tile_height``, ``tile_width``, ``tile_budget``, ``cull_backfaces``, ``sigma``, ``gamma``;
-    every other key must be a :class:`SearchConfig` field. Defaults: NeMo's search, hard
-    rasterizer, 4x4 tiles with back-face culling (exact for closed, outward-wound cuboids)."""
-    overrides = dict(overrides or {})
-    raster_keys = {f.name for f in dataclasses.fields(RasterSettings)} - {"height", "width"}
-    raster = {"tile_height": 4, "tile_width": 4, "cull_backfaces": True}
-    raster.update({k: overrides.pop(k) for k in list(overrides) if k in raster_keys})
-    fields = {f.name for f in dataclasses.fields(SearchConfig)} - {"raster"}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"search_config: unknown key(s) {unknown}; expected {sorted(fields | raster_keys)}")
-    for key in ("azimuths_deg", "elevations_deg", "thetas_deg"):
-        if key in overrides:
-            overrides[key] = tuple(overrides[key])
-    if raster.get("tile_budget") == 0:
-        raster["tile_budget"] = None
-    return SearchConfig(raster=RasterSettings(height=height, width=width, **raster), **overrides)

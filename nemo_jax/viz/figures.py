@@ -52,14 +52,15 @@ def _wrap_into(value: float, centre: float, period: float) -> float:
     return centre + (value - centre + period / 2) % period - period / 2
 
 
-def mesh_overlay(image, vertices, faces, pose, focal, principal, tile: int = 16) -> np.ndarray:
+def mesh_overlay(image, vertices, faces, pose, focal_px, principal, tile: int = 16) -> np.ndarray:
     """The mesh shaded and blended over ``image`` ``[H, W, 3]`` uint8 at ``pose`` = (azimuth,
-    elevation, theta RADIANS, distance), with ``focal`` in image pixels and ``principal`` (x, y) in
-    image pixels. Returns uint8 ``[H, W, 3]``."""
+    elevation, theta RADIANS, distance), with ``focal_px`` the focal length in image pixels
+    (PASCAL3D+: ``focal * viewport``) and ``principal`` (x, y) in image pixels. Returns uint8
+    ``[H, W, 3]``."""
     image = np.asarray(image)
     h, w = image.shape[:2]
     a, e, t, d = (float(x) for x in pose)
-    camera = camera_from_viewpoint(a, e, t, d, float(principal[0]), float(principal[1]), float(focal), 1.0)
+    camera = camera_from_viewpoint(a, e, t, d, float(principal[0]), float(principal[1]), float(focal_px), 1.0)
     settings = RasterSettings(h, w, tile_height=tile, tile_width=tile)
     faces = np.asarray(faces)
     valid = np.all((faces >= 0) & (faces < len(vertices)), axis=1)
@@ -75,7 +76,7 @@ def draw_figure_one(
     vertices,
     faces,
     pose,
-    focal,
+    focal_px,
     principal,
     occluder,
     object_mask,
@@ -108,7 +109,7 @@ def draw_figure_one(
     ]
     axes[0].imshow(image)
     axes[0].set_title("input")
-    axes[1].imshow(mesh_overlay(image, vertices, faces, pose, focal, principal))
+    axes[1].imshow(mesh_overlay(image, vertices, faces, pose, focal_px, principal))
     axes[1].set_title("prediction")
     axes[2].imshow(
         occlusion_image(occluder, object_mask),
@@ -164,7 +165,7 @@ def figure_one(
     vertices,
     faces,
     pose,
-    focal,
+    focal_px,
     principal,
     occluder,
     object_mask,
@@ -186,7 +187,7 @@ def figure_one(
       image: ``[H, W, 3]`` uint8.
       vertices, faces: the mesh ``[V, 3]``, ``[F, 3]`` (``-1`` rows ignored).
       pose: predicted (azimuth, elevation, theta RADIANS, distance).
-      focal, principal: intrinsics at IMAGE resolution (pixels).
+      focal_px, principal: focal length and principal point (x, y) in IMAGE pixels.
       occluder, object_mask: ``[h, w]`` bool maps from the search (feature resolution).
       landscape: ``{name: (values, losses)}``; angles in radians.
       true_pose: optional ground truth (azimuth, elevation, theta, distance), radians; the centre
@@ -195,7 +196,7 @@ def figure_one(
       ``path`` as a string.
     """
     fig = draw_figure_one(
-        image, vertices, faces, pose, focal, principal, occluder, object_mask, landscape, true_pose, title
+        image, vertices, faces, pose, focal_px, principal, occluder, object_mask, landscape, true_pose, title
     )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)

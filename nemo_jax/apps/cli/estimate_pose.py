@@ -1,0 +1,63 @@
+"""Predict object poses (and figures) for unlabeled images with a given object box.
+
+    nemo-jax-estimate-pose --images DIR --category car --checkpoint RUNS/car \
+        [--boxes boxes.json] [--out out/poses] [--fill 0.6] [--distance D]
+
+--checkpoint is a NeMo training run (nemo-jax-train's --workdir) for --category. --boxes is a JSON
+file {image file name: [x0, y0, x1, y1]} in pixels; images without a box use the whole image.
+Writes --out/predictions.json (azimuth, elevation, theta in degrees and radians, loss) and one
+overlay figure per image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import flags
+
+from nemo_jax.apps.cli import no_positional, run
+
+_IMAGES = flags.DEFINE_string("images", None, "Folder of images.")
+_CATEGORY = flags.DEFINE_string("category", None, "The run's category.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "NeMo training run directory.")
+_BOXES = flags.DEFINE_string("boxes", "", "JSON {image name: [x0, y0, x1, y1]}.")
+_OUT = flags.DEFINE_string("out", "out/poses", "Output folder.")
+_FILL = flags.DEFINE_float("fill", 0.6, "Box side / crop side, as in training.")
+_DISTANCE = flags.DEFINE_float(
+    "distance", None, "Render distance (CAD units); default: the run's data.distance."
+)
+_NO_FIGURES = flags.DEFINE_bool("no_figures", False, "Write predictions.json only.")
+flags.mark_flags_as_required(["images", "category", "checkpoint"])
+
+
+def _main(argv) -> int:
+    no_positional(argv)
+    from nemo_jax.apps.estimate import estimate_poses
+
+    boxes = None
+    if _BOXES.value:
+        with open(_BOXES.value) as fh:
+            boxes = json.load(fh)
+    records = estimate_poses(
+        _CHECKPOINT.value,
+        _IMAGES.value,
+        boxes,
+        _OUT.value,
+        _FILL.value,
+        _DISTANCE.value,
+        not _NO_FIGURES.value,
+        _CATEGORY.value,
+    )
+    for r in records:
+        print(
+            f"{r['image']}: azimuth {r['azimuth_deg']:.1f}  elevation {r['elevation_deg']:.1f}  "
+            f"theta {r['theta_deg']:.1f} deg  loss {r['loss']:.3f}"
+        )
+    print(f"predictions: {os.path.join(_OUT.value, 'predictions.json')}")
+    return 0
+
+
+def main():
+    """Console entry point (``[project.scripts]``); ``tools/*.py`` call it too."""
+    run(__name__, _main)

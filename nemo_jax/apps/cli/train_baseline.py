@@ -1,0 +1,34 @@
+"""Train the pose-classification baseline (NeMo's Res50-General style) on a built dataset.
+
+    nemo-jax-train-baseline --config configs/baseline_synthetic.py --workdir /tmp/baseline \
+        --config.data.data_dir=data [--config.train.steps=100]
+
+Writes baseline_config.json and baseline_checkpoint/ into --workdir.
+"""
+
+from __future__ import annotations
+
+import json
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+from nemo_jax.apps.cli import no_positional, run
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Baseline config file (configs/*.py).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _main(argv):
+    no_positional(argv)
+    from nemo_jax.baseline import train_baseline
+
+    logging.set_verbosity(logging.WARNING)
+    result = train_baseline(_CONFIG.value, _WORKDIR.value)
+    print(json.dumps({"final_loss": result["losses"][-1], "images_per_s": result["images_per_s"]}))
+
+
+def main():
+    """Console entry point (``[project.scripts]``); ``tools/*.py`` call it too."""
+    run(__name__, _main)

@@ -1,0 +1,88 @@
+"""A category's pose search set up once: the search config sized for its neural mesh and camera,
+and the mesh padded into a shared compilation bucket.
+
+Used by :mod:`nemo_jax.apps.evaluate` and :mod:`nemo_jax.apps.estimate` before calling
+:func:`nemo_jax.inference.search_batch` / :func:`nemo_jax.inference.search_pose`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import trimesh
+
+from nemo_jax.inference.search import SearchConfig, SearchInputs, size_tile_budget
+from nemo_jax.mesh import NeuralMesh, clutter_feature
+from nemo_jax.render import RasterSettings
+
+
+def neural_mesh_inputs(neural_mesh: NeuralMesh, observed, focal_px, principal, distance) -> SearchInputs:
+    """:class:`nemo_jax.inference.SearchInputs` of ``observed`` (``[h, w, C]`` or ``[B, h, w, C]``)
+    against a trained neural mesh: its vertices, faces and vertex features, and its clutter bank's
+    normalised mean as the clutter feature ``[C]``. ``focal_px`` in feature-map pixels,
+    ``principal`` (x, y) in feature-map pixels, ``distance`` in CAD units."""
+    return SearchInputs(
+        observed=observed,
+        vertex_features=neural_mesh.features,
+        clutter=clutter_feature(neural_mesh),
+        vertices=neural_mesh.vertices,
+        faces=neural_mesh.faces,
+        focal_px=focal_px,
+        principal=principal,
+        distance=distance,
+    )
+
+
+def search_config_for(
+    neural_mesh, feature_hw, focal_px, principal, distance, variant: str = "hard", **overrides
+) -> SearchConfig:
+    """NeMo's search settings for a feature map of size ``feature_hw`` ``(h, w)``, the tile budget
+    sized over the initial grid with a 1.5x margin for the refinement's poses.
+
+    ``neural_mesh``: anything with ``vertices [V, 3]`` and ``faces [F, 3]``; ``focal_px`` ``[]`` in
+    feature-map pixels, ``principal`` ``[2]`` (x, y) feature-map pixels, ``distance`` ``[]`` CAD
+    units (one image's camera, see :class:`nemo_jax.inference.SearchInputs`); ``overrides``: fields
+    of :class:`nemo_jax.inference.SearchConfig`.
+    """
+    # Closed, consistently wound meshes (NeMo's cuboids) render identically with back faces culled.
+    mesh = trimesh.Trimesh(np.asarray(neural_mesh.vertices), np.asarray(neural_mesh.faces), process=False)
+    cull = bool(mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0)
+    raster = RasterSettings(
+        height=feature_hw[0],
+        width=feature_hw[1],
+        variant=variant,
+        tile_height=4,
+        tile_width=4,
+        cull_backfaces=cull,
+    )
+    config = SearchConfig(raster=raster, **overrides)
+    return size_tile_budget(
+        neural_mesh.vertices, neural_mesh.faces, focal_px, principal, distance, config, margin=1.5
+    )
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-int(n) // step) * step
+
+
+def bucketed_search_inputs(vertices, faces, features, config: SearchConfig, step: int = 256):
+    """Pads a neural mesh and rounds the search's tile budget up to multiples of ``step`` so that
+    categories of similar size share ONE compilation of the jitted search (shapes and the static
+    config must match): vertices ``[V, 3]`` and features ``[V, D]`` get zero rows, faces ``[F, 3]``
+    get ``-1`` rows (masked by the rasterizer: they draw nothing). The search's result is that of
+    the unpadded mesh; only the z-buffer's depth quantisation (bits left beside the face index)
+    changes, by one bit at most for these sizes. Compiling once instead of per category saved ~30 s
+    per category in the CPU demo.
+
+    Returns ``(vertices, faces, features, config)``.
+    """
+    v_pad = _round_up(len(vertices), step) - len(vertices)
+    f_pad = _round_up(len(faces), step) - len(faces)
+    vertices = jnp.pad(jnp.asarray(vertices, jnp.float32), ((0, v_pad), (0, 0)))
+    features = jnp.pad(jnp.asarray(features, jnp.float32), ((0, v_pad), (0, 0)))
+    faces = jnp.pad(jnp.asarray(faces, jnp.int32), ((0, f_pad), (0, 0)), constant_values=-1)
+    budget = _round_up(config.raster.budget(int(faces.shape[0])), step)
+    config = dataclasses.replace(config, raster=dataclasses.replace(config.raster, tile_budget=budget))
+    return vertices, faces, features, config
