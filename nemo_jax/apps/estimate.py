@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from nemo_jax.apps.evaluate import _preprocess
-from nemo_jax.inference import neural_mesh_inputs, search_config_for, search_pose
+from nemo_jax.inference import neural_mesh_inputs, run_settings, search_config_from_settings, search_pose
 from nemo_jax.train.contrastive import feature_coordinates
 from nemo_jax.train.loop import load_run
 
@@ -47,12 +47,16 @@ def estimate_poses(
     distance: float | None = None,
     figures: bool = True,
     category: str | None = None,
+    inference_overrides: dict | None = None,
 ) -> list[dict]:
     """Predicts the viewpoint of every image in ``images_dir``; writes ``out_dir/predictions.json``
     (and Figure-1-style overlays). ``boxes``: ``{file name: [x0, y0, x1, y1]}``; a missing entry
-    means the whole image. ``category``, if given, must be the run's. Returns the prediction records
-    (angles in degrees and radians)."""
+    means the whole image. ``category``, if given, must be the run's. The search follows the run's
+    ``inference`` settings with ``inference_overrides`` applied (:func:`nemo_jax.inference.run_settings`).
+    Returns the prediction records (angles in degrees and radians; ``distance`` is the search's: the
+    start value ``distance`` unless the refinement moves it, e.g. ``parametrization="camera_position"``)."""
     config, model, variables, mesh = load_run(run_dir)
+    settings = run_settings(config, inference_overrides, where=os.path.join(run_dir, "config.json"))
     if category is not None and config.category != category:
         raise ValueError(f"{run_dir}: the run is for category {config.category!r}, not {category!r}")
     size = tuple(int(s) for s in config.data.image_size)
@@ -75,15 +79,18 @@ def estimate_poses(
         crop = crop_to_box(image, box, size, fill)
         observed = model.apply(variables, _preprocess(crop[None]), train=False)
         if search_config is None:
-            search_config = search_config_for(mesh, observed.shape[1:3], focal_px, principal, distance)
+            search_config = search_config_from_settings(
+                settings, mesh, observed.shape[1:3], focal_px, principal, distance, where=run_dir
+            )
         result = search_pose(neural_mesh_inputs(mesh, observed, focal_px, principal, distance), search_config)
         pose = {k: float(np.asarray(getattr(result, k))[0]) for k in ("azimuth", "elevation", "theta")}
+        predicted_distance = float(np.asarray(result.distance)[0])
         record = {
             "image": name,
             "box": [float(v) for v in box],
             **{f"{k}_rad": v for k, v in pose.items()},
             **{f"{k}_deg": float(np.degrees(v)) for k, v in pose.items()},
-            "distance": distance,
+            "distance": predicted_distance,
             "loss": float(np.asarray(result.loss)[0]),
         }
         records.append(record)
@@ -95,7 +102,7 @@ def estimate_poses(
                 crop,
                 np.asarray(mesh.vertices),
                 np.asarray(mesh.faces),
-                (pose["azimuth"], pose["elevation"], pose["theta"], distance),
+                (pose["azimuth"], pose["elevation"], pose["theta"], predicted_distance),
                 3000.0,  # focal in crop (image) pixels
                 np.array([size[1] / 2, size[0] / 2]),
                 np.asarray(result.occluder)[0],

@@ -21,8 +21,9 @@ from nemo_jax.inference import (
     SearchInputs,
     bucketed_search_inputs,
     neural_mesh_inputs,
+    run_settings,
     search_batch,
-    search_config_for,
+    search_config_from_settings,
 )
 from nemo_jax.mesh import clutter_feature
 from nemo_jax.render import RasterSettings
@@ -91,15 +92,18 @@ def nemo_records(
     data_dir: str,
     levels: Sequence[int] = (0, 1, 2, 3),
     batch_size: int = 16,
-    search_overrides: dict | None = None,
-    variant: str = "hard",
+    inference_overrides: dict | None = None,
     on_batch: Callable[[dict, object], None] | None = None,
 ) -> list[dict]:
     """Prediction records of the NeMo run in ``workdir`` (one category) on ``levels``.
 
-    ``on_batch(batch, result)`` is called after each batch (e.g. to draw figures).
+    The search follows the run's ``inference`` settings (``config.json``), with
+    ``inference_overrides`` (flat, ``{"steps": 100}`` or ``{"inference.steps": 100}``, see
+    :func:`nemo_jax.inference.run_settings`) applied. ``on_batch(batch, result)`` is called after
+    each batch (e.g. to draw figures).
     """
     config, model, variables, mesh = load_run(workdir)
+    settings = run_settings(config, inference_overrides, where=os.path.join(workdir, "config.json"))
     category = config.category
     stride = int(config.model.get("stride", 8))
     clutter = clutter_feature(mesh)
@@ -117,14 +121,14 @@ def nemo_records(
             focal_px = batch["focal"] * batch["viewport"] / stride
             principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
             if search_config is None:
-                search_config = search_config_for(
+                search_config = search_config_from_settings(
+                    settings,
                     mesh,
                     (h, w),
                     float(focal_px[0]),
                     principal[0],
                     float(batch["distance"][0]),
-                    variant=variant,
-                    **(search_overrides or {}),
+                    where=os.path.join(workdir, "config.json"),
                 )
                 vertices, faces, vertex_features, search_config = bucketed_search_inputs(
                     mesh.vertices, mesh.faces, mesh.features, search_config
@@ -286,17 +290,17 @@ def evaluate(
     manual_dir: str = "",
     options: dict | None = None,
     figures_dir: str = "",
-    search_overrides: dict | None = None,
-    variant: str = "hard",
+    inference_overrides: dict | None = None,
 ) -> dict:
     """NeMo (or the baseline) on ``dataset``'s occlusion ``levels``: NeMo's results dict
-    (:func:`nemo_jax.eval.evaluate_records`).
+        (:func:`nemo_jax.eval.evaluate_records`).
 
-    ``workdir``: one NeMo training run (``config.json`` + checkpoints), a folder of runs (one per
-    category), or the baseline's run (``method="baseline"``; ``categories`` then selects a subset).
-    With ``manual_dir`` (a local release, as ``nemo-jax-build-data``'s), what ``data_dir`` lacks is
-    built first with the builder ``options``. ``figures_dir``: NeMo's Figure 1 for the first image
-    of each level. ``search_overrides``: :class:`nemo_jax.inference.SearchConfig` fields.
+        ``workdir``: one NeMo training run (``config.json`` + checkpoints), a folder of runs (one per
+        category), or the baseline's run (``method="baseline"``; ``categories`` then selects a subset).
+        With ``manual_dir`` (a local release, as ``nemo-jax-build-data``'s), what ``data_dir`` lacks is
+        built first with the builder ``options``. ``figures_dir``: NeMo's Figure 1 for the first image
+        of each level. ``inference_overrides``: keys of the runs' ``inference`` settings to change
+    (``{"steps": 100}``; :mod:`nemo_jax.inference.settings`).
     """
     if method not in ("nemo", "baseline"):
         raise ValueError(f"evaluate: method must be 'nemo' or 'baseline', got {method!r}")
@@ -324,8 +328,7 @@ def evaluate(
                 dataset,
                 data_dir,
                 levels,
-                search_overrides=search_overrides,
-                variant=variant,
+                inference_overrides=inference_overrides,
                 on_batch=hook,
             )
     return eval_lib.evaluate_records(records)

@@ -5,11 +5,14 @@ Modules:
   search:    the pose search (grid + Adam refinement) over one PyTree of inputs, occluder maps.
   category:  a category's search set up once (config sized for its mesh, mesh padded to a bucket).
   landscape: loss along each camera parameter around a pose (figures).
+  parametrization: what the refinement optimises (NeMo's camera position C + theta, or the angles).
+  settings:  the configs' ``inference`` section and its map to a SearchConfig.
 """
 
 from nemo_jax.inference.category import bucketed_search_inputs, neural_mesh_inputs, search_config_for
 from nemo_jax.inference.landscape import PARAMETERS, loss_landscape
 from nemo_jax.inference.objective import clutter_similarity, nemo_loss, similarity_table
+from nemo_jax.inference.parametrization import PARAMETRIZATIONS
 from nemo_jax.inference.search import (
     BATCH_AXES,
     PoseResult,
@@ -23,23 +26,28 @@ from nemo_jax.inference.search import (
     search_single,
     size_tile_budget,
 )
+from nemo_jax.inference.settings import default_settings, run_settings, search_config_from_settings
 
 __all__ = [
     "BATCH_AXES",
     "PARAMETERS",
+    "PARAMETRIZATIONS",
     "PoseResult",
     "SearchConfig",
     "SearchInputs",
     "bucketed_search_inputs",
     "clutter_similarity",
+    "default_settings",
     "loss_landscape",
     "nemo_loss",
     "neural_mesh_inputs",
     "occlusion_maps",
     "pose_grid",
     "pose_loss",
+    "run_settings",
     "search_batch",
     "search_config_for",
+    "search_config_from_settings",
     "search_pose",
     "search_single",
     "similarity_table",

@@ -59,7 +59,8 @@ class SearchConfig:
       azimuths_deg, elevations_deg, thetas_deg: the initial grid (DEGREES), all combinations.
       num_starts: K best grid poses refined in parallel (NeMo: 1).
       steps: Adam steps (NeMo: 300).
-      lr, b1, b2: Adam (NeMo: 0.05, 0.4, 0.6).
+      lr, b1, b2: Adam (NeMo: 0.05, 0.4, 0.6); ``lr`` in the parameters' units (radians for
+        ``"angles"``, CAD units of the camera centre for ``"camera_position"``).
       decay_every, decay_rate: staircase learning-rate decay (NeMo: x0.2 every 100 steps).
       parametrization: what Adam optimises: ``"camera_position"`` (NeMo's ``MeshPoseSolveAll``:
         the camera centre ``C`` in R^3 and theta, starting from the best grid pose at the given

@@ -6,12 +6,15 @@ estimation read it back (:func:`run_settings`, defaults filling keys that older 
 ``--config.inference.X=...`` overrides, and turn it into the search's static
 :class:`nemo_jax.inference.SearchConfig` with :func:`search_config_from_settings`.
 
-Keys (NeMo's values as defaults):
+Keys (NeMo's values as defaults, but for the parametrization, chosen on validation data):
   azimuths_deg, elevations_deg, thetas_deg: the initial pose grid, DEGREES (12 x 4 x 3 = 144).
   num_starts: grid poses refined (NeMo: 1, the best).
   steps, lr, b1, b2, decay_every, decay_rate: Adam refinement (300, 0.05, 0.4, 0.6, x0.2 every 100).
-  parametrization: ``"camera_position"`` (NeMo: camera centre C in R^3 + theta, distance moves) or
-    ``"angles"`` (azimuth, elevation, theta at a fixed distance); see
+    ``lr`` is in the parameters' units: radians for ``"angles"``, CAD units of the camera centre
+    for ``"camera_position"``, where one step turns the view by about ``lr / distance`` radians
+    (NeMo's 0.05 at its render distances of 3.75-8).
+  parametrization: ``"angles"`` (default: azimuth, elevation, theta at the given distance) or
+    ``"camera_position"`` (NeMo: camera centre C in R^3 + theta, the distance moves); see
     :mod:`nemo_jax.inference.parametrization`.
   optimize_distance: ``"angles"`` only: also refine the distance.
   early_stop_tol, early_stop_patience: optional early stop (0 = off, NeMo).
@@ -28,6 +31,7 @@ from collections.abc import Mapping
 
 import ml_collections
 
+from nemo_jax.inference.category import search_config_for
 from nemo_jax.inference.parametrization import PARAMETRIZATIONS
 from nemo_jax.inference.search import NEMO_AZIMUTHS_DEG, NEMO_ELEVATIONS_DEG, NEMO_THETAS_DEG, SearchConfig
 
@@ -51,7 +55,10 @@ def default_settings(**overrides) -> ml_collections.ConfigDict:
     c.b2 = 0.6
     c.decay_every = 100
     c.decay_rate = 0.2
-    c.parametrization = "camera_position"
+    # NeMo refines the camera position ("camera_position"); on validation data (README, "Pose
+    # refinement") the angles with the annotated distance were as accurate at the same time per image,
+    # so they are the default. "camera_position" is for crops whose distance is not known exactly.
+    c.parametrization = "angles"
     c.optimize_distance = False
     c.early_stop_tol = 0.0
     c.early_stop_patience = 10
@@ -81,7 +88,10 @@ def run_settings(
     """
     settings = default_settings()
     stored = run_config.get("inference", None) if run_config is not None else None
-    for source, values in ((f"{where}: inference", stored), ("overrides", overrides)):
+    for name, source, values in (
+        (where, f"{where}: inference", stored),
+        ("overrides", "overrides", overrides),
+    ):
         values = dict(values or {})
         flat = {k.removeprefix("inference."): v for k, v in values.items()}
         unknown = sorted(set(flat) - set(settings.keys()))
@@ -94,7 +104,7 @@ def run_settings(
                 settings[key] = value
             except TypeError as err:
                 raise ValueError(f"{source}.{key}: {err}") from err
-    check_settings(settings, where)
+        check_settings(settings, name)
     return settings
 
 
@@ -120,6 +130,40 @@ def check_settings(settings, where: str = "config") -> None:
             raise ValueError(f"{where}: inference.{key}: the pose grid needs at least one value")
 
 
+def search_config_from_settings(
+    settings, neural_mesh, feature_hw, focal_px, principal, distance, where: str = "config"
+) -> SearchConfig:
+    """The search's static :class:`SearchConfig` from an ``inference`` section.
+
+    The one place settings become a search: the grid, Adam, parametrization and early-stop keys map
+    to the fields of the same name, ``variant`` to ``raster.variant``; the rasterizer's tiles and
+    back-face culling are chosen for the mesh (:func:`nemo_jax.inference.search_config_for`), and
+    ``tile_budget`` (0: sized over the grid for this mesh and camera) to ``raster.tile_budget``.
+
+    Args:
+      settings: an ``inference`` section (:func:`default_settings` / :func:`run_settings`).
+      neural_mesh: anything with ``vertices [V, 3]`` and ``faces [F, 3]``.
+      feature_hw: ``(h, w)`` of the feature map.
+      focal_px, principal, distance: one image's camera (feature-map pixels, CAD units), as in
+        :class:`nemo_jax.inference.SearchInputs`, used to size the tile budget.
+      where: names the source in error messages.
+    """
+    check_settings(settings, where)
+    config = search_config_for(
+        neural_mesh,
+        feature_hw,
+        focal_px,
+        principal,
+        distance,
+        variant=settings.variant,
+        **search_fields(settings),
+    )
+    if settings.tile_budget > 0:
+        raster = dataclasses.replace(config.raster, tile_budget=int(settings.tile_budget))
+        config = dataclasses.replace(config, raster=raster)
+    return config
+
+
 def search_fields(settings) -> dict:
     """The :class:`SearchConfig` fields of an ``inference`` section (``raster`` excluded)."""
     names = {f.name for f in dataclasses.fields(SearchConfig)} - {"raster"}
@@ -138,5 +182,6 @@ __all__ = [
     "check_settings",
     "default_settings",
     "run_settings",
+    "search_config_from_settings",
     "search_fields",
 ]

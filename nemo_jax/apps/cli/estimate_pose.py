@@ -1,12 +1,15 @@
 """Predict object poses (and figures) for unlabeled images with a given object box.
 
     nemo-jax-estimate-pose --images DIR --category car --checkpoint RUNS/car \
-        [--boxes boxes.json] [--out out/poses] [--fill 0.6] [--distance D]
+        [--boxes boxes.json] [--out out/poses] [--fill 0.6] [--distance D] \
+        [--config.inference.parametrization=camera_position]
 
 --checkpoint is a NeMo training run (nemo-jax-train's --workdir) for --category. --boxes is a JSON
 file {image file name: [x0, y0, x1, y1]} in pixels; images without a box use the whole image.
-Writes --out/predictions.json (azimuth, elevation, theta in degrees and radians, loss) and one
-overlay figure per image.
+Writes --out/predictions.json (azimuth, elevation, theta in degrees and radians, the search's
+distance, loss) and one overlay figure per image. The pose search follows the run's stored inference
+settings; --config.inference.KEY=VALUE changes them (keys: nemo_jax.inference.settings), e.g.
+--config.inference.parametrization=camera_position lets the distance move (NeMo's refinement).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 
 from absl import flags
 
-from nemo_jax.apps.cli import no_positional, run
+from nemo_jax.apps.cli import define_inference_overrides, no_positional, run
 
 _IMAGES = flags.DEFINE_string("images", None, "Folder of images.")
 _CATEGORY = flags.DEFINE_string("category", None, "The run's category.")
@@ -28,6 +31,7 @@ _DISTANCE = flags.DEFINE_float(
     "distance", None, "Render distance (CAD units); default: the run's data.distance."
 )
 _NO_FIGURES = flags.DEFINE_bool("no_figures", False, "Write predictions.json only.")
+_INFERENCE = define_inference_overrides()
 flags.mark_flags_as_required(["images", "category", "checkpoint"])
 
 
@@ -48,11 +52,12 @@ def _main(argv) -> int:
         _DISTANCE.value,
         not _NO_FIGURES.value,
         _CATEGORY.value,
+        inference_overrides=_INFERENCE(),
     )
     for r in records:
         print(
             f"{r['image']}: azimuth {r['azimuth_deg']:.1f}  elevation {r['elevation_deg']:.1f}  "
-            f"theta {r['theta_deg']:.1f} deg  loss {r['loss']:.3f}"
+            f"theta {r['theta_deg']:.1f} deg  distance {r['distance']:.3g}  loss {r['loss']:.3f}"
         )
     print(f"predictions: {os.path.join(_OUT.value, 'predictions.json')}")
     return 0
