@@ -2,12 +2,20 @@
 and turned into the search's SearchConfig."""
 
 import json
+import types
 
+import numpy as np
 import pytest
 
 from configs import nemo_pascal3d, smoke, synthetic_cpu
 from nemo_jax.inference import SearchConfig
-from nemo_jax.inference.settings import default_settings, run_settings, search_fields
+from nemo_jax.inference.settings import (
+    default_settings,
+    run_settings,
+    search_config_from_settings,
+    search_fields,
+)
+from nemo_jax.mesh import cuboid_mesh
 from nemo_jax.render import RasterSettings
 
 
@@ -60,3 +68,21 @@ def test_run_settings_errors_name_the_key(overrides, match):
 def test_stored_section_errors_name_the_file():
     with pytest.raises(ValueError, match=r"run/config.json: inference: unknown key\(s\) \['grid'\]"):
         run_settings({"inference": {"grid": 1}}, where="run/config.json")
+
+
+def test_search_config_from_settings():
+    """The one map from settings to the search: every SearchConfig field, the rasterizer variant and
+    an explicit tile budget; 0 sizes the budget for the mesh and camera."""
+    v, f = cuboid_mesh([-0.2, -0.5, -0.17], [0.2, 0.5, 0.17], 100)
+    mesh = types.SimpleNamespace(vertices=v, faces=f)
+    camera = (60.0, np.array([10.0, 6.0], np.float32), 5.0)
+    settings = run_settings({}, {"parametrization": "camera_position", "steps": 17, "variant": "soft"})
+    config = search_config_from_settings(settings, mesh, (12, 20), *camera)
+    assert (config.parametrization, config.steps, config.raster.variant) == ("camera_position", 17, "soft")
+    assert (config.raster.height, config.raster.width) == (12, 20) and config.raster.tile_budget > 0
+    assert config.thetas_deg == (-30.0, 0.0, 30.0)
+    settings.tile_budget = 123
+    assert search_config_from_settings(settings, mesh, (12, 20), *camera).raster.tile_budget == 123
+    settings.subtype = "all"
+    with pytest.raises(ValueError, match="run/config.json: inference.subtype"):
+        search_config_from_settings(settings, mesh, (12, 20), *camera, where="run/config.json")
