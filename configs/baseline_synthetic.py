@@ -15,6 +15,15 @@ def get_config():
     c.model.width = 1.0
     c.bins = ml_collections.ConfigDict({"azimuth": 36, "elevation": 18, "theta": 36})
     c.train = ml_collections.ConfigDict(
-        {"steps": 600, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "log_every": 100}
+        {
+            "steps": 600,
+            "batch_size": 32,
+            "lr": 1e-3,
+            "weight_decay": 1e-4,
+            "log_every": 100,
+            "checkpoint_every": 200,
+            "max_to_keep": 2,
+            "progress": True,
+        }
     )
     return c

@@ -19,7 +19,7 @@ def base() -> ml_collections.ConfigDict:
     c.category = "car"
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "tfds"  # 'tfds' (nemo_jax.data.load) or 'toy' (in-memory, nemo_jax.train.toy_data)
+    c.data.source = "tfds"  # 'tfds' (nemo_jax.data.load) or 'toy' (in-memory, nemo_jax.data.toy)
     c.data.name = "pascal3d"
     c.data.data_dir = ""
     c.data.train_split = "train"

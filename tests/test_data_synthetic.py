@@ -87,12 +87,25 @@ def test_occlusion_levels_in_range(built):
     assert all(e["occluder_mask"].sum() == 0 and e["occlusion_level"] == 0 for e in clean.values())
 
 
+def test_category_indices_read_labels_without_images(built, monkeypatch):
+    source = data.load("synthetic", "train", built)
+    expected = {
+        c: [i for i in range(len(source)) if source[i]["category"] == k]
+        for k, c in enumerate(source.categories)
+    }
+    monkeypatch.setattr(type(source), "__getitem__", lambda self, i: pytest.fail("decoded an example"))
+    got = {c: source.indices_of(c) for c in source.categories}
+    assert got == expected and all(got.values())
+    with pytest.raises(ValueError, match="category 'boat' not in"):
+        source.indices_of("boat")
+
+
 def test_batches_deterministic(built):
     source = data.load("synthetic", "train", built)
     ids = lambda seed: [list(b["id"]) for b in data.batches(source, 5, seed=seed, epochs=2)]
     first = ids(3)
     assert first == ids(3) and first != ids(4)
-    assert len(first) == 4 and all(len(b) == 5 for b in first)  # 12 // 5 = 2 per epoch, remainder dropped
+    assert len(first) == 4 and all(len(b) == 5 for b in first)  # 2 * 12 // 5 batches, remainder dropped
     batch = next(data.batches(source, 4, seed=0, shuffle=False, pad_vertices=200))
     assert batch["image"].shape == (4, 48, 48, 3) and batch["kp2d"].shape == (4, 200, 2)
     assert batch["visible"].shape == (4, 200) and not batch["visible"][:, 150:].any()

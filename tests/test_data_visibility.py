@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from nemo_jax.data import project_with_visibility
-from nemo_jax.data.visibility import default_tolerance
 from nemo_jax.geometry import camera_from_viewpoint, project_pascal3d
 from nemo_jax.mesh import cuboid_mesh
 from nemo_jax.render import RasterSettings
+from nemo_jax.render.visibility import default_tolerance
 
 visibility = jax.jit(project_with_visibility, static_argnames=("settings",))
 

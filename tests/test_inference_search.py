@@ -3,6 +3,7 @@ rejects bad input, never returns a NaN pose. One compiled search (batch of 3 ima
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,9 +104,16 @@ def _error_deg(res, i):
 
 
 def test_grid_is_nemo_default(scene):
+    """NeMo's MeshPoseSolveAll initial grid, written out from its code (radians): azimuths
+    linspace(0, 2 pi, 12, endpoint=False), elevations linspace(-pi/6, pi/3, 4), thetas
+    linspace(-pi/6, pi/6, 3); all 144 combinations, azimuth slowest and theta fastest."""
+    azimuths = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    elevations = np.linspace(-np.pi / 6, np.pi / 3, 4)
+    thetas = np.linspace(-np.pi / 6, np.pi / 6, 3)
+    nemo = np.array([(a, e, t) for a in azimuths for e in elevations for t in thetas])
     grid = np.asarray(pose_grid(scene["config"]))
-    assert grid.shape == (144, 3)
-    assert np.allclose(np.rad2deg(np.unique(grid[:, 1])), [-30, 0, 30, 60], atol=1e-4)
+    assert grid.shape == (144, 3) and grid.dtype == np.float32
+    np.testing.assert_allclose(grid, nemo, atol=1e-6)
 
 
 def test_recovers_known_pose(results):
@@ -161,12 +169,22 @@ def test_bad_input_raises(scene):
 
 def test_bucketed_mesh_gives_the_unpadded_search(scene, results):
     """tools/evaluate pads each category's mesh (zero vertices and features, -1 faces) and rounds the
-    tile budget up so categories share one compiled search: the poses must not change."""
+    tile budget up so categories share one compiled search: the poses must not change, and a second
+    category's mesh of another size runs without a new trace."""
     v, f, vf, config = bucketed_search_inputs(scene["v"], scene["f"], scene["vf"], scene["config"], step=256)
     assert v.shape[0] % 256 == 0 and f.shape[0] % 256 == 0 and config.raster.tile_budget % 256 == 0
     assert v.shape[0] > len(scene["v"]) and bool(jnp.all(f[len(scene["f"]) :] == -1))
     obs = np.stack([scene["clean"], scene["occluded"]])
-    res = search_batch(_batched(scene, obs, v, f, vf), config=config)
+    chex.clear_trace_counter()
+    search = jax.jit(chex.assert_max_traces(search_batch.__wrapped__, n=1), static_argnames="config")
+    res = search(_batched(scene, obs, v, f, vf), config=config)
     for field in ("azimuth", "elevation", "theta", "loss"):
         np.testing.assert_allclose(np.asarray(getattr(res, field)), getattr(results, field)[:2], atol=1e-4)
     np.testing.assert_array_equal(np.asarray(res.occluder), results.occluder[:2])
+    # another category: a smaller box (152 vertices, 300 faces) with its own features
+    v2, f2 = cuboid_mesh([-0.25, -0.4, -0.2], [0.25, 0.4, 0.2], 150)
+    vf2 = _unit(np.random.default_rng(1).normal(size=(len(v2), C))).astype(np.float32)
+    v2, f2, vf2, config2 = bucketed_search_inputs(v2, f2, vf2, scene["config"], step=256)
+    assert v2.shape == v.shape and f2.shape == f.shape and config2 == config
+    res2 = search(_batched(scene, obs, v2, f2, vf2), config=config2)  # raises if traced again
+    assert np.all(np.isfinite(np.asarray(res2.loss)))

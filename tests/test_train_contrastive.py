@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.ndimage
 
+from nemo_jax.geometry import feature_coordinates
 from nemo_jax.mesh import momentum_update, normalize, push_clutter
 from nemo_jax.train import contrastive
 
@@ -110,7 +111,7 @@ def test_bilinear_sample_matches_scipy():
     )
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # stride-8 cell centres: pixel 3.5 is the centre of cell 0
-    np.testing.assert_allclose(contrastive.feature_coordinates(jnp.array([3.5, 11.5]), 8), [0.0, 1.0])
+    np.testing.assert_allclose(feature_coordinates(jnp.array([3.5, 11.5]), 8), [0.0, 1.0])
 
 
 def test_sample_clutter_avoids_object_cells():

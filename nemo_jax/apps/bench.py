@@ -251,7 +251,7 @@ def bench_train(config, steps: int = 10, warmup: int = 2) -> dict:
     (~``config.mesh.target_vertices`` vertices) spanning ~70% of the image width; no data files.
     Returns one record (median_ms, images_per_s, device, shapes, ...)."""
     from nemo_jax import mesh as mesh_lib
-    from nemo_jax.train import loop, parallel
+    from nemo_jax.train import parallel, run
     from nemo_jax.train.state import create_train_state, make_optimizer
     from nemo_jax.train.step import StepConfig, jit_step, make_train_step
 
@@ -263,7 +263,7 @@ def bench_train(config, steps: int = 10, warmup: int = 2) -> dict:
     scale = 0.7 * width * distance / (viewport * extent)
     vertices, faces = mesh_lib.cuboid_mesh(lower * scale, upper * scale, int(config.mesh.target_vertices))
     perm = mesh_lib.mirror_permutation(vertices)
-    model, preprocess = loop.build_model(config)
+    model, preprocess = run.build_model(config)
     tx = make_optimizer(t)
     step_cfg = StepConfig.from_config(config)
     key = jax.random.PRNGKey(0)

@@ -15,9 +15,9 @@ import numpy as np
 from PIL import Image
 
 from nemo_jax.apps.evaluate import _preprocess
+from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.inference import neural_mesh_inputs, run_settings, search_config_from_settings, search_pose
-from nemo_jax.train.contrastive import feature_coordinates
-from nemo_jax.train.loop import load_run
+from nemo_jax.train.run import load_run
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 

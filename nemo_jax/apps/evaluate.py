@@ -17,6 +17,7 @@ import numpy as np
 
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
+from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.inference import (
     SearchInputs,
     bucketed_search_inputs,
@@ -27,8 +28,7 @@ from nemo_jax.inference import (
 )
 from nemo_jax.mesh import clutter_feature
 from nemo_jax.render import RasterSettings
-from nemo_jax.train.contrastive import feature_coordinates
-from nemo_jax.train.loop import load_run
+from nemo_jax.train.run import load_run
 
 
 def level_source(dataset: str, level: int, data_dir: str) -> data_lib.Source:
@@ -70,10 +70,7 @@ def _examples(source, category: str | None):
     """Indices of ``source`` whose category is ``category`` (all when None)."""
     if category is None:
         return list(range(len(source)))
-    if category not in source.categories:
-        raise ValueError(f"{source.path}: category {category!r} not in {source.categories}")
-    wanted = source.categories.index(category)
-    return [i for i in range(len(source)) if int(source[i]["category"]) == wanted]
+    return source.indices_of(category)  # labels only, no image decoded
 
 
 def _batches(source, indices: Sequence[int], batch_size: int):
@@ -81,9 +78,8 @@ def _batches(source, indices: Sequence[int], batch_size: int):
     10 + 10, not 16 + 4): fewer batch shapes, fewer compilations of the jitted search."""
     count = max(1, -(-len(indices) // batch_size))  # batches needed
     size = max(1, -(-len(indices) // count))
-    for start in range(0, len(indices), size):
-        exs = [source[i] for i in indices[start : start + size]]
-        yield {k: np.stack([e[k] for e in exs]) if k != "id" else [e[k] for e in exs] for k in exs[0]}
+    subset = data_lib.Subset(source, indices)
+    return data_lib.batches(subset, size, shuffle=False, drop_remainder=False, epochs=1)
 
 
 def nemo_records(

@@ -1,6 +1,7 @@
 """Training, saving and running the pose-classification baseline (see ``classifier``).
 
-One jitted step over an explicit PyTree state; checkpoints with orbax, the config saved beside as JSON.
+One jitted step over an explicit PyTree state; the NeMo loop's checkpoints (resume), metrics and
+progress bar.
 The baseline is trained on all categories of a split together (NeMo's Res50-General).
 """
 
@@ -16,14 +17,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
+import tqdm
 
 from nemo_jax import data as data_lib
 from nemo_jax import models
 from nemo_jax.baseline.classifier import Bins, build_classifier, classification_loss, predict_angles
-
-CHECKPOINT = "baseline_checkpoint"
-CONFIG = "baseline_config.json"
+from nemo_jax.train.checkpoint import Checkpointer
+from nemo_jax.train.metrics import MetricWriter
 
 
 @flax.struct.dataclass
@@ -80,62 +80,99 @@ def make_train_step(config, module, bins: Bins):
     return jax.jit(step, donate_argnums=0)
 
 
-def train_baseline(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
-    """Trains the classifier on ``config.data`` (all categories of the train split) and saves it.
+def _checkpointer(config, workdir: str) -> Checkpointer:
+    t = config.train
+    every = int(t.get("checkpoint_every", t.steps))
+    return Checkpointer(workdir, config.to_dict(), None, every, int(t.get("max_to_keep", 2)))
 
-    Returns ``{"losses": [...], "images_per_s": float}``.
+
+def train_baseline(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
+    """Trains the classifier on ``config.data`` (all categories of the train split) in ``workdir``.
+
+    The NeMo loop's machinery: ``workdir/config.json`` + orbax checkpoints every
+    ``config.train.checkpoint_every`` steps (resumed from, exactly: batch ``s`` is a pure function
+    of ``(seed, s)``), ``metrics.jsonl`` + TensorBoard rows every ``log_every`` steps, a progress bar
+    (``config.train.progress``), and no host sync between logs (the loss stays on the device).
+
+    Returns ``{"losses": [...] (the steps run by this call), "images_per_s": float}``.
     """
     source = data_lib.load(config.data.name, "train", config.data.data_dir)
     if len(source) == 0:
         raise ValueError(f"{source.path}: the train split is empty")
+    t = config.train
     image_shape = tuple(source[0]["image"].shape)
     bins = bins_from(config)
     module = build_classifier(config.model, bins)
     state = init_state(config, module, image_shape, jax.random.PRNGKey(config.seed))
     step = make_train_step(config, module, bins)
-    batches = data_lib.batches(
-        source, config.train.batch_size, seed=config.seed, shuffle=True, drop_remainder=True, epochs=None
+    ckpt = _checkpointer(config, workdir)
+    start = ckpt.latest_step() or 0
+    if start:
+        state = ckpt.restore(state)
+        log(f"baseline: resumed from {workdir}/checkpoints/{start}")
+    total, log_every, batch_size = int(t.steps), int(t.log_every), int(t.batch_size)
+    batches = data_lib.batches(source, batch_size, seed=config.seed, epochs=None, start=start)
+    writer = MetricWriter(workdir, start)
+    bar = tqdm.tqdm(
+        total=total,
+        initial=start,
+        disable=not bool(t.get("progress", True)),
+        dynamic_ncols=True,
+        desc="baseline",
     )
-    losses, start, seen = [], time.perf_counter(), 0
-    for i in range(config.train.steps):
-        batch = next(batches)
-        images = models.preprocess(batch["image"])
-        state, loss = step(state, images, batch["azimuth"], batch["elevation"], batch["theta"])
-        loss = float(loss)
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"baseline training: non-finite loss at step {i}; nothing saved")
-        losses.append(loss)
-        seen += len(images)
-        if (i + 1) % config.train.log_every == 0 or i + 1 == config.train.steps:
-            log(f"baseline step {i + 1}/{config.train.steps} loss {np.mean(losses[-20:]):.3f}")
-    images_per_s = seen / (time.perf_counter() - start)
-    save_baseline(workdir, config, {"params": state.params, "batch_stats": state.batch_stats})
-    return {"losses": losses, "images_per_s": images_per_s}
-
-
-def save_baseline(workdir: str, config, variables) -> None:
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.abspath(os.path.join(workdir, CHECKPOINT))
-    ckpt = ocp.StandardCheckpointer()
-    ckpt.save(path, variables, force=True)
-    ckpt.wait_until_finished()
-    with open(os.path.join(workdir, CONFIG), "w") as fh:
-        fh.write(config.to_json(indent=2))
+    losses, window, pending, clock, seen = [], [], [], time.perf_counter(), 0
+    try:
+        for i, batch in zip(range(start, total), batches, strict=False):
+            images = models.preprocess(batch["image"])
+            state, loss = step(state, images, batch["azimuth"], batch["elevation"], batch["theta"])
+            pending.append(loss)
+            seen += len(images)
+            done = i + 1
+            save_now = done % ckpt.every == 0 or done == total
+            if done % log_every == 0 or save_now:
+                values = [float(x) for x in jax.device_get(pending)]  # one host sync per log
+                pending = []
+                if not np.all(np.isfinite(values)):
+                    bad = done - len(values) + int(np.argmin(np.isfinite(values)))
+                    raise FloatingPointError(
+                        f"baseline training: non-finite loss at step {bad}; stopping without saving this "
+                        f"state (the last good checkpoint, if any, stays in {workdir}/checkpoints)"
+                    )
+                losses += values
+                window += values
+                if done % log_every == 0 or done == total:
+                    mean, window = float(np.mean(window)), []  # mean over the steps since the last row
+                    writer.write(done, {"loss": mean, "images_per_s": seen / (time.perf_counter() - clock)})
+                    bar.set_postfix(loss=f"{mean:.3f}")
+                    log(f"baseline step {done}/{total} loss {mean:.3f}")
+            if save_now:
+                ckpt.save(done, state, force=done == total)
+            bar.update(1)
+    finally:
+        bar.close()
+        writer.close()
+        ckpt.close()
+    return {"losses": losses, "images_per_s": seen / max(time.perf_counter() - clock, 1e-9)}
 
 
 def load_baseline(workdir: str, image_shape) -> tuple[ml_collections.ConfigDict, object, dict]:
-    """Restores ``(config, module, variables)`` from ``workdir``; clear errors when absent."""
-    config_path = os.path.join(workdir, CONFIG)
-    path = os.path.abspath(os.path.join(workdir, CHECKPOINT))
-    if not os.path.isfile(config_path) or not os.path.isdir(path):
-        raise FileNotFoundError(f"{workdir}: no baseline checkpoint ({CONFIG} and {CHECKPOINT}/)")
+    """Restores ``(config, module, variables)`` from ``workdir``'s newest checkpoint; clear errors
+    when absent."""
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"{config_path}: not a baseline workdir (no config.json)")
     with open(config_path) as fh:
         config = ml_collections.ConfigDict(json.load(fh))
     module = build_classifier(config.model, bins_from(config))
-    target = module.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape), jnp.float32), train=False)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, dict(target))
-    variables = ocp.StandardCheckpointer().restore(path, abstract)
-    return config, module, variables
+    target = jax.eval_shape(lambda: init_state(config, module, image_shape, jax.random.PRNGKey(0)))
+    ckpt = _checkpointer(config, workdir)
+    try:
+        if ckpt.latest_step() is None:
+            raise FileNotFoundError(f"{workdir}/checkpoints: no baseline checkpoint to load")
+        state = ckpt.restore(target)
+    finally:
+        ckpt.close()
+    return config, module, {"params": state.params, "batch_stats": state.batch_stats}
 
 
 def make_predict(config, module):

@@ -11,20 +11,23 @@ Example fields (numpy, per example; ``batches`` adds a leading ``[B]`` axis):
   object_mask uint8 ``[H, W]`` (synthetic); occluder_mask uint8 ``[H, W]`` (synthetic, occluded sets).
 
 Build: ``build(name, data_dir, make_options(name, {...}))`` (or ``tools/build_data.py``), read:
-``load(name, split, data_dir)`` -> :class:`Source`, ``batches(source, batch_size, seed)``.
+``load(name, split, data_dir)`` -> :class:`Source`, ``batches(source, batch_size, seed)`` (or the
+random-access ``batch_dataset``); ``Source.indices_of(category)`` reads labels without images.
 
 Layout of a built dataset: ``<data_dir>/<name>/<version>/`` holds the tfds files and
 ``meshes/<category>/{cad_01.off, ..., neural.off}`` (:func:`load_meshes`).
 """
 
+from nemo_jax.data.batching import Subset, batch_dataset, batches, pad_example, prefetched
 from nemo_jax.data.builders import BuildStats, NemoBuilder, Synthetic
-from nemo_jax.data.loader import Source, batches, dataset_dir, load, pad_example
+from nemo_jax.data.layout import dataset_dir
+from nemo_jax.data.loader import Source, load
 from nemo_jax.data.meshes import CategoryMeshes, load_meshes, write_meshes
 from nemo_jax.data.occlusion import LEVELS, make_occluder_mask, occlude, occlusion_ratio
 from nemo_jax.data.prepare import DATASETS, build, ensure_built, make_options, parse_option_items, summary
 from nemo_jax.data.splits import TEST_SPLITS, in_seen_bins, sample_azimuth
 from nemo_jax.data.synthetic import SyntheticOptions
-from nemo_jax.data.visibility import project_with_visibility
+from nemo_jax.render.visibility import project_with_visibility
 
 __all__ = [
     "DATASETS",
@@ -34,8 +37,10 @@ __all__ = [
     "CategoryMeshes",
     "NemoBuilder",
     "Source",
+    "Subset",
     "Synthetic",
     "SyntheticOptions",
+    "batch_dataset",
     "batches",
     "build",
     "dataset_dir",
@@ -48,6 +53,7 @@ __all__ = [
     "occlude",
     "occlusion_ratio",
     "pad_example",
+    "prefetched",
     "parse_option_items",
     "project_with_visibility",
     "sample_azimuth",

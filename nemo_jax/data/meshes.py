@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 
+from nemo_jax.data.layout import dataset_dir
 from nemo_jax.mesh import load_off, save_off
 
 
@@ -59,8 +60,6 @@ def load_category(folder: str) -> CategoryMeshes:
 
 def load_meshes(name: str, data_dir: str, categories=None) -> dict[str, CategoryMeshes]:
     """The meshes of a built dataset: ``{category: CategoryMeshes}`` (all categories by default)."""
-    from nemo_jax.data.loader import dataset_dir  # local import: loader imports this module
-
     root = os.path.join(dataset_dir(name, data_dir), "meshes")
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{root}: the dataset has no meshes folder")

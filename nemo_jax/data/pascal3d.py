@@ -25,10 +25,11 @@ from PIL import Image
 
 from nemo_jax.data import builders, occlusion, splits
 from nemo_jax.data import meshes as meshes_lib
-from nemo_jax.data.visibility import project_with_visibility
 from nemo_jax.geometry import camera_from_viewpoint
 from nemo_jax.mesh import load_off, single_cuboid
+from nemo_jax.mesh.padding import pad_to_common, round_up
 from nemo_jax.render import RasterSettings, render
+from nemo_jax.render.visibility import project_with_visibility
 
 #: NeMo's crop size ``(H, W)`` per PASCAL3D+ category.
 CROP_SIZES = {
@@ -99,7 +100,7 @@ class Pascal3DOptions:
         """Crop ``(H, W)`` in pixels: NeMo's size over ``shrink``, rounded up to ``crop_multiple``."""
         m = int(self.crop_multiple)
         h, w = CROP_SIZES.get(category, self.default_crop)
-        return tuple(-(-max(1, round(s / self.shrink)) // m) * m for s in (h, w))
+        return tuple(round_up(max(1, round(s / self.shrink)), m) for s in (h, w))
 
     def render_distance(self, category: str) -> float:
         """The distance (CAD units) objects of ``category`` are rescaled to."""
@@ -243,19 +244,6 @@ def cad_silhouette(mesh: tuple[np.ndarray, np.ndarray], view: dict, size) -> np.
     raise RuntimeError(f"rasterizer tile budget overflow for a CAD silhouette of crop size {size}")
 
 
-def pad_meshes(meshes: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Pads meshes to common vertex/face counts (vertices with 0, faces with -1): one compile."""
-    nv = max(len(v) for v, _ in meshes)
-    nf = max(len(f) for _, f in meshes)
-    return [
-        (
-            np.concatenate([v, np.zeros((nv - len(v), 3), v.dtype)]),
-            np.concatenate([f, np.full((nf - len(f), 3), -1, f.dtype)]),
-        )
-        for v, f in meshes
-    ]
-
-
 def make_example(
     image, view, category, options, mesh, example_id, level=0, occluder=None, cad=None, rng=None
 ) -> dict:
@@ -356,7 +344,7 @@ class _Pascal3DFamily(builders.NemoBuilder, skip_registration=True):
             cad = [load_off(os.path.join(folder, n)) for n in names]
             neural = single_cuboid([v for v, _ in cad], self.options.coverage, self.options.neural_vertices)
             self._meshes[cat] = neural
-            self._cads[cat] = pad_meshes(cad)
+            self._cads[cat] = pad_to_common(cad)  # one compile for all CAD models
             meshes_lib.write_meshes(dataset_dir, cat, cad, neural)
 
     def _keep_azimuth(self, split, view) -> bool:

@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 import tqdm
 
 from nemo_jax.data import builders
-from nemo_jax.data.loader import dataset_dir
+from nemo_jax.data.layout import dataset_dir
 
 logger = logging.getLogger(__name__)
 

@@ -25,11 +25,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from nemo_jax.data import occlusion, shapes, splits
-from nemo_jax.data.visibility import project_with_visibility
 from nemo_jax.geometry import camera_from_viewpoint
 from nemo_jax.geometry.camera import camera_centre
 from nemo_jax.mesh import single_cuboid
+from nemo_jax.mesh.padding import pad_rows, round_up
 from nemo_jax.render import RasterSettings, render
+from nemo_jax.render.visibility import project_with_visibility
 
 FOCAL, VIEWPORT = 1.0, 3000.0
 SPLITS = ("train", "val", *splits.TEST_SPLITS.values())
@@ -163,17 +164,6 @@ def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return (img + rng.normal(0, 0.03, img.shape)).clip(0, 1).astype(np.float32)
 
 
-def _round_up(n: int, multiple: int = 64) -> int:
-    return -(-n // multiple) * multiple
-
-
-def _pad(array: np.ndarray, size: int) -> jax.Array:
-    """Pads rows to ``size``: float arrays (vertices) with 0, int arrays (faces) with -1."""
-    fill = -1 if np.issubdtype(array.dtype, np.integer) else 0
-    padding = np.full((size - len(array), *array.shape[1:]), fill, array.dtype)
-    return jnp.asarray(np.concatenate([array, padding]))
-
-
 def _sample_view(rng: np.random.Generator, options: SyntheticOptions, subset: str) -> dict[str, float]:
     """One viewpoint in DEGREES and the scene's light."""
     return {
@@ -205,7 +195,7 @@ def generate(options: SyntheticOptions, split: str) -> Iterator[dict]:
     px, py = (w - 1) / 2.0, (h - 1) / 2.0
     meshes = category_meshes(options)
     # One static shape for every category (one compile): pad vertices with zeros, faces with -1.
-    sizes = {k: _round_up(max(len(m[k]) for m in meshes.values())) for k in next(iter(meshes.values()))}
+    sizes = {k: round_up(max(len(m[k]) for m in meshes.values()), 64) for k in next(iter(meshes.values()))}
     for ci, name in enumerate(options.categories):
         cat = shapes.make_category(name)
         tex = shapes.texture_arrays(cat)
@@ -222,7 +212,7 @@ def generate(options: SyntheticOptions, split: str) -> Iterator[dict]:
             points, face_index, coverage, kp, vis, overflow = jax.device_get(
                 _render_views(
                     *(
-                        _pad(mesh[k], sizes[k])
+                        jnp.asarray(pad_rows(mesh[k], sizes[k]))
                         for k in ("cad_vertices", "cad_faces", "neural_vertices", "neural_faces")
                     ),
                     jnp.deg2rad(arr["azimuth"]),

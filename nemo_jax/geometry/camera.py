@@ -139,3 +139,19 @@ def project_pascal3d(
         viewport=viewport,
     )
     return project(to_camera_frame(points.astype(dtype), camera), camera)
+
+
+def feature_coordinates(points: jax.Array, stride: int) -> jax.Array:
+    """Image pixel coordinates ``[..., 2]`` (x, y; pixel centres at integers) -> feature-map
+    coordinates of a stride-``stride`` map whose cell ``j`` covers pixels ``[s*j, s*j + s - 1]``
+    (cell centres at integers): ``(p - (s - 1) / 2) / s``."""
+    return (points - 0.5 * (stride - 1)) / stride
+
+
+def scale_camera(camera: Camera, stride: int) -> Camera:
+    """The camera of an image downsampled by ``stride`` (cell ``j`` covers pixels
+    ``[s*j, s*j + s - 1]``): focal length (pixels) over ``stride``, principal point through
+    :func:`feature_coordinates`."""
+    return camera.replace(
+        focal=camera.focal / stride, principal=feature_coordinates(camera.principal, stride)
+    )

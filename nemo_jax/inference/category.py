@@ -15,6 +15,7 @@ import trimesh
 
 from nemo_jax.inference.search import SearchConfig, SearchInputs, size_tile_budget
 from nemo_jax.mesh import NeuralMesh, clutter_feature
+from nemo_jax.mesh.padding import pad_mesh, pad_rows, round_up
 from nemo_jax.render import RasterSettings
 
 
@@ -63,10 +64,6 @@ def search_config_for(
     )
 
 
-def _round_up(n: int, step: int) -> int:
-    return -(-int(n) // step) * step
-
-
 def bucketed_search_inputs(vertices, faces, features, config: SearchConfig, step: int = 256):
     """Pads a neural mesh and rounds the search's tile budget up to multiples of ``step`` so that
     categories of similar size share ONE compilation of the jitted search (shapes and the static
@@ -78,11 +75,10 @@ def bucketed_search_inputs(vertices, faces, features, config: SearchConfig, step
 
     Returns ``(vertices, faces, features, config)``.
     """
-    v_pad = _round_up(len(vertices), step) - len(vertices)
-    f_pad = _round_up(len(faces), step) - len(faces)
-    vertices = jnp.pad(jnp.asarray(vertices, jnp.float32), ((0, v_pad), (0, 0)))
-    features = jnp.pad(jnp.asarray(features, jnp.float32), ((0, v_pad), (0, 0)))
-    faces = jnp.pad(jnp.asarray(faces, jnp.int32), ((0, f_pad), (0, 0)), constant_values=-1)
-    budget = _round_up(config.raster.budget(int(faces.shape[0])), step)
+    nv, nf = round_up(len(vertices), step), round_up(len(faces), step)
+    vertices, faces = pad_mesh(np.asarray(vertices, np.float32), np.asarray(faces, np.int32), nv, nf)
+    features = jnp.asarray(pad_rows(np.asarray(features, np.float32), nv, 0))
+    vertices, faces = jnp.asarray(vertices), jnp.asarray(faces)
+    budget = round_up(config.raster.budget(int(faces.shape[0])), step)
     config = dataclasses.replace(config, raster=dataclasses.replace(config.raster, tile_budget=budget))
     return vertices, faces, features, config

@@ -1,5 +1,5 @@
 """Meshes: cuboids and CAD models (trimesh), in the CAD frame of the PASCAL3D+ annotations, and the
-neural-mesh state (vertex feature memory bank + clutter queue)."""
+neural-mesh state (vertex feature memory bank + clutter queue), and padding to static shapes."""
 
 from nemo_jax.mesh.cad import MeshSet, multi_cuboid, pad_meshes, remesh
 from nemo_jax.mesh.cuboid import coverage_bounds, cuboid_mesh, single_cuboid
@@ -14,6 +14,7 @@ from nemo_jax.mesh.neural import (
     symmetric_bounds,
 )
 from nemo_jax.mesh.off import load_off, save_off
+from nemo_jax.mesh.padding import pad_mesh, pad_rows, pad_to_common, round_up
 
 __all__ = [
     "MeshSet",
@@ -27,9 +28,13 @@ __all__ = [
     "multi_cuboid",
     "clutter_feature",
     "normalize",
+    "pad_mesh",
     "pad_meshes",
+    "pad_rows",
+    "pad_to_common",
     "push_clutter",
     "remesh",
+    "round_up",
     "save_off",
     "single_cuboid",
     "symmetric_bounds",

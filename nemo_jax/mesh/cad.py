@@ -12,6 +12,7 @@ import numpy as np
 import trimesh
 
 from nemo_jax.mesh.cuboid import coverage_bounds, cuboid_mesh
+from nemo_jax.mesh.padding import pad_to_common
 
 
 @flax.struct.dataclass
@@ -35,19 +36,12 @@ class MeshSet:
 
 def pad_meshes(meshes) -> MeshSet:
     """Stacks a list of ``(vertices [V_i, 3], faces [F_i, 3])`` into a :class:`MeshSet`."""
-    meshes = list(meshes)
-    if not meshes:
-        raise ValueError("pad_meshes: no meshes given")
-    v_max = max(len(v) for v, _ in meshes)
-    f_max = max(len(f) for _, f in meshes)
-    vertices = np.zeros((len(meshes), v_max, 3), np.float32)
-    faces = -np.ones((len(meshes), f_max, 3), np.int32)
-    mask = np.zeros((len(meshes), v_max), bool)
-    for i, (v, f) in enumerate(meshes):
-        vertices[i, : len(v)] = v
-        faces[i, : len(f)] = f
-        mask[i, : len(v)] = True
-    return MeshSet(vertices=vertices, faces=faces, vertex_mask=mask)
+    meshes = [(np.asarray(v, np.float32), np.asarray(f, np.int32)) for v, f in meshes]
+    padded = pad_to_common(meshes)
+    mask = np.stack([np.arange(len(padded[0][0])) < len(v) for v, _ in meshes])
+    return MeshSet(
+        vertices=np.stack([v for v, _ in padded]), faces=np.stack([f for _, f in padded]), vertex_mask=mask
+    )
 
 
 def multi_cuboid(vertex_sets, coverage: float = 0.99, target_vertices: int = 1000) -> MeshSet:

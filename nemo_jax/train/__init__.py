@@ -9,8 +9,11 @@ Modules (one concept each):
   step:        the pure train step (jit once, state donated).
   parallel:    data parallelism with Mesh + NamedSharding; multi-host initialisation.
   checkpoint:  orbax CheckpointManager with config/mesh compatibility checks.
-  loop:        ``train(config, workdir)``: data, resume, metrics (JSONL + TensorBoard), evaluation.
-  toy_data:    a tiny in-memory rendered dataset for smoke tests.
+  run:         a run's setup (mesh geometry, backbone) and ``load_run(workdir)`` for the apps.
+  sources:     train / held-out example sources and the random-access batch sequence.
+  metrics:     ``MetricWriter`` (metrics.jsonl + TensorBoard).
+  evaluate:    held-out nearest-vertex matching.
+  loop:        ``train(config, workdir)``: resume, jitted steps, checkpoints, progress, evaluation.
 
 Entry point: ``tools/train.py --config configs/<name>.py --workdir DIR``.
 """
@@ -21,11 +24,12 @@ from nemo_jax.train.contrastive import (
     bank_targets,
     bilinear_sample,
     contrastive_loss,
-    feature_coordinates,
     neighbour_mask,
     sample_clutter,
 )
-from nemo_jax.train.loop import NonFiniteError, build_geometry, evaluate, load_run, train
+from nemo_jax.train.evaluate import evaluate
+from nemo_jax.train.loop import NonFiniteError, train
+from nemo_jax.train.run import build_geometry, load_run
 from nemo_jax.train.state import TrainState, create_train_state, learning_rate_schedule, make_optimizer
 from nemo_jax.train.step import StepConfig, jit_step, make_train_step
 from nemo_jax.train.visibility import VertexView, vertex_view
@@ -43,7 +47,6 @@ __all__ = [
     "contrastive_loss",
     "create_train_state",
     "evaluate",
-    "feature_coordinates",
     "flip_example",
     "jit_step",
     "learning_rate_schedule",

@@ -59,12 +59,16 @@ class Checkpointer:
     Args:
       workdir: run directory.
       config_dict: the run's config as a JSON-able dict (``config.to_dict()``).
-      mesh_info: ``{'num_vertices': V, 'feature_dim': D, 'clutter_size': K}`` of the current mesh.
+      mesh_info: ``{'num_vertices': V, 'feature_dim': D, 'clutter_size': K}`` of the current mesh
+        (``None``: a run without a neural mesh, e.g. the baseline; no ``mesh.json``).
       every: save every this many steps; max_to_keep: checkpoints kept.
     """
 
-    def __init__(self, workdir: str, config_dict: dict, mesh_info: dict, every: int, max_to_keep: int = 3):
+    def __init__(
+        self, workdir: str, config_dict: dict, mesh_info: dict | None, every: int, max_to_keep: int = 3
+    ):
         self.workdir = os.path.abspath(workdir)
+        self.every = max(int(every), 1)
         self.config_path = os.path.join(self.workdir, "config.json")
         self.mesh_path = os.path.join(self.workdir, "mesh.json")
         ckpt_dir = os.path.join(self.workdir, "checkpoints")
@@ -73,7 +77,7 @@ class Checkpointer:
             self._check_compatible(config_dict, mesh_info)
         os.makedirs(self.workdir, exist_ok=True)
         options = ocp.CheckpointManagerOptions(
-            save_interval_steps=max(int(every), 1),
+            save_interval_steps=self.every,
             max_to_keep=int(max_to_keep),
             create=True,
             cleanup_tmp_directories=True,
@@ -83,10 +87,11 @@ class Checkpointer:
         if not has_ckpt:
             with open(self.config_path, "w") as fh:
                 json.dump(config_dict, fh, indent=2, sort_keys=True, default=str)
-            with open(self.mesh_path, "w") as fh:
-                json.dump(mesh_info, fh, indent=2, sort_keys=True)
+            if mesh_info is not None:
+                with open(self.mesh_path, "w") as fh:
+                    json.dump(mesh_info, fh, indent=2, sort_keys=True)
 
-    def _check_compatible(self, config_dict: dict, mesh_info: dict) -> None:
+    def _check_compatible(self, config_dict: dict, mesh_info: dict | None) -> None:
         if not os.path.isfile(self.config_path):
             raise RuntimeError(
                 f"{self.workdir}: holds checkpoints but no config.json; refusing to resume or overwrite"
@@ -102,7 +107,7 @@ class Checkpointer:
                 + "\n  ".join(diffs)
                 + "\nUse a new --workdir (nothing was overwritten)."
             )
-        if os.path.isfile(self.mesh_path):
+        if mesh_info is not None and os.path.isfile(self.mesh_path):
             with open(self.mesh_path) as fh:
                 saved_mesh = json.load(fh)
             for key, value in mesh_info.items():

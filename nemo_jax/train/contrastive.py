@@ -26,13 +26,6 @@ from nemo_jax.mesh.neural import normalize
 NEIGHBOUR_PENALTY = 1e5
 
 
-def feature_coordinates(points: jax.Array, stride: int) -> jax.Array:
-    """Image pixel coordinates ``[..., 2]`` (x, y; pixel centres at integers) -> feature-map
-    coordinates of a stride-``stride`` map whose cell ``j`` covers pixels ``[s*j, s*j + s - 1]``
-    (cell centres at integers): ``(p - (s - 1) / 2) / s``."""
-    return (points - 0.5 * (stride - 1)) / stride
-
-
 def bilinear_sample(features: jax.Array, points: jax.Array) -> jax.Array:
     """Bilinear samples of a feature map at continuous positions.
 

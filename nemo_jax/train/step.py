@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nemo_jax.geometry.camera import camera_from_viewpoint
+from nemo_jax.geometry.camera import camera_from_viewpoint, feature_coordinates
 from nemo_jax.mesh.neural import momentum_update, push_clutter
 from nemo_jax.train import augment, contrastive
 from nemo_jax.train.state import TrainState
@@ -133,7 +133,7 @@ def make_train_step(
         batch = augment_batch(k_aug, batch, cfg, perm)
         view = views(state.mesh, batch, cfg)
         images = preprocess(batch["image"])
-        points = contrastive.feature_coordinates(view.points, cfg.feature_stride)  # [B, V, 2]
+        points = feature_coordinates(view.points, cfg.feature_stride)  # [B, V, 2]
         b = images.shape[0]
 
         def loss_fn(params):

@@ -1,10 +1,9 @@
 """Vertex projections, visibility and the object's footprint, from the viewpoint and the project's
 rasterizer (no precomputed keypoints needed, so flips and crops stay consistent).
 
-A vertex is visible when, at one of the four pixel centres around its projection, the mesh covers
-the pixel and the vertex's camera-frame depth is at most the rendered (z-buffer) depth there plus a
-tolerance (the pixel test alone would miss vertices on the silhouette). Rendering happens at
-``1 / render_stride`` of the image resolution to save time.
+Visibility is :func:`nemo_jax.render.vertex_visibility`, the rule the datasets' stored
+``kp2d`` / ``visible`` come from, evaluated on a back-face-culled render at ``1 / render_stride``
+of the image resolution (to save time) with the one-sided depth test.
 """
 
 from __future__ import annotations
@@ -13,10 +12,9 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from nemo_jax.geometry.camera import Camera, project, to_camera_frame
+from nemo_jax.geometry.camera import Camera, project, scale_camera, to_camera_frame
 from nemo_jax.render import RasterSettings, render
-from nemo_jax.render.visibility import zbuffer_visible
-from nemo_jax.train.contrastive import feature_coordinates
+from nemo_jax.render.visibility import mean_edge_length, vertex_visibility
 
 
 @flax.struct.dataclass
@@ -34,14 +32,6 @@ class VertexView:
     visible: jax.Array
     object_mask: jax.Array
     overflow: jax.Array
-
-
-def scale_camera(camera: Camera, stride: int) -> Camera:
-    """The camera of an image downsampled by ``stride`` (cell ``j`` covers pixels
-    ``[s*j, s*j + s - 1]``)."""
-    return camera.replace(
-        focal=camera.focal / stride, principal=feature_coordinates(camera.principal, stride)
-    )
 
 
 def vertex_view(
@@ -63,7 +53,7 @@ def vertex_view(
       feature_stride: backbone stride; ``render_stride`` must divide it.
       render_stride: rasterize at ``H / render_stride``.
       tolerance: depth slack of the visibility test, in units of the mesh's mean edge length (the
-        same default, half an edge, as ``nemo_jax.data.project_with_visibility``).
+        same default, half an edge, as ``nemo_jax.render.project_with_visibility``).
       tile: rasterizer tile size (pixels of the downsampled render).
     """
     height, width = image_size
@@ -81,11 +71,9 @@ def vertex_view(
     cam_points = to_camera_frame(vertices, camera)
     points = project(cam_points, camera)
     small_points = project(cam_points, small)
-    corners = vertices[faces]  # [F, 3, 3]
-    edge = jnp.mean(jnp.linalg.norm(corners - jnp.roll(corners, 1, axis=1), axis=-1))
     z = cam_points[:, 2]
-    visible = zbuffer_visible(out.coverage, out.depth, small_points, z, tolerance * edge, two_sided=False)
-    visible &= z > settings.near
+    tol = tolerance * mean_edge_length(vertices, faces)
+    visible = vertex_visibility(out.coverage, out.depth, small_points, z, tol, settings.near, two_sided=False)
     k = feature_stride // render_stride
     cells = out.coverage.reshape(height // feature_stride, k, width // feature_stride, k)
     object_mask = jnp.max(cells, axis=(1, 3)) > 0

@@ -123,7 +123,10 @@ def draw_figure_one(
             for c, n in zip(OCCLUSION_COLORS, OCCLUSION_CLASSES, strict=True)
         ],
         fontsize=7,
-        loc="lower right",
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),  # below the map, covering none of its cells
+        ncol=3,
+        frameon=False,
     )
     for ax in axes[:3]:
         ax.set_xticks([])

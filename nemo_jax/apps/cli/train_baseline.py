@@ -3,7 +3,7 @@
     nemo-jax-train-baseline --config configs/baseline_synthetic.py --workdir /tmp/baseline \
         --config.data.data_dir=data [--config.train.steps=100]
 
-Writes baseline_config.json and baseline_checkpoint/ into --workdir.
+Writes config.json, checkpoints/ (resumed from) and metrics.jsonl into --workdir.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def _main(argv):
 
     logging.set_verbosity(logging.WARNING)
     result = train_baseline(_CONFIG.value, _WORKDIR.value)
-    print(json.dumps({"final_loss": result["losses"][-1], "images_per_s": result["images_per_s"]}))
+    final = result["losses"][-1] if result["losses"] else None  # None: the run was already complete
+    print(json.dumps({"final_loss": final, "images_per_s": result["images_per_s"]}))
 
 
 def main():

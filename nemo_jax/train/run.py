@@ -1,0 +1,107 @@
+"""A training run's setup, shared by training and by the apps that load a trained run:
+config -> neural-mesh geometry, backbone, the checkpoint's mesh record, and :func:`load_run`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import jax
+import numpy as np
+
+from nemo_jax import mesh as mesh_lib
+from nemo_jax.train.checkpoint import Checkpointer
+from nemo_jax.train.state import create_train_state, make_optimizer
+from nemo_jax.train.step import StepConfig
+
+
+def build_geometry(config) -> tuple[np.ndarray, np.ndarray]:
+    """The neural mesh geometry ``(vertices [V, 3], faces [F, 3])`` from ``config.mesh``:
+
+    * ``kind='cuboid'``: the box ``[lower, upper]`` with ~``target_vertices`` vertices.
+    * ``kind='single_cuboid'``: NeMo's SingleCuboid from ``{cad_dir}/{category}/*.off``.
+    * ``kind='cad'``: CAD model ``{cad_dir}/{category}/{cad_index:02d}.off`` remeshed.
+    * ``kind='dataset'``: the neural mesh stored with the dataset (``nemo_jax.data.load_meshes``).
+    """
+    m = config.mesh
+    if m.kind == "cuboid":
+        return mesh_lib.cuboid_mesh(list(m.lower), list(m.upper), int(m.target_vertices))
+    if m.kind in ("single_cuboid", "cad"):
+        folder = os.path.join(m.cad_dir, config.category)
+        files = sorted(glob.glob(os.path.join(folder, "*.off")))
+        if not files:
+            raise FileNotFoundError(f"config.mesh.cad_dir: no .off files in {folder}")
+        if m.kind == "cad":
+            path = os.path.join(folder, f"{int(m.cad_index):02d}.off")
+            return mesh_lib.remesh(*mesh_lib.load_off(path), int(m.target_vertices))
+        vertex_sets = [mesh_lib.load_off(f)[0] for f in files]
+        lower, upper = mesh_lib.coverage_bounds(vertex_sets, float(m.coverage))
+        if m.symmetric:
+            lower, upper = mesh_lib.symmetric_bounds(lower, upper)
+        return mesh_lib.cuboid_mesh(lower, upper, int(m.target_vertices))
+    if m.kind == "dataset":
+        from nemo_jax import data  # noqa: PLC0415 (optional layer, only for this mesh kind)
+
+        meshes = data.load_meshes(config.data.name, config.data.data_dir, [config.category])
+        cat = meshes[config.category]
+        return cat.neural_vertices, cat.neural_faces
+    raise ValueError(f"config.mesh.kind: {m.kind!r} is not 'cuboid', 'single_cuboid', 'cad' or 'dataset'")
+
+
+def build_model(config):
+    """``(module, preprocess)`` from ``config.model`` (see ``nemo_jax.models.default_config``)."""
+    from nemo_jax import models  # noqa: PLC0415
+
+    return models.build_backbone(config.model), models.preprocess
+
+
+def load_run(workdir: str, step: int | None = None):
+    """A trained run for inference: ``(config, model, variables, neural_mesh)``.
+
+    Rebuilds the state structure from ``workdir/config.json`` and restores the newest checkpoint
+    (or ``step``). ``variables`` is ``{'params', 'batch_stats'}`` for ``model.apply``;
+    ``neural_mesh`` holds the vertices, faces, vertex features ``[V, D]`` and clutter ``[K, D]``.
+    """
+    import ml_collections  # noqa: PLC0415
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: not a training workdir (no config.json)")
+    with open(path) as fh:
+        config = ml_collections.ConfigDict(json.load(fh))
+    for name in ("data", "mesh"):  # JSON turned tuples into lists
+        for key, value in config[name].items():
+            if isinstance(value, list):
+                config[name][key] = tuple(value)
+    vertices, faces = build_geometry(config)
+    model, _ = build_model(config)
+    tx = make_optimizer(config.train)
+    neural = mesh_lib.init_neural_mesh(
+        jax.random.PRNGKey(0), vertices, faces, int(config.model.feature_dim), int(config.train.clutter_size)
+    )
+    # Only the structure, shapes and dtypes are needed to restore into: eval_shape compiles nothing
+    # (a real init compiled the backbone's init, ~4 s per run on a 2-core CPU).
+    state = jax.eval_shape(
+        lambda: create_train_state(
+            jax.random.PRNGKey(0), model, neural, tx, StepConfig.from_config(config).image_size
+        )
+    )
+    ckpt = Checkpointer(workdir, config.to_dict(), mesh_info(config, vertices, faces), 1, 1000)
+    try:
+        if ckpt.latest_step() is None:
+            raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to load")
+        state = ckpt.restore(state, step)
+    finally:
+        ckpt.close()
+    return config, model, {"params": state.params, "batch_stats": state.batch_stats}, state.mesh
+
+
+def mesh_info(config, vertices, faces) -> dict:
+    return {
+        "num_vertices": int(len(vertices)),
+        "num_faces": int(len(faces)),
+        "feature_dim": int(config.model.feature_dim),
+        "clutter_size": int(config.train.clutter_size),
+    }
