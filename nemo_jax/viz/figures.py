@@ -146,7 +146,8 @@ def draw_figure_one(
         predicted = float(to_unit(pose[index]))
         if name in ("azimuth", "theta"):
             predicted = _wrap_into(predicted, centre, 360.0)
-        half = max(float(np.abs(values - centre).max()), abs(predicted - centre), 1e-6)
+        # matplotlib's usual 5 % margin beyond the farthest sample or the prediction
+        half = 1.05 * max(float(np.abs(values - centre).max()), abs(predicted - centre), 1e-6)
         ax.plot(values, losses, color="k", lw=1.2)
         ax.axvline(predicted, color="tab:blue", lw=1.5, label="prediction")
         if true_pose is not None:
