@@ -1,8 +1,9 @@
 """NeMo on PASCAL3D+, one category: ``--config configs/nemo_pascal3d.py:car``.
 
-Crop size and render distance follow NeMo's per-category values; the neural mesh is the
-SingleCuboid stored with the built dataset (``mesh.kind='dataset'``), or built from the CAD models
-with ``--config.mesh.kind=single_cuboid --config.mesh.cad_dir=PASCAL3D+/CAD``.
+Crops follow NeMo's protocol: every image rescaled by distance / 5 (the object at distance 5 with a
+3000-px focal, ``data.distance``, for every category) and cropped to NeMo's per-category size. The
+neural mesh is the SingleCuboid stored with the built dataset (``mesh.kind='dataset'``), or built
+from the CAD models with ``--config.mesh.kind=single_cuboid --config.mesh.cad_dir=PASCAL3D+/CAD``.
 """
 
 import os
@@ -19,9 +20,12 @@ def get_config(category: str = "car"):
     c = common.base()
     c.category = category
     c.data.image_size = common.CROP_SIZES[category]
-    c.data.distance = common.DISTANCES[category]
-    # The crops put every object at the annotated distance, so the refinement keeps it and turns the
-    # angles; on validation data this matched NeMo's camera-position refinement (README, "Pose
-    # refinement"). --config.inference.parametrization=camera_position runs NeMo's.
+    c.data.distance = common.CROP_DISTANCE
+    # NeMo trains without augmentation (RandomHorizontalFlip and ColorJitter are defined, unused).
+    c.train.flip_prob = 0.0
+    c.train.brightness = c.train.contrast = c.train.saturation = 0.0
+    # The crops put every object at a known distance, so the refinement keeps it and turns the angles;
+    # on validation data this matched NeMo's camera-position refinement at the same time per image
+    # (README, "Pose refinement"). --config.inference.parametrization=camera_position runs NeMo's.
     c.inference.parametrization = "angles"
     return c

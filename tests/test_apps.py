@@ -4,6 +4,7 @@ never-a-NaN-pose rule, not accuracy (the demo measures that)."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from nemo_jax import data
 from nemo_jax import eval as eval_lib
 from nemo_jax.apps import estimate, evaluate
 from nemo_jax.baseline import train_baseline
+from nemo_jax.data import crop_protocol
 from nemo_jax.train.loop import train
 
 
@@ -156,6 +158,16 @@ def test_estimate_pose_from_files(tiny, tmp_path):
     assert len(records) == 1 and np.isfinite(records[0]["azimuth_deg"])
     assert np.isfinite(records[0]["distance"]) and records[0]["distance"] > 0
     assert (out / "predictions.json").exists() and (out / "a_pose.png").exists()
+    # The box-to-crop scale comes from the run's training statistics (synthetic: object masks).
+    stats = crop_protocol.read(str(tiny / "nemo" / "car"))
+    assert stats["image_size"] == [32, 32] and 0 < stats["box_diagonal_ratio"] < 1
+    bare = tmp_path / "bare_run"
+    shutil.copytree(tiny / "nemo" / "car", bare)
+    os.remove(bare / crop_protocol.FILENAME)
+    with pytest.raises(FileNotFoundError, match="crop_protocol.json.*--fill"):
+        estimate.estimate_poses(str(bare), str(tmp_path), None, str(out), figures=False)
+    again = estimate.estimate_poses(str(bare), str(tmp_path), None, str(out), fill=0.6, figures=False)
+    assert np.isfinite(again[0]["azimuth_deg"])
     with pytest.raises(ValueError, match="category"):
         estimate.estimate_poses(str(tiny / "nemo" / "car"), str(tmp_path), None, str(out), category="chair")
 

@@ -51,3 +51,15 @@ def test_help_exits_zero_and_lists_the_flags(name):
 def test_missing_required_flag_is_an_error_naming_it():
     result = run_tool("estimate_pose", "--images", "x", "--category", "car", timeout=300)
     assert result.returncode != 0 and "checkpoint" in result.stderr
+
+
+def test_write_fixture_tree_writes_a_buildable_tree(tmp_path):
+    result = run_tool("write_fixture_tree", "--out", tmp_path / "p3d", "--train", 2, "--val", 1, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    root = tmp_path / "p3d" / "PASCAL3D+_release1.1"
+    assert len(os.listdir(root / "Annotations" / "car_imagenet")) == 3
+    assert (root / "CAD" / "car" / "01.off").is_file()
+    occluded = tmp_path / "p3d" / "OccludedPASCAL3D+" / "images" / "carFGL1_BGL1"
+    assert len(os.listdir(occluded)) == 1  # made from the val images
+    bad = run_tool("write_fixture_tree", "--out", tmp_path / "x", "--categories", "spaceship", timeout=300)
+    assert bad.returncode != 0 and "spaceship" in bad.stderr

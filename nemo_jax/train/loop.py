@@ -22,7 +22,7 @@ from nemo_jax.train.checkpoint import Checkpointer
 from nemo_jax.train.evaluate import evaluate_and_log
 from nemo_jax.train.metrics import MetricWriter
 from nemo_jax.train.run import build_geometry, build_model, mesh_info
-from nemo_jax.train.sources import batch_dataset, build_sources
+from nemo_jax.train.sources import batch_dataset, build_sources, write_crop_protocol
 from nemo_jax.train.state import create_train_state, learning_rate_schedule, make_optimizer
 from nemo_jax.train.step import StepConfig, jit_step, make_train_step
 
@@ -92,6 +92,8 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
     state = jax.device_put(state, replicated)
     step_fn = jit_step(make_train_step(model, tx, step_cfg, preprocess, perm), replicated, split)
     train_src, eval_src = build_sources(config, vertices, faces, perm)
+    if jax.process_index() == 0:
+        write_crop_protocol(workdir, train_src)
     batches = batch_dataset(train_src, int(t.batch_size), int(config.seed))
     schedule = learning_rate_schedule(t)
     writer = MetricWriter(workdir, start)

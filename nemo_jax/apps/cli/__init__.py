@@ -28,6 +28,7 @@ COMMANDS = (
     "convert_weights",
     "bench_pose",
     "bench_train",
+    "write_fixture_tree",
 )
 
 

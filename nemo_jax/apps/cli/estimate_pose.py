@@ -1,11 +1,15 @@
 """Predict object poses (and figures) for unlabeled images with a given object box.
 
     nemo-jax-estimate-pose --images DIR --category car --checkpoint RUNS/car \
-        [--boxes boxes.json] [--out out/poses] [--fill 0.6] [--distance D] \
+        [--boxes boxes.json] [--out out/poses] [--fill F] [--distance D] \
         [--config.inference.parametrization=camera_position]
 
 --checkpoint is a NeMo training run (nemo-jax-train's --workdir) for --category. --boxes is a JSON
-file {image file name: [x0, y0, x1, y1]} in pixels; images without a box use the whole image.
+file {image file name: [x0, y0, x1, y1]} in pixels, the image's top-left corner at (0, 0) (the whole
+image is [0, 0, w, h]); images without a box use the whole image. Each box is cropped as the run's
+training crops were (the run's crop_protocol.json, written by training: median box-to-crop size and
+principal-point offset over its training set); --fill F instead makes the box's longer side span F
+of the crop's shorter side (needed for runs without crop_protocol.json).
 Writes --out/predictions.json (azimuth, elevation, theta in degrees and radians, the search's
 distance, loss) and one overlay figure per image. The pose search follows the run's stored inference
 settings; --config.inference.KEY=VALUE changes them (keys: nemo_jax.inference.settings), e.g.
@@ -26,7 +30,11 @@ _CATEGORY = flags.DEFINE_string("category", None, "The run's category.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "NeMo training run directory.")
 _BOXES = flags.DEFINE_string("boxes", "", "JSON {image name: [x0, y0, x1, y1]}.")
 _OUT = flags.DEFINE_string("out", "out/poses", "Output folder.")
-_FILL = flags.DEFINE_float("fill", 0.6, "Box side / crop side, as in training.")
+_FILL = flags.DEFINE_float(
+    "fill",
+    None,
+    "Override the run's crop protocol: box's longer side / crop's shorter side (synthetic set: 0.6).",
+)
 _DISTANCE = flags.DEFINE_float(
     "distance", None, "Render distance (CAD units); default: the run's data.distance."
 )
