@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from configs import nemo_pascal3d, smoke, synthetic_cpu
+from configs import nemo_pascal3d, pascal3d_cpu, smoke, synthetic_cpu
 from nemo_jax.inference import SearchConfig
 from nemo_jax.inference.settings import (
     default_settings,
@@ -25,7 +25,13 @@ def test_defaults_are_nemo_and_every_config_has_the_section():
     assert (s.decay_every, s.decay_rate) == (100, 0.2) and s.num_starts == 1
     assert len(s.azimuths_deg) * len(s.elevations_deg) * len(s.thetas_deg) == 144
     assert s.subtype == "ground_truth" and s.variant == "hard"
-    for config in (nemo_pascal3d.get_config("car"), synthetic_cpu.get_config("car"), smoke.get_config()):
+    configs = (
+        nemo_pascal3d.get_config("car"),
+        pascal3d_cpu.get_config("car"),
+        synthetic_cpu.get_config("car"),
+        smoke.get_config(),
+    )
+    for config in configs:
         assert set(config.inference.keys()) == set(s.keys())
     # Every SearchConfig field (but the raster) is reachable from the section.
     fields = search_fields(s)
