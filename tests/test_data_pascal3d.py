@@ -459,3 +459,39 @@ def test_cpu_recipe_config_matches_the_shrunk_build(built):
     config.data.shrink = 4
     with pytest.raises(ValueError, match="built with shrink=8, config.data.shrink is 4.*shrink=4"):
         build_sources(config, None, None, None)
+
+
+class _MakesAFile:
+    """Pickles to a call that creates ``path``: the payload of a hostile ``.npz`` field."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_occluded_npz_fields_are_never_unpickled(tmp_path):
+    """OccludedPASCAL3D+ annotations are read without pickle: a pickled extra field is not run, a
+    pickled ``source`` falls back to the file's name, a pickled ``occluder_mask`` is an error."""
+    manual, data_dir = str(tmp_path / "manual"), str(tmp_path / "data")
+    views = fx.write_pascal3d(manual, per_split=(2, 2))
+    fx.write_occluded(manual, views)
+    folder = os.path.join(manual, "OccludedPASCAL3D+", "annotations", "carFGL1_BGL1")
+    marker = str(tmp_path / "ran")
+    name = sorted(os.listdir(folder))[0]
+    views_l1 = [n for n in os.listdir(folder)]  # every occluded image builds, the hostile one included
+    with np.load(os.path.join(folder, name)) as npz:
+        fields = {k: npz[k] for k in npz.files}
+    hostile = np.empty(1, object)
+    hostile[0] = _MakesAFile(marker)
+    np.savez(os.path.join(folder, name), **{**fields, "source": hostile, "extra": hostile})
+    build_lib.build("pascal3d", data_dir, _options(manual), progress=False)
+    stats = build_lib.build("occluded_pascal3d", data_dir, _options(manual), progress=False)
+    assert not os.path.exists(marker)
+    built_l1 = len(data.load("occluded_pascal3d", "test_l1", data_dir))
+    assert built_l1 == stats.written["test_l1"] == len(views_l1)
+    np.savez(os.path.join(folder, name), **{**fields, "occluder_mask": hostile})
+    with pytest.raises(ValueError, match=f"{name}: corrupt annotation .*pickled object"):
+        build_lib.build("occluded_pascal3d", str(tmp_path / "data2"), _options(manual), progress=False)
+    assert not os.path.exists(marker)

@@ -16,6 +16,7 @@ from nemo_jax.inference import (
     bucketed_search_inputs,
     pose_grid,
     search_batch,
+    search_batch_unchecked,
     search_pose,
 )
 from nemo_jax.mesh import cuboid_mesh
@@ -89,12 +90,12 @@ def _batched(scene, obs, vertices=None, faces=None, vertex_features=None) -> Sea
 
 @pytest.fixture(scope="module")
 def results(scene):
-    """search_batch on [clean, occluded, NaN]: the NaN image bypasses search_pose's eager check to
-    exercise the jitted core's masking of non-finite losses."""
+    """The jitted core on [clean, occluded, NaN]: the NaN image bypasses the eager checks of
+    search_pose and search_batch to exercise the core's masking of non-finite losses."""
     nan_image = scene["clean"].copy()
     nan_image[5, 7, :] = np.nan
     obs = np.stack([scene["clean"], scene["occluded"], nan_image])
-    res = search_batch(_batched(scene, obs), config=scene["config"])
+    res = search_batch_unchecked(_batched(scene, obs), config=scene["config"])
     return jax.tree.map(np.asarray, res)
 
 
@@ -176,7 +177,8 @@ def test_bucketed_mesh_gives_the_unpadded_search(scene, results):
     assert v.shape[0] > len(scene["v"]) and bool(jnp.all(f[len(scene["f"]) :] == -1))
     obs = np.stack([scene["clean"], scene["occluded"]])
     chex.clear_trace_counter()
-    search = jax.jit(chex.assert_max_traces(search_batch.__wrapped__, n=1), static_argnames="config")
+    core = search_batch_unchecked.__wrapped__
+    search = jax.jit(chex.assert_max_traces(core, n=1), static_argnames="config")
     res = search(_batched(scene, obs, v, f, vf), config=config)
     for field in ("azimuth", "elevation", "theta", "loss"):
         np.testing.assert_allclose(np.asarray(getattr(res, field)), getattr(results, field)[:2], atol=1e-4)
@@ -188,3 +190,35 @@ def test_bucketed_mesh_gives_the_unpadded_search(scene, results):
     assert v2.shape == v.shape and f2.shape == f.shape and config2 == config
     res2 = search(_batched(scene, obs, v2, f2, vf2), config=config2)  # raises if traced again
     assert np.all(np.isfinite(np.asarray(res2.loss)))
+
+
+def test_degenerate_feature_maps_are_flagged(scene, results):
+    """An all-zero or constant feature map still gets a pose, but flagged; real scenes are not."""
+    from nemo_jax.inference import trust_flags
+
+    assert trust_flags(results)[:2] == [[], []]  # clean and occluded: trusted
+    constant = np.broadcast_to(_unit(np.arange(1.0, C + 1.0)), (H, W, C)).astype(np.float32)
+    obs = np.stack([np.zeros((H, W, C), np.float32), constant, scene["clean"]])
+    res = search_batch(_batched(scene, obs), config=scene["config"])
+    flags = trust_flags(res)
+    assert flags[0] == ["uniform features", "no object evidence"]  # all zero: nothing beats clutter
+    assert "uniform features" in flags[1]
+    assert flags[2] == []
+
+
+def test_search_batch_refuses_nonfinite_features_vertex_features_or_clutter(scene):
+    """As search_pose does: an error naming what was non-finite, not a default pose (evaluation's path)."""
+    nan_image = scene["clean"].copy()
+    nan_image[5, 7, :] = np.nan
+    inputs = _batched(scene, np.stack([scene["clean"], scene["occluded"], nan_image]))
+    with pytest.raises(ValueError, match=r"search_batch: non-finite values in observed \(images \[2\]"):
+        search_batch(inputs, config=scene["config"])
+    good = _batched(scene, np.stack([scene["clean"], scene["occluded"], scene["clean"]]))
+    vf = np.array(scene["vf"])
+    vf[3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"non-finite values in vertex_features \(1 values\)"):
+        search_batch(good.replace(vertex_features=jnp.asarray(vf)), config=scene["config"])
+    clutter = np.array(good.clutter)
+    clutter[1, :] = np.nan
+    with pytest.raises(ValueError, match=r"non-finite values in clutter"):
+        search_batch(good.replace(clutter=jnp.asarray(clutter)), config=scene["config"])

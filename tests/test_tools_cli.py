@@ -14,8 +14,6 @@ from conftest import ROOT, run_tool
 from nemo_jax.apps.cli import COMMANDS
 
 TOOLS = sorted(n[:-3] for n in os.listdir(os.path.join(ROOT, "tools")) if n.endswith(".py"))
-# Converted to the shared CLI by its owner separately (argparse until then).
-NOT_YET_COMMANDS = {"bench_render"}
 
 
 def _scripts() -> dict:
@@ -25,7 +23,7 @@ def _scripts() -> dict:
 
 def test_every_tool_is_a_console_command():
     scripts = _scripts()
-    assert set(TOOLS) - NOT_YET_COMMANDS == set(COMMANDS)
+    assert set(TOOLS) == set(COMMANDS)
     for name in COMMANDS:
         target = scripts[f"nemo-jax-{name.replace('_', '-')}"]
         assert target == f"nemo_jax.apps.cli.{name}:main"

@@ -165,7 +165,7 @@ def load_baseline(workdir: str, image_shape) -> tuple[ml_collections.ConfigDict,
         config = ml_collections.ConfigDict(json.load(fh))
     module = build_classifier(config.model, bins_from(config))
     target = jax.eval_shape(lambda: init_state(config, module, image_shape, jax.random.PRNGKey(0)))
-    ckpt = _checkpointer(config, workdir)
+    ckpt = Checkpointer(workdir, config.to_dict(), None, 1, 1000, read_only=True)  # writes nothing
     try:
         if ckpt.latest_step() is None:
             raise FileNotFoundError(f"{workdir}/checkpoints: no baseline checkpoint to load")

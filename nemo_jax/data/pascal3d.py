@@ -569,9 +569,18 @@ class OccludedPascal3D(_Pascal3DFamily, skip_registration=True):
         npz_path = os.path.join(ann_dir, name + ".npz")
         if not os.path.isfile(npz_path):
             raise Skip("missing annotation .npz")
+        # Only the two fields used are read, and never through pickle: an .npz field holding a
+        # pickled object could run code on load. A pickled 'source' falls back to the file's name.
+        ann = {}
         try:
-            with np.load(npz_path, allow_pickle=True) as npz:
-                ann = {k: npz[k] for k in npz.files}
+            with np.load(npz_path, allow_pickle=False) as npz:
+                for key in ("occluder_mask", "source"):
+                    if key in npz.files:
+                        try:
+                            ann[key] = npz[key]
+                        except ValueError as err:  # an object array: needs pickle, never read
+                            if key == "occluder_mask":
+                                raise ValueError(f"field 'occluder_mask' is a pickled object: {err}") from err
         except Exception as err:
             raise ValueError(f"{npz_path}: corrupt annotation .npz ({type(err).__name__}: {err})") from err
         if "occluder_mask" not in ann:

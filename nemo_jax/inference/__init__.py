@@ -21,10 +21,14 @@ from nemo_jax.inference.search import (
     occlusion_maps,
     pose_grid,
     pose_loss,
+    refine_optimizer,
+    refine_step,
     search_batch,
+    search_batch_unchecked,
     search_pose,
     search_single,
     size_tile_budget,
+    trust_flags,
 )
 from nemo_jax.inference.settings import default_settings, run_settings, search_config_from_settings
 
@@ -44,12 +48,16 @@ __all__ = [
     "occlusion_maps",
     "pose_grid",
     "pose_loss",
+    "refine_optimizer",
+    "refine_step",
     "run_settings",
     "search_batch",
+    "search_batch_unchecked",
     "search_config_for",
     "search_config_from_settings",
     "search_pose",
     "search_single",
     "similarity_table",
     "size_tile_budget",
+    "trust_flags",
 ]

@@ -20,7 +20,8 @@ Keys (NeMo's values as defaults, but for the parametrization, chosen on validati
   early_stop_tol, early_stop_patience: optional early stop (0 = off, NeMo).
   subtype: ``"ground_truth"`` (NeMo: the mesh of the annotated CAD sub-type) or ``"search"`` (every
     sub-type's mesh is searched, the lowest loss wins). Read by the callers that hold several meshes.
-  variant: rasterizer, ``"hard"`` (NeMo) or ``"soft"``.
+  variant: rasterizer, ``"hard"`` (NeMo), ``"soft"`` or any registered variant
+    (:func:`nemo_jax.render.variant_names`).
   tile_budget: rasterizer tiles per render; 0 sizes it from the mesh and camera.
 """
 
@@ -34,9 +35,9 @@ import ml_collections
 from nemo_jax.inference.category import search_config_for
 from nemo_jax.inference.parametrization import PARAMETRIZATIONS
 from nemo_jax.inference.search import NEMO_AZIMUTHS_DEG, NEMO_ELEVATIONS_DEG, NEMO_THETAS_DEG, SearchConfig
+from nemo_jax.render import variant_names
 
 SUBTYPE_MODES = ("ground_truth", "search")
-VARIANTS = ("hard", "soft")
 # Keys of the section that are not SearchConfig fields.
 _OTHER_KEYS = ("subtype", "variant", "tile_budget")
 _GRID_KEYS = ("azimuths_deg", "elevations_deg", "thetas_deg")
@@ -119,8 +120,10 @@ def check_settings(settings, where: str = "config") -> None:
         raise ValueError(
             f"{where}: inference.subtype: expected one of {SUBTYPE_MODES}, got {settings.subtype!r}"
         )
-    if settings.variant not in VARIANTS:
-        raise ValueError(f"{where}: inference.variant: expected one of {VARIANTS}, got {settings.variant!r}")
+    if settings.variant not in variant_names():
+        raise ValueError(
+            f"{where}: inference.variant: expected one of {variant_names()}, got {settings.variant!r}"
+        )
     if settings.tile_budget < 0:
         raise ValueError(
             f"{where}: inference.tile_budget: expected >= 0 (0 = sized), got {settings.tile_budget}"
@@ -178,7 +181,6 @@ def search_fields(settings) -> dict:
 
 __all__ = [
     "SUBTYPE_MODES",
-    "VARIANTS",
     "check_settings",
     "default_settings",
     "run_settings",

@@ -11,15 +11,20 @@ training crops were (the run's crop_protocol.json, written by training: median b
 principal-point offset over its training set); --fill F instead makes the box's longer side span F
 of the crop's shorter side (needed for runs without crop_protocol.json).
 Writes --out/predictions.json (azimuth, elevation, theta in degrees and radians, the search's
-distance, loss) and one overlay figure per image. The pose search follows the run's stored inference
-settings; --config.inference.KEY=VALUE changes them (keys: nemo_jax.inference.settings), e.g.
---config.inference.parametrization=camera_position lets the distance move (NeMo's refinement).
+distance, loss, and flags:
+reasons not to trust a pose, e.g. "box outside image") and one overlay figure per image, all at
+once: a previous --out of this tool is replaced whole, any other non-empty --out is refused. An
+image that cannot be processed (unreadable, a bad box) is reported and skipped; a box naming no
+image in --images is an error.
+The pose search follows the run's stored inference settings; --config.inference.KEY=VALUE changes
+them (keys: nemo_jax.inference.settings), e.g. --config.inference.parametrization=camera_position
+lets the distance move (NeMo's refinement).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import sys
 
 from absl import flags
 
@@ -45,29 +50,39 @@ flags.mark_flags_as_required(["images", "category", "checkpoint"])
 
 def _main(argv) -> int:
     no_positional(argv)
-    from nemo_jax.apps.estimate import estimate_poses
+    from nemo_jax.apps.estimate import estimate_poses, load_boxes
 
-    boxes = None
-    if _BOXES.value:
-        with open(_BOXES.value) as fh:
-            boxes = json.load(fh)
-    records = estimate_poses(
-        _CHECKPOINT.value,
-        _IMAGES.value,
-        boxes,
-        _OUT.value,
-        _FILL.value,
-        _DISTANCE.value,
-        not _NO_FIGURES.value,
-        _CATEGORY.value,
-        inference_overrides=_INFERENCE(),
-    )
+    try:
+        boxes = load_boxes(_BOXES.value) if _BOXES.value else None
+        records = estimate_poses(
+            _CHECKPOINT.value,
+            _IMAGES.value,
+            boxes,
+            _OUT.value,
+            _FILL.value,
+            _DISTANCE.value,
+            not _NO_FIGURES.value,
+            _CATEGORY.value,
+            boxes_source=_BOXES.value or "--boxes",
+            inference_overrides=_INFERENCE(),
+        )
+    except (ValueError, OSError) as err:  # bad input named by the library; nothing was written
+        print(f"estimate_pose: {err}", file=sys.stderr)
+        return 1
     for r in records:
+        if "error" in r:
+            print(f"{r['image']}: skipped ({r['error']})")
+            continue
+        flags = f"  NOT TRUSTED: {', '.join(r['flags'])}" if r["flags"] else ""
         print(
             f"{r['image']}: azimuth {r['azimuth_deg']:.1f}  elevation {r['elevation_deg']:.1f}  "
-            f"theta {r['theta_deg']:.1f} deg  distance {r['distance']:.3g}  loss {r['loss']:.3f}"
+            f"theta {r['theta_deg']:.1f} deg  distance {r['distance']:.3g}  loss {r['loss']:.3f}{flags}"
         )
-    print(f"predictions: {os.path.join(_OUT.value, 'predictions.json')}")
+    skipped = sum("error" in r for r in records)
+    print(
+        f"predictions: {os.path.join(_OUT.value, 'predictions.json')}"
+        + (f" ({skipped} of {len(records)} images skipped)" if skipped else "")
+    )
     return 0
 
 
