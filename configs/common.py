@@ -11,6 +11,7 @@ import ml_collections
 # nemo_jax.data.pascal3d.nemo_render_distance converts it to the data's 3000-px camera.
 from nemo_jax.data.pascal3d import CROP_DISTANCE, CROP_SIZES  # noqa: F401
 from nemo_jax.data.pascal3d import RENDER_DISTANCES as NEMO_RENDER_DISTANCES  # noqa: F401
+from nemo_jax.inference.settings import default_settings
 
 
 def base() -> ml_collections.ConfigDict:
@@ -92,10 +93,10 @@ def base() -> ml_collections.ConfigDict:
     c.eval.num_batches = -1  # -1: all held-out images, 0: no evaluation
     c.eval.match_px = 16.0
 
-    # The pose search's settings, stored with the run. subtype (per-sub-type meshes only):
-    # 'ground_truth' (NeMo: the annotated cad_index's mesh) | 'search' (all searched, lowest loss).
-    c.inference = ml_collections.ConfigDict()
-    c.inference.subtype = "ground_truth"
+    # The pose search's settings (grid, Adam refinement, parametrization, sub-type mode, rasterizer),
+    # stored with the run; evaluation takes --config.inference.X=... overrides. Keys and NeMo's
+    # defaults: nemo_jax.inference.settings.
+    c.inference = default_settings()
 
     c.parallel = ml_collections.ConfigDict()
     # Multi-process runs (nemo_jax.train.multihost). Unset values fall back to the environment

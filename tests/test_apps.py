@@ -90,12 +90,22 @@ def test_baseline_resumes_exactly(tiny, tmp_path):
 
 
 def test_evaluate_nemo_and_baseline_give_finite_results_json(tiny):
+    # The run stores its inference settings (the config's section) beside the checkpoints.
+    stored = json.load(open(tiny / "nemo" / "car" / "config.json"))["inference"]
+    assert stored["steps"] == synthetic_cpu.get_config("car").inference.steps
+    with pytest.raises(ValueError, match=r"overrides: inference.parametrization: expected one of"):
+        evaluate.nemo_records(
+            str(tiny / "nemo" / "car"),
+            "synthetic",
+            str(tiny / "data"),
+            inference_overrides={"parametrization": "x"},
+        )
     records = evaluate.nemo_records(
         str(tiny / "nemo" / "car"),
         "synthetic",
         str(tiny / "data"),
         levels=(0, 3),
-        search_overrides={"steps": 3},
+        inference_overrides={"steps": 3},
     )
     base = evaluate.baseline_records(str(tiny / "baseline"), "synthetic", str(tiny / "data"), levels=(0, 3))
     for recs in (records, base):
@@ -136,10 +146,17 @@ def test_estimate_pose_from_files(tiny, tmp_path):
     source = data.load("synthetic", "test_l0", str(tiny / "data"))
     Image.fromarray(source[0]["image"]).save(tmp_path / "a.png")
     out = tmp_path / "out"
+    # NeMo's camera-position refinement via the inference overrides: the distance is the search's.
     records = estimate.estimate_poses(
-        str(tiny / "nemo" / "car"), str(tmp_path), {"a.png": [4, 4, 28, 28]}, str(out), category="car"
+        str(tiny / "nemo" / "car"),
+        str(tmp_path),
+        {"a.png": [4, 4, 28, 28]},
+        str(out),
+        category="car",
+        inference_overrides={"inference.steps": 5, "inference.parametrization": "camera_position"},
     )
     assert len(records) == 1 and np.isfinite(records[0]["azimuth_deg"])
+    assert np.isfinite(records[0]["distance"]) and records[0]["distance"] > 0
     assert (out / "predictions.json").exists() and (out / "a_pose.png").exists()
     # The box-to-crop scale comes from the run's training statistics (synthetic: object masks).
     stats = crop_protocol.read(str(tiny / "nemo" / "car"))

@@ -50,7 +50,7 @@ def test_evaluate_tool_builds_and_reads_a_local_occluded_pascal3d_tree(tmp_path)
     out = str(tmp_path / "results.json")
     argv = ["--workdir", run, "--dataset", "occluded_pascal3d", "--data_dir", data_dir]
     argv += ["--manual_dir", manual, "--option", "shrink=16", "--option", "neural_vertices=60"]
-    result = run_tool("evaluate", *argv, "--steps", "3", "--json", out)
+    result = run_tool("evaluate", *argv, "--config.inference.steps=3", "--json", out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert os.path.isdir(os.path.join(data_dir, "occluded_pascal3d"))  # built on demand
     results = json.load(open(out))

@@ -65,7 +65,7 @@ def _predict(root: str, out: str) -> None:
     res = search.search_pose(inputs, cfg)
     records = evaluate.nemo_records(
         os.path.join(root, "nemo"), "synthetic", os.path.join(root, "data"), levels=(0,), batch_size=8,
-        search_overrides={"steps": 5},
+        inference_overrides={"steps": 5},
     )  # fmt: skip
     preds = {r["id"]: [float(r["pred"][k]) for k in ("azimuth", "elevation", "theta")] for r in records}
     with open(out, "w") as fh:

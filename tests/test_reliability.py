@@ -105,7 +105,7 @@ def test_moved_run_and_dataset_evaluate_from_a_third_folder(site, tmp_path, monk
             "synthetic",
             str(moved / "data"),
             levels=(0,),
-            search_overrides={"steps": 2},
+            inference_overrides={"steps": 2},
         )
         assert len(records) == 2 and all(np.isfinite(r["pred"]["azimuth"]) for r in records)
         assert not os.listdir(elsewhere)  # nothing written in the working directory

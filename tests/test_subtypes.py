@@ -206,7 +206,7 @@ def test_two_subtypes_train_two_banks_and_search_picks_the_right_one(tmp_path, m
 
     def records(mode, cad_index):
         monkeypatch.setattr(evaluate_app, "level_source", lambda *a: HeldOut(cad_index))
-        return evaluate_app.nemo_records(workdir, "toy", "", (0,), search_overrides=grid, subtype=mode)
+        return evaluate_app.nemo_records(workdir, "toy", "", (0,), inference_overrides=grid, subtype=mode)
 
     unlabelled = np.ones_like(labels)  # "search" must not read the labels
     searched = eval_lib.evaluate_records(records("search", unlabelled))["predictions"]

@@ -1,5 +1,7 @@
 """Figure 1 and accuracy-vs-occlusion PNGs; loss landscape minimum at the rendered pose."""
 
+import matplotlib.colors
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from PIL import Image
@@ -8,7 +10,7 @@ from nemo_jax.eval import evaluate_records
 from nemo_jax.inference import PARAMETERS, SearchInputs, loss_landscape
 from nemo_jax.mesh import cuboid_mesh
 from nemo_jax.render import RasterSettings
-from nemo_jax.viz import accuracy_vs_occlusion, figure_one, mesh_overlay, occlusion_image
+from nemo_jax.viz import accuracy_vs_occlusion, draw_figure_one, figure_one, mesh_overlay, occlusion_image
 from nemo_jax.viz import figures as viz_figures
 
 H, W, C = 12, 20, 8
@@ -42,6 +44,26 @@ def test_occlusion_image_colours_each_cell_by_its_class():
     expected = np.array([[BACKGROUND, OCCLUDED, VISIBLE], [BACKGROUND, BACKGROUND, OCCLUDED]])
     np.testing.assert_array_equal(img, expected)
     assert len({tuple(c) for c in (BACKGROUND, VISIBLE, OCCLUDED)}) == 3
+
+
+def _hue_deg(rgb):
+    return 360.0 * matplotlib.colors.rgb_to_hsv(np.asarray(rgb, float))[..., 0]
+
+
+def test_occlusion_image_paper_colours():
+    """The paper's occluder panel: background yellow, visible object green, occluded object red."""
+    occ = np.array([[0, 1, 0, 1]], bool)  # an occluder flag outside the object is still background
+    mask = np.array([[0, 1, 1, 0]], bool)
+    img = occlusion_image(occ, mask)
+    hue = _hue_deg(img[0])
+    sat = matplotlib.colors.rgb_to_hsv(img[0])[:, 1]
+    assert np.all(sat > 0.6)  # saturated colours, not greys
+    background, occluded, visible, background2 = hue
+    assert 45 <= background <= 65 and background2 == background  # yellow
+    assert 100 <= visible <= 150  # green
+    assert occluded <= 10 or occluded >= 350  # red
+    with pytest.raises(ValueError, match="differ"):
+        occlusion_image(occ, mask[:, :3])
 
 
 def test_figure_one_and_landscape(tmp_path, monkeypatch):
@@ -123,6 +145,23 @@ def test_figure_one_and_landscape(tmp_path, monkeypatch):
         assert np.abs(_png_pixel(png, fig, ax, x_min, y_mid) - TAB_BLUE).max() <= 40, name
     with pytest.raises(ValueError, match="image must be"):
         figure_one(tmp_path / "x.png", image[..., 0], v, f, pose, 240.0, pp, occluder, mask)
+
+    # Landscapes around the ground truth: the ground truth is the centre of every x-axis (angles in
+    # degrees), also for an azimuth given a whole turn away.
+    truth = np.array([0.9, 0.1, -0.2, 5.3], np.float32)
+    land_gt = loss_landscape(inputs, truth, settings, num=5, span_deg=60)
+    shifted = truth + np.array([2 * np.pi, 0, 0, 0], np.float32)
+    fig = draw_figure_one(image, v, f, pose, 240.0, 4 * pp, occluder, mask, land_gt, shifted)
+    axes = {ax.get_label(): ax for ax in fig.axes}
+    for i, name in enumerate(PARAMETERS):
+        assert land_gt[name][0][2] == pytest.approx(truth[i])
+        lo, hi = axes[f"landscape:{name}"].get_xlim()
+        expected = truth[i] if name == "distance" else np.degrees(truth[i])
+        assert 0.5 * (lo + hi) == pytest.approx(expected, abs=1e-3), name
+    # The occluder panel keeps a legend naming the three classes (outside the map).
+    labels = [t.get_text() for t in axes["occluder"].get_legend().get_texts()]
+    assert labels == ["background", "visible object", "occluded object"]
+    plt.close(fig)
 
 
 def test_accuracy_vs_occlusion_plots_the_given_accuracies(tmp_path, monkeypatch):

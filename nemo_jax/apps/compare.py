@@ -35,7 +35,8 @@ def compare_variants(
       data_dir: where the dataset was built.
       variants: registered variant names, each with its default parameters.
       dataset, levels: what to evaluate on (NeMo's occlusion levels).
-      search_overrides: :class:`~nemo_jax.inference.SearchConfig` fields (``steps``, ``num_starts``).
+      search_overrides: keys of the runs' ``inference`` settings to change for every variant
+        (``steps``, ``num_starts``; :mod:`nemo_jax.inference.settings`).
       batch_size: images per search call.
 
     Returns:
@@ -69,8 +70,7 @@ def compare_variants(
                 data_dir,
                 levels,
                 batch_size=batch_size,
-                search_overrides=search_overrides,
-                variant=name,
+                inference_overrides={**(search_overrides or {}), "variant": name},
                 on_batch=on_batch,
             )
             log(f"{name}: {category} done ({time.perf_counter() - t0:.0f} s)")

@@ -25,7 +25,13 @@ from nemo_jax.apps.evaluate import _preprocess
 from nemo_jax.data import crop_protocol
 from nemo_jax.data.pascal3d import crop as crop_image
 from nemo_jax.geometry.camera import feature_coordinates
-from nemo_jax.inference import neural_mesh_inputs, search_config_for, search_pose, trust_flags
+from nemo_jax.inference import (
+    neural_mesh_inputs,
+    run_settings,
+    search_config_from_settings,
+    search_pose,
+    trust_flags,
+)
 from nemo_jax.train.run import load_run
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -111,6 +117,7 @@ def estimate_poses(
     category: str | None = None,
     boxes_source: str = "boxes",
     log=None,
+    inference_overrides: dict | None = None,
 ) -> list[dict]:
     """Predicts the viewpoint of every image in ``images_dir``; writes ``out_dir/predictions.json``
     (and Figure-1-style overlays). ``boxes``: ``{file name: [x0, y0, x1, y1]}`` in the usual corner
@@ -118,8 +125,11 @@ def estimate_poses(
     ``boxes_source`` (named in messages); a missing entry means the whole image, a key naming no
     image is an error. ``category``, if given, must be the run's. ``fill``: overrides the run's
     crop protocol (the box's longer side spans ``fill`` of the crop's shorter side; needed for runs
-    without ``crop_protocol.json``). Returns one record per image:
-    angles in degrees and radians, ``loss`` and ``flags`` (reasons not to trust the pose, see
+    without ``crop_protocol.json``). The search follows the run's ``inference`` settings with
+    ``inference_overrides`` applied (:func:`nemo_jax.inference.run_settings`). Returns one record
+    per image: angles in degrees and radians, ``distance`` (the search's: the start value unless the
+    refinement moves it, e.g. ``parametrization="camera_position"``), ``loss`` and ``flags``
+    (reasons not to trust the pose, see
     :func:`box_flags` and :func:`nemo_jax.inference.trust_flags`; empty when none), or, for an image
     that could not be processed (unreadable, a bad box, non-finite features), only ``image`` and
     ``error``: it is reported through ``log`` and skipped, the others are kept.
@@ -138,6 +148,7 @@ def estimate_poses(
     if unmatched:
         raise ValueError(f"{boxes_source}: boxes for images not in {images_dir}: {', '.join(unmatched)}")
     config, model, variables, mesh = load_run(run_dir)
+    settings = run_settings(config, inference_overrides, where=os.path.join(run_dir, "config.json"))
     if category is not None and config.category != category:
         raise ValueError(f"{run_dir}: the run is for category {config.category!r}, not {category!r}")
     size = tuple(int(s) for s in config.data.image_size)
@@ -180,8 +191,8 @@ def estimate_poses(
                 crop = crop_to_box(image, [v - 0.5 for v in box], size, protocol)
                 observed = model.apply(variables, _preprocess(crop[None]), train=False)
                 if search_config is None:
-                    search_config = search_config_for(
-                        mesh, observed.shape[1:3], focal_px, principal, distance
+                    search_config = search_config_from_settings(
+                        settings, mesh, observed.shape[1:3], focal_px, principal, distance, where=run_dir
                     )
                 inputs = neural_mesh_inputs(mesh, observed, focal_px, principal, distance)
                 result = search_pose(inputs, search_config)
@@ -190,13 +201,14 @@ def estimate_poses(
                 records.append({"image": name, "error": str(err)})
                 continue
             pose = {k: float(np.asarray(getattr(result, k))[0]) for k in ("azimuth", "elevation", "theta")}
+            predicted_distance = float(np.asarray(result.distance)[0])
             flags = box_flags(box, image.shape, crop) + trust_flags(result)[0]
             record = {
                 "image": name,
                 "box": [float(v) for v in box],
                 **{f"{k}_rad": v for k, v in pose.items()},
                 **{f"{k}_deg": float(np.degrees(v)) for k, v in pose.items()},
-                "distance": distance,
+                "distance": predicted_distance,
                 "loss": float(np.asarray(result.loss)[0]),
                 "flags": flags,
             }
@@ -211,7 +223,7 @@ def estimate_poses(
                     crop,
                     np.asarray(mesh.vertices),
                     np.asarray(mesh.faces),
-                    (pose["azimuth"], pose["elevation"], pose["theta"], distance),
+                    (pose["azimuth"], pose["elevation"], pose["theta"], predicted_distance),
                     3000.0,  # focal in crop (image) pixels
                     principal_px,
                     np.asarray(result.occluder)[0],

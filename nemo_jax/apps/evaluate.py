@@ -22,12 +22,14 @@ from nemo_jax.inference import (
     SearchInputs,
     bucketed_search_inputs,
     neural_mesh_inputs,
+    run_settings,
     search_batch,
-    search_config_for,
+    search_config_from_settings,
     search_subtypes,
     sharding,
     stacked_search_setup,
 )
+from nemo_jax.inference.settings import search_fields
 from nemo_jax.mesh import clutter_feature, subtypes
 from nemo_jax.render import RasterSettings
 from nemo_jax.train.run import load_run
@@ -99,23 +101,25 @@ def nemo_records(
     data_dir: str,
     levels: Sequence[int] = (0, 1, 2, 3),
     batch_size: int = 16,
-    search_overrides: dict | None = None,
-    variant: str = "hard",
+    inference_overrides: dict | None = None,
     on_batch: Callable[[dict, object], None] | None = None,
     dtype: str = "",
     subtype: str | None = None,
 ) -> list[dict]:
     """Prediction records of the NeMo run in ``workdir`` (one category) on ``levels``.
 
-    ``on_batch(batch, result)`` is called after each batch (e.g. to draw figures). ``dtype``: the
-    backbone's compute dtype (``'float32'`` / ``'bfloat16'``; default: the run's
-    ``config.model.dtype``); the search itself runs in float32 on the float32 features. A run with
-    one mesh per CAD sub-type (``config.mesh.kind`` 'multi_cuboid' / 'cad_per_subtype') is searched
-    as ``subtype`` says (default: the run's ``config.inference.subtype``, else ``"ground_truth"``;
-    see :func:`nemo_jax.inference.search_subtypes`) and each record carries the chosen ``subtype``
+    ``on_batch(batch, result)`` is called after each batch (e.g. to draw figures). The search follows
+    the run's ``inference`` settings (``config.json``), with ``inference_overrides`` (flat,
+    ``{"steps": 100}`` or ``{"inference.steps": 100}``, see :func:`nemo_jax.inference.run_settings`)
+    applied. ``dtype``: the backbone's compute dtype (``'float32'`` / ``'bfloat16'``; default: the
+    run's ``config.model.dtype``); the search itself runs in float32 on the float32 features. A run
+    with one mesh per CAD sub-type (``config.mesh.kind`` 'multi_cuboid' / 'cad_per_subtype') is
+    searched as ``subtype`` says (default: the settings' ``subtype``; see
+    :func:`nemo_jax.inference.search_subtypes`) and each record carries the chosen ``subtype``
     (1-based, as ``cad_index``).
     """
     config, model, variables, mesh = load_run(workdir)
+    settings = run_settings(config, inference_overrides, where=os.path.join(workdir, "config.json"))
     if dtype and dtype != config.model.dtype:
         from nemo_jax import models  # noqa: PLC0415
 
@@ -125,10 +129,9 @@ def nemo_records(
     stride = int(config.model.get("stride", 8))
     stacked = subtypes.is_stacked(mesh)
     if stacked:
-        subtype = subtype or config.get("inference", {}).get("subtype", "ground_truth")
         return _subtype_records(
             workdir, config, model, variables, mesh, dataset, data_dir, levels, batch_size,
-            search_overrides, variant, on_batch, subtype,
+            settings, on_batch, subtype or settings.subtype,
         )  # fmt: skip
     clutter = clutter_feature(mesh)
     features_fn = jax.jit(lambda variables, images: model.apply(variables, _preprocess(images), train=False))
@@ -149,14 +152,14 @@ def nemo_records(
             focal_px = batch["focal"] * batch["viewport"] / stride
             principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
             if search_config is None:
-                search_config = search_config_for(
+                search_config = search_config_from_settings(
+                    settings,
                     mesh,
                     (h, w),
                     float(focal_px[0]),
                     principal[0],
                     float(batch["distance"][0]),
-                    variant=variant,
-                    **(search_overrides or {}),
+                    where=os.path.join(workdir, "config.json"),
                 )
                 vertices, faces, vertex_features, search_config = bucketed_search_inputs(
                     mesh.vertices, mesh.faces, mesh.features, search_config
@@ -206,8 +209,8 @@ def check_subtypes(workdir: str, num_subtypes: int, source, batch) -> np.ndarray
 
 
 def _subtype_records(
-    workdir, config, model, variables, mesh, dataset, data_dir, levels, batch_size, search_overrides,
-    variant, on_batch, mode,
+    workdir, config, model, variables, mesh, dataset, data_dir, levels, batch_size, settings,
+    on_batch, mode,
 ) -> list[dict]:  # fmt: skip
     """:func:`nemo_records` for a per-sub-type neural mesh (``mesh.vertices [S, V, 3]``)."""
     category = config.category
@@ -230,7 +233,7 @@ def _subtype_records(
             if search_config is None:
                 search_config, mesh_inputs = stacked_search_setup(
                     mesh, (h, w), float(focal_px[0]), principal[0], float(batch["distance"][0]),
-                    variant=variant, **(search_overrides or {}),
+                    variant=settings.variant, **search_fields(settings),
                 )  # fmt: skip
             camera = [jnp.asarray(x, jnp.float32) for x in (focal_px, principal, batch["distance"])]
             inputs = SearchInputs(observed=observed, **mesh_inputs, focal_px=camera[0], principal=camera[1],
@@ -324,18 +327,19 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
     pose = tuple(
         float(np.asarray(getattr(result, k))[index]) for k in ("azimuth", "elevation", "theta", "distance")
     )
+    true_pose = tuple(float(batch[k][index]) for k in ("azimuth", "elevation", "theta", "distance"))
     h, w = observed.shape[:2]
     settings = RasterSettings(height=h, width=w, tile_height=4, tile_width=4, tile_budget=4 * len(mesh.faces))
     inputs = neural_mesh_inputs(
-        mesh, observed, focal_image_px / stride, feature_coordinates(principal, stride), pose[3]
+        mesh, observed, focal_image_px / stride, feature_coordinates(principal, stride), true_pose[3]
     )
+    # Around the ground truth, as the paper draws it (the ground truth at each x-axis' centre).
     landscape = loss_landscape(
         inputs,
-        pose,
+        true_pose,
         settings,
         num=41,
     )
-    true_pose = tuple(float(batch[k][index]) for k in ("azimuth", "elevation", "theta", "distance"))
     return viz.figure_one(
         path,
         image,
@@ -388,22 +392,21 @@ def evaluate(
     manual_dir: str = "",
     options: dict | None = None,
     figures_dir: str = "",
-    search_overrides: dict | None = None,
-    variant: str = "hard",
+    inference_overrides: dict | None = None,
     dtype: str = "",
     subtype: str | None = None,
 ) -> dict:
     """NeMo (or the baseline) on ``dataset``'s occlusion ``levels``: NeMo's results dict
-    (:func:`nemo_jax.eval.evaluate_records`).
+        (:func:`nemo_jax.eval.evaluate_records`).
 
     ``workdir``: one NeMo training run (``config.json`` + checkpoints), a folder of runs (one per
     category), or the baseline's run (``method="baseline"``; ``categories`` then selects a subset).
     With ``manual_dir`` (a local release, as ``nemo-jax-build-data``'s), what ``data_dir`` lacks is
     built first with the builder ``options``. ``figures_dir``: NeMo's Figure 1 for the first image
-    of each level. ``search_overrides``: :class:`nemo_jax.inference.SearchConfig` fields.
-    ``dtype``: NeMo's backbone compute dtype (default: each run's own, see :func:`nemo_records`).
-    ``subtype``: ``"ground_truth"`` or ``"search"`` for runs with one mesh per CAD sub-type (default:
-    the run's ``config.inference.subtype``).
+    of each level. ``inference_overrides``: keys of the runs' ``inference`` settings to change
+    (``{"steps": 100}``; :mod:`nemo_jax.inference.settings`). ``dtype``: NeMo's backbone compute
+    dtype (default: each run's own, see :func:`nemo_records`). ``subtype``: ``"ground_truth"`` or
+    ``"search"`` for runs with one mesh per CAD sub-type (default: the runs' ``inference.subtype``).
     """
     if method not in ("nemo", "baseline"):
         raise ValueError(f"evaluate: method must be 'nemo' or 'baseline', got {method!r}")
@@ -431,8 +434,7 @@ def evaluate(
                 dataset,
                 data_dir,
                 levels,
-                search_overrides=search_overrides,
-                variant=variant,
+                inference_overrides=inference_overrides,
                 on_batch=hook,
                 dtype=dtype,
                 subtype=subtype,

@@ -1,4 +1,5 @@
-"""Loss landscape: NeMo's loss along each camera parameter around a pose (for Figure 1)."""
+"""Loss landscape: NeMo's loss along each camera parameter around a pose (Figure 1 draws it around
+the ground truth)."""
 
 from __future__ import annotations
 
@@ -24,23 +25,27 @@ def _losses(poses, table, clutter_sim, vertices, faces, focal_px, principal, set
 
 def loss_landscape(
     inputs: SearchInputs,
-    pose,
+    center,
     settings: RasterSettings,
     num: int = 61,
     span_deg: float = 180.0,
     distance_span: float = 0.5,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Loss along each camera parameter with the others fixed at ``pose``.
+    """Loss along each camera parameter with the others fixed at ``center``.
+
+    NeMo's Figure 1 draws these curves around the ground-truth pose, so that the ground truth sits
+    at the centre of each x-axis (``values[num // 2] == center[i]`` for odd ``num``).
 
     Args:
       inputs: :class:`nemo_jax.inference.SearchInputs` of ONE image (``observed [h, w, C]``,
         ``clutter [C]``, ``focal_px []`` in feature-map pixels, ``principal [2]``); its
-        ``distance`` is not used (``pose`` carries it).
-      pose: (azimuth, elevation, theta, distance), RADIANS and CAD units.
+        ``distance`` is not used (``center`` carries it).
+      center: (azimuth, elevation, theta, distance), RADIANS and CAD units: the middle of every
+        sweep (pass the ground truth for Figure 1).
       settings: rasterizer settings (feature resolution).
       num: samples per parameter.
-      span_deg: angles are sampled over ``pose +- span_deg`` (azimuth, theta) and
-        ``pose +- span_deg / 2`` (elevation), DEGREES.
+      span_deg: angles are sampled over ``center +- span_deg`` (azimuth, theta) and
+        ``center +- span_deg / 2`` (elevation), DEGREES.
       distance_span: distance is sampled over ``distance * (1 +- distance_span)``.
 
     Returns:
@@ -52,7 +57,7 @@ def loss_landscape(
         raise ValueError("loss_landscape: observed has non-finite values")
     table = similarity_table(jnp.asarray(inputs.vertex_features, jnp.float32), obs)
     clutter_sim = clutter_similarity(obs, jnp.asarray(inputs.clutter, jnp.float32))
-    base = np.asarray(pose, np.float32).reshape(4)
+    base = np.asarray(center, np.float32).reshape(4)
     span = np.deg2rad(span_deg)
     offsets = np.linspace(-1.0, 1.0, num, dtype=np.float32)
     scales = (span, span / 2, span, distance_span * base[3])

@@ -7,7 +7,10 @@ Per image (all arrays at FEATURE resolution ``[h, w]``):
    in one vmapped render;
 3. the ``num_starts`` best grid poses are refined in parallel with optax Adam (NeMo: lr 0.05,
    betas (0.4, 0.6), 300 steps, lr x0.2 every 100 steps) inside one ``lax.scan``; an optional early
-   stop freezes a start once its loss changes by less than ``early_stop_tol`` (a mask: static shapes);
+   stop freezes a start once its loss changes by less than ``early_stop_tol`` (a mask: static shapes).
+   Adam acts on ``config.parametrization`` (:mod:`nemo_jax.inference.parametrization`): NeMo's
+   ``"camera_position"`` (camera centre ``C`` in R^3 plus theta, so the distance moves) or
+   ``"angles"`` (azimuth, elevation, theta; the distance only with ``optimize_distance``);
 4. the start with the lowest final loss wins; its occluder map (object pixels where the clutter
    similarity beats the object similarity) and object mask are rendered at the winning pose.
 
@@ -38,6 +41,7 @@ import optax
 from nemo_jax.geometry import camera_from_viewpoint
 from nemo_jax.inference import sharding
 from nemo_jax.inference.objective import clutter_similarity, nemo_loss, similarity_table
+from nemo_jax.inference.parametrization import PARAMETRIZATIONS, to_parameters, to_pose
 from nemo_jax.render import RasterSettings, render, tiles_needed
 
 NEMO_AZIMUTHS_DEG = tuple(float(a) for a in np.arange(12) * 30.0)
@@ -56,9 +60,15 @@ class SearchConfig:
       azimuths_deg, elevations_deg, thetas_deg: the initial grid (DEGREES), all combinations.
       num_starts: K best grid poses refined in parallel (NeMo: 1).
       steps: Adam steps (NeMo: 300).
-      lr, b1, b2: Adam (NeMo: 0.05, 0.4, 0.6).
+      lr, b1, b2: Adam (NeMo: 0.05, 0.4, 0.6); ``lr`` in the parameters' units (radians for
+        ``"angles"``, CAD units of the camera centre for ``"camera_position"``).
       decay_every, decay_rate: staircase learning-rate decay (NeMo: x0.2 every 100 steps).
-      optimize_distance: also refine the camera distance (NeMo: False).
+      parametrization: what Adam optimises: ``"camera_position"`` (NeMo's ``MeshPoseSolveAll``:
+        the camera centre ``C`` in R^3 and theta, starting from the best grid pose at the given
+        distance, so azimuth, elevation and distance move together) or ``"angles"`` (azimuth,
+        elevation, theta, with the distance frozen unless ``optimize_distance``).
+      optimize_distance: ``"angles"`` only: also refine the distance as a fourth free parameter
+        (with ``"camera_position"`` the distance always moves, as in NeMo).
       early_stop_tol: 0 disables; else a start stops updating once ``|loss change| < tol`` for
         ``early_stop_patience`` consecutive steps.
       early_stop_patience: see above.
@@ -75,6 +85,7 @@ class SearchConfig:
     b2: float = 0.6
     decay_every: int = 100
     decay_rate: float = 0.2
+    parametrization: str = "angles"
     optimize_distance: bool = False
     early_stop_tol: float = 0.0
     early_stop_patience: int = 10
@@ -91,6 +102,11 @@ class SearchConfig:
             )
         if self.steps < 0:
             raise ValueError(f"SearchConfig.steps: expected >= 0, got {self.steps}")
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise ValueError(
+                f"SearchConfig.parametrization: expected one of {PARAMETRIZATIONS}, "
+                f"got {self.parametrization!r}"
+            )
         if self.decay_every <= 0:
             raise ValueError(f"SearchConfig.decay_every: expected > 0, got {self.decay_every}")
 
@@ -115,7 +131,8 @@ class SearchInputs:
         PASCAL3D+-style annotation, whose ``focal`` is 1 and ``viewport`` 3000 image pixels).
       principal: ``[2]`` principal point (x, y) = (u, v) in feature-map pixels, 0-based, pixel
         centres at integer coordinates.
-      distance: ``[]`` render distance, CAD units (the start value if ``optimize_distance``).
+      distance: ``[]`` render distance, CAD units (the refinement's start value when the distance
+        moves: ``parametrization="camera_position"`` or ``optimize_distance``).
 
     Batched (:func:`search_batch`, :func:`search_pose`): ``observed [B, h, w, C]``, ``clutter
     [B, C]``, ``focal_px [B]``, ``principal [B, 2]``, ``distance [B]``; the mesh (``vertices``,
@@ -152,7 +169,8 @@ class PoseResult:
     Attributes:
       azimuth: ``[]`` radians, wrapped to ``[0, 2 pi)``.
       elevation, theta: ``[]`` radians.
-      distance: ``[]`` CAD units (the input distance unless ``optimize_distance``).
+      distance: ``[]`` CAD units: the refined distance with ``parametrization="camera_position"``
+        or ``optimize_distance``, else the input distance.
       loss: ``[]`` NeMo's loss at the returned pose (``inf`` if it was never finite).
       grid_loss: ``[G]`` loss of every initial grid pose (in :func:`pose_grid` order).
       occluder: ``[h, w]`` bool, inside the rendered object where clutter wins.
@@ -227,27 +245,35 @@ def refine_optimizer(config: SearchConfig) -> optax.GradientTransformation:
     return optax.adam(schedule, b1=config.b1, b2=config.b2)
 
 
-def refine_step(loss_fn, optimizer: optax.GradientTransformation, config: SearchConfig, poses, opt_state):
-    """One refinement step of ``K`` poses in parallel.
+def refine_step(loss_fn, optimizer: optax.GradientTransformation, config: SearchConfig, params, opt_state):
+    """One refinement step of ``K`` starts in parallel.
 
     Args:
       loss_fn: ``pose [4] -> (loss [], overflow [])`` (e.g. :func:`pose_loss` with the image bound).
       optimizer: :func:`refine_optimizer`'s.
-      config: static; the distance is updated only if ``config.optimize_distance``.
-      poses: ``[K, 4]`` (azimuth, elevation, theta in RADIANS, distance).
-      opt_state: the optimiser's state for ``poses``.
+      config: static; ``config.parametrization`` says what ``params`` hold; with ``"angles"`` the
+        distance is updated only if ``config.optimize_distance``.
+      params: ``[K, 4]`` refinement parameters (:func:`nemo_jax.inference.parametrization.to_parameters`
+        of the poses): for ``"angles"`` the poses themselves (azimuth, elevation, theta in RADIANS,
+        distance); for ``"camera_position"`` (C_x, C_y, C_z, theta).
+      opt_state: the optimiser's state for ``params``.
 
     Returns:
-      ``(new_poses [K, 4], new_state, loss [K], overflow [K], finite [K] bool)``: the losses are at
-      the INPUT poses; a start with a non-finite loss or gradient gets a zero gradient (``finite``
-      says which).
+      ``(new_params [K, 4], new_state, loss [K], overflow [K], finite [K] bool)``: the losses are at
+      the INPUT parameters; a start with a non-finite loss or gradient gets a zero gradient
+      (``finite`` says which).
     """
-    grad_mask = jnp.array([1.0, 1.0, 1.0, 1.0 if config.optimize_distance else 0.0], poses.dtype)
-    (loss, overflow), grads = jax.vmap(jax.value_and_grad(loss_fn, has_aux=True))(poses)
+    parametrization = config.parametrization
+    if parametrization == "camera_position":  # C moves freely (and with it the distance), as in NeMo
+        grad_mask = jnp.ones(4, params.dtype)
+    else:
+        grad_mask = jnp.array([1.0, 1.0, 1.0, 1.0 if config.optimize_distance else 0.0], params.dtype)
+    value_and_grad = jax.value_and_grad(lambda x: loss_fn(to_pose(x, parametrization)), has_aux=True)
+    (loss, overflow), grads = jax.vmap(value_and_grad)(params)
     finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grads), axis=-1)
     grads = jnp.where(finite[:, None], grads, 0.0) * grad_mask
-    updates, new_state = optimizer.update(grads, opt_state, poses)
-    return optax.apply_updates(poses, updates), new_state, loss, overflow, finite
+    updates, new_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_state, loss, overflow, finite
 
 
 def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
@@ -280,11 +306,11 @@ def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
     optimizer = refine_optimizer(config)
 
     def step(carry, _):
-        poses, opt_state, prev_loss, calm, active, overflow, moved = carry
-        new_poses, new_state, loss, ovf, finite = refine_step(loss_fn, optimizer, config, poses, opt_state)
+        params, opt_state, prev_loss, calm, active, overflow, moved = carry
+        new_params, new_state, loss, ovf, finite = refine_step(loss_fn, optimizer, config, params, opt_state)
         # Frozen (early-stopped) or non-finite starts keep their pose.
         move = (active & finite)[:, None]
-        new_poses = jnp.where(move, new_poses, poses)
+        new_params = jnp.where(move, new_params, params)
         loss = _finite_or(loss, jnp.inf)
         if config.early_stop_tol > 0:
             small = jnp.abs(loss - prev_loss) < config.early_stop_tol
@@ -292,19 +318,21 @@ def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
             active = active & (calm < config.early_stop_patience)
         overflow = jnp.maximum(overflow, jnp.max(ovf))
         moved = moved + move[:, 0].astype(jnp.int32)
-        return (new_poses, new_state, loss, calm, active, overflow, moved), None
+        return (new_params, new_state, loss, calm, active, overflow, moved), None
 
     k = config.num_starts
+    start_params = to_parameters(starts, config.parametrization)
     init = (
-        starts,
-        optimizer.init(starts),
+        start_params,
+        optimizer.init(start_params),
         grid_loss[best],
         jnp.zeros(k, jnp.int32),
         jnp.ones(k, bool),
         jnp.max(grid_overflow),
         jnp.zeros(k, jnp.int32),
     )
-    (poses, _, _, _, _, overflow, moved), _ = jax.lax.scan(step, init, None, length=config.steps)
+    (params, _, _, _, _, overflow, moved), _ = jax.lax.scan(step, init, None, length=config.steps)
+    poses = to_pose(params, config.parametrization)
 
     # 3. Final losses; a start whose pose or loss went non-finite falls back to its grid pose.
     poses = jnp.where(jnp.all(jnp.isfinite(poses), axis=-1, keepdims=True), poses, starts)
@@ -466,7 +494,8 @@ def size_tile_budget(
     once per category."""
     grid = np.asarray(pose_grid(config))
     poses = np.concatenate([grid, np.full((len(grid), 1), float(distance), np.float32)], 1)
-    if config.optimize_distance:  # the object may come closer while refining
+    if config.optimize_distance or config.parametrization == "camera_position":
+        # the object may come closer while refining
         poses = np.concatenate([poses, poses * np.array([1, 1, 1, 0.8], np.float32)])
     cams = jax.vmap(lambda p: _camera(p, jnp.float32(focal_px), jnp.asarray(principal, jnp.float32)))(
         jnp.asarray(poses)

@@ -1,15 +1,28 @@
 """Figures and overlays (matplotlib / numpy, host side)."""
 
-from nemo_jax.viz.figures import accuracy_vs_occlusion, figure_one, mesh_overlay, occlusion_image
+from nemo_jax.viz.figures import (
+    OCCLUSION_CLASSES,
+    OCCLUSION_COLORS,
+    accuracy_vs_occlusion,
+    draw_figure_one,
+    figure_one,
+    mesh_overlay,
+    occlusion_image,
+    occlusion_labels,
+)
 from nemo_jax.viz.shading import checkerboard, face_normals_camera, overlay, shade
 
 __all__ = [
+    "OCCLUSION_CLASSES",
+    "OCCLUSION_COLORS",
     "accuracy_vs_occlusion",
     "checkerboard",
+    "draw_figure_one",
     "face_normals_camera",
     "figure_one",
     "mesh_overlay",
     "occlusion_image",
+    "occlusion_labels",
     "overlay",
     "shade",
 ]

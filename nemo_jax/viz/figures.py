@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -18,8 +19,10 @@ from nemo_jax.geometry import camera_from_viewpoint  # noqa: E402
 from nemo_jax.render import RasterSettings, render_exact  # noqa: E402
 from nemo_jax.viz.shading import face_normals_camera, overlay, shade  # noqa: E402
 
-# Occluder localisation colours: background, visible object, occluded object.
-OCCLUSION_COLORS = np.array([[0.15, 0.15, 0.15], [0.2, 0.65, 0.95], [0.95, 0.3, 0.2]])
+# Occluder localisation colours as NeMo's Figure 1 draws them: background yellow, visible object
+# green, occluded object red (RGB in [0, 1]; row = class of ``occlusion_labels``).
+OCCLUSION_CLASSES = ("background", "visible object", "occluded object")
+OCCLUSION_COLORS = np.array([[0.98, 0.85, 0.1], [0.2, 0.7, 0.25], [0.9, 0.15, 0.15]])
 PARAMETER_LABELS = {
     "azimuth": "azimuth (deg)",
     "elevation": "elevation (deg)",
@@ -28,12 +31,25 @@ PARAMETER_LABELS = {
 }
 
 
-def occlusion_image(occluder, object_mask) -> np.ndarray:
-    """``[h, w]`` bool maps -> ``[h, w, 3]`` float RGB: background / visible object / occluded."""
+def occlusion_labels(occluder, object_mask) -> np.ndarray:
+    """``[h, w]`` bool maps -> ``[h, w]`` int: 0 background (outside the rendered object), 1 visible
+    object, 2 occluded object (inside the object, clutter wins)."""
     occluder = np.asarray(occluder, bool)
     mask = np.asarray(object_mask, bool)
-    label = np.where(mask, np.where(occluder, 2, 1), 0)
-    return OCCLUSION_COLORS[label]
+    if occluder.shape != mask.shape:
+        raise ValueError(f"occlusion_labels: occluder {occluder.shape} and object_mask {mask.shape} differ")
+    return np.where(mask, np.where(occluder, 2, 1), 0)
+
+
+def occlusion_image(occluder, object_mask) -> np.ndarray:
+    """``[h, w]`` bool maps -> ``[h, w, 3]`` float RGB: background yellow, visible object green,
+    occluded object red (``OCCLUSION_COLORS``)."""
+    return OCCLUSION_COLORS[occlusion_labels(occluder, object_mask)]
+
+
+def _wrap_into(value: float, centre: float, period: float) -> float:
+    """``value`` shifted by whole periods into ``[centre - period / 2, centre + period / 2)``."""
+    return centre + (value - centre + period / 2) % period - period / 2
 
 
 def mesh_overlay(image, vertices, faces, pose, focal_px, principal, tile: int = 16) -> np.ndarray:
@@ -55,6 +71,98 @@ def mesh_overlay(image, vertices, faces, pose, focal_px, principal, tile: int = 
     return overlay(image, shade(face_index, normals), face_index >= 0)
 
 
+def draw_figure_one(
+    image,
+    vertices,
+    faces,
+    pose,
+    focal_px,
+    principal,
+    occluder,
+    object_mask,
+    landscape: Mapping | None = None,
+    true_pose=None,
+    title: str = "",
+):
+    """NeMo's Figure 1 for one image as a matplotlib ``Figure`` (arguments as :func:`figure_one`).
+
+    Axes labels (``ax.get_label()``): ``"input"``, ``"prediction"``, ``"occluder"`` and one
+    ``"landscape:NAME"`` per landscape parameter.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"figure_one: image must be [H, W, 3], got shape {image.shape}")
+    names = list(landscape) if landscape else []
+    # Top row: the three image panels; bottom row (if any): one loss curve per camera parameter.
+    aspect = image.shape[0] / image.shape[1]
+    rows = 2 if names else 1
+    fig = plt.figure(figsize=(12.0, 4.0 * aspect + 0.8 + (3.0 if names else 0.0)))
+    grid = fig.add_gridspec(rows, 12, height_ratios=[4.0 * aspect + 0.8, 3.0][:rows])
+    axes = [
+        fig.add_subplot(grid[0, 4 * i : 4 * i + 4], label=n)
+        for i, n in enumerate(("input", "prediction", "occluder"))
+    ]
+    width = 12 // max(len(names), 1)
+    axes += [
+        fig.add_subplot(grid[1, width * i : width * i + width], label=f"landscape:{name}")
+        for i, name in enumerate(names)
+    ]
+    axes[0].imshow(image)
+    axes[0].set_title("input")
+    axes[1].imshow(mesh_overlay(image, vertices, faces, pose, focal_px, principal))
+    axes[1].set_title("prediction")
+    axes[2].imshow(
+        occlusion_image(occluder, object_mask),
+        extent=(0, image.shape[1], image.shape[0], 0),
+        interpolation="nearest",
+    )
+    axes[2].set_title("occluder localisation")
+    axes[2].legend(
+        handles=[
+            matplotlib.patches.Patch(color=c, label=n)
+            for c, n in zip(OCCLUSION_COLORS, OCCLUSION_CLASSES, strict=True)
+        ],
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),  # below the map, covering none of its cells
+        ncol=3,
+        frameon=False,
+    )
+    for ax in axes[:3]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for i, name in enumerate(names):
+        ax = axes[3 + i]
+        values, losses = (np.asarray(x, np.float64) for x in landscape[name])
+        index = ["azimuth", "elevation", "theta", "distance"].index(name)
+        to_unit = np.degrees if name != "distance" else (lambda x: x)
+        values = to_unit(values)
+        # The paper's landscapes put the ground truth at the centre of each x-axis; without a ground
+        # truth the centre of the sampled window is used.
+        centre = 0.5 * (float(values.min()) + float(values.max()))
+        if true_pose is not None:
+            truth = float(to_unit(true_pose[index]))
+            centre = _wrap_into(truth, centre, 360.0) if name in ("azimuth", "theta") else truth
+        predicted = float(to_unit(pose[index]))
+        if name in ("azimuth", "theta"):
+            predicted = _wrap_into(predicted, centre, 360.0)
+        # matplotlib's usual 5 % margin beyond the farthest sample or the prediction
+        half = 1.05 * max(float(np.abs(values - centre).max()), abs(predicted - centre), 1e-6)
+        ax.plot(values, losses, color="k", lw=1.2)
+        ax.axvline(predicted, color="tab:blue", lw=1.5, label="prediction")
+        if true_pose is not None:
+            ax.axvline(centre, color="tab:green", ls="--", lw=1.5, label="ground truth")
+        ax.set_xlim(centre - half, centre + half)
+        ax.set_xlabel(PARAMETER_LABELS.get(name, name))
+        ax.set_ylabel("loss" if i == 0 else "")
+        if i == 0:
+            ax.legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def figure_one(
     path,
     image,
@@ -71,10 +179,12 @@ def figure_one(
 ) -> str:
     """NeMo's Figure 1 for one image, written as a PNG.
 
-    Panels: the input; the mesh superimposed in the predicted pose; occluder localisation
-    (background / visible object / occluded object, feature resolution, upsampled); and, if
-    ``landscape`` (from :func:`nemo_jax.inference.loss_landscape`) is given, the loss along each
-    camera parameter with the prediction (solid) and ground truth (dashed) marked.
+    Panels, as the paper draws them: the input; the mesh superimposed in the predicted pose;
+    occluder localisation (background yellow, visible object green, occluded object red, at feature
+    resolution, upsampled; with a legend); and, if ``landscape`` (from
+    :func:`nemo_jax.inference.loss_landscape`, computed around ``true_pose``) is given, the loss along
+    each camera parameter with the ground truth (dashed) at the centre of each x-axis and the
+    prediction (solid) marked.
 
     Args:
       path: output PNG path (parent directories are created).
@@ -84,55 +194,14 @@ def figure_one(
       focal_px, principal: focal length and principal point (x, y) in IMAGE pixels.
       occluder, object_mask: ``[h, w]`` bool maps from the search (feature resolution).
       landscape: ``{name: (values, losses)}``; angles in radians.
-      true_pose: optional ground truth (azimuth, elevation, theta, distance), radians.
+      true_pose: optional ground truth (azimuth, elevation, theta, distance), radians; the centre
+        of each landscape x-axis (angles shifted by whole turns into the sampled window).
     Returns:
       ``path`` as a string.
     """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"figure_one: image must be [H, W, 3], got shape {image.shape}")
-    names = list(landscape) if landscape else []
-    # Top row: the three image panels; bottom row (if any): one loss curve per camera parameter.
-    aspect = image.shape[0] / image.shape[1]
-    rows = 2 if names else 1
-    fig = plt.figure(figsize=(12.0, 4.0 * aspect + 0.8 + (3.0 if names else 0.0)))
-    grid = fig.add_gridspec(rows, 12, height_ratios=[4.0 * aspect + 0.8, 3.0][:rows])
-    axes = [fig.add_subplot(grid[0, 4 * i : 4 * i + 4]) for i in range(3)]
-    width = 12 // max(len(names), 1)
-    axes += [fig.add_subplot(grid[1, width * i : width * i + width]) for i in range(len(names))]
-    axes[0].imshow(image)
-    axes[0].set_title("input")
-    axes[1].imshow(mesh_overlay(image, vertices, faces, pose, focal_px, principal))
-    axes[1].set_title("prediction")
-    axes[2].imshow(
-        occlusion_image(occluder, object_mask),
-        extent=(0, image.shape[1], image.shape[0], 0),
-        interpolation="nearest",
+    fig = draw_figure_one(
+        image, vertices, faces, pose, focal_px, principal, occluder, object_mask, landscape, true_pose, title
     )
-    axes[2].set_title("occluder localisation")
-    for ax in axes[:3]:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for i, name in enumerate(names):
-        ax = axes[3 + i]
-        values, losses = (np.asarray(x, np.float64) for x in landscape[name])
-        index = ["azimuth", "elevation", "theta", "distance"].index(name)
-        to_unit = np.degrees if name != "distance" else (lambda x: x)
-        ax.plot(to_unit(values), losses, color="k", lw=1.2)
-        ax.axvline(float(to_unit(pose[index])), color="tab:blue", lw=1.5, label="prediction")
-        if true_pose is not None:
-            truth = float(to_unit(true_pose[index]))
-            if name == "azimuth":  # show the ground truth in the sampled window
-                lo = float(to_unit(values.min()))
-                truth = lo + (truth - lo) % 360.0
-            ax.axvline(truth, color="tab:green", ls="--", lw=1.5, label="ground truth")
-        ax.set_xlabel(PARAMETER_LABELS.get(name, name))
-        ax.set_ylabel("loss" if i == 0 else "")
-        if i == 0:
-            ax.legend(fontsize=7, loc="lower right")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -174,4 +243,13 @@ def accuracy_vs_occlusion(
     return str(path)
 
 
-__all__ = ["accuracy_vs_occlusion", "figure_one", "mesh_overlay", "occlusion_image"]
+__all__ = [
+    "OCCLUSION_CLASSES",
+    "OCCLUSION_COLORS",
+    "accuracy_vs_occlusion",
+    "draw_figure_one",
+    "figure_one",
+    "mesh_overlay",
+    "occlusion_image",
+    "occlusion_labels",
+]

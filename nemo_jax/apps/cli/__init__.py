@@ -91,3 +91,27 @@ def parse_flags(argv):
         where = f" in {' '.join(overrides)}" if overrides else ""
         sys.stderr.write(f"FATAL Flags parsing error{where}: {_innermost_message(err)}\n")
         sys.exit(1)
+
+
+def define_inference_overrides():
+    """Defines ``--config.inference.KEY=VALUE`` (ml_collections ``config_flags``, as
+    ``nemo-jax-train``'s ``--config.x.y``): changes to the runs' stored ``inference`` settings
+    (keys: :mod:`nemo_jax.inference.settings`). Returns a function giving the overrides the command
+    line set, flat (``{"inference.steps": 100}``), for :func:`nemo_jax.inference.run_settings`."""
+    import ml_collections
+    from absl import flags
+    from ml_collections import config_flags
+
+    from nemo_jax.inference.settings import default_settings
+
+    config_flags.DEFINE_config_dict(
+        "config",
+        ml_collections.ConfigDict({"inference": default_settings()}),
+        "Override the runs' stored inference settings: --config.inference.KEY=VALUE "
+        "(e.g. --config.inference.steps=100, --config.inference.parametrization=camera_position).",
+    )
+
+    def overrides() -> dict:
+        return dict(config_flags.get_override_values(flags.FLAGS["config"]))
+
+    return overrides

@@ -1,7 +1,8 @@
 """Predict object poses (and figures) for unlabeled images with a given object box.
 
     nemo-jax-estimate-pose --images DIR --category car --checkpoint RUNS/car \
-        [--boxes boxes.json] [--out out/poses] [--fill F] [--distance D]
+        [--boxes boxes.json] [--out out/poses] [--fill F] [--distance D] \
+        [--config.inference.parametrization=camera_position]
 
 --checkpoint is a NeMo training run (nemo-jax-train's --workdir) for --category. --boxes is a JSON
 file {image file name: [x0, y0, x1, y1]} in pixels, the image's top-left corner at (0, 0) (the whole
@@ -9,11 +10,15 @@ image is [0, 0, w, h]); images without a box use the whole image. Each box is cr
 training crops were (the run's crop_protocol.json, written by training: median box-to-crop size and
 principal-point offset over its training set); --fill F instead makes the box's longer side span F
 of the crop's shorter side (needed for runs without crop_protocol.json).
-Writes --out/predictions.json (azimuth, elevation, theta in degrees and radians, loss, and flags:
+Writes --out/predictions.json (azimuth, elevation, theta in degrees and radians, the search's
+distance, loss, and flags:
 reasons not to trust a pose, e.g. "box outside image") and one overlay figure per image, all at
 once: a previous --out of this tool is replaced whole, any other non-empty --out is refused. An
 image that cannot be processed (unreadable, a bad box) is reported and skipped; a box naming no
 image in --images is an error.
+The pose search follows the run's stored inference settings; --config.inference.KEY=VALUE changes
+them (keys: nemo_jax.inference.settings), e.g. --config.inference.parametrization=camera_position
+lets the distance move (NeMo's refinement).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import sys
 
 from absl import flags
 
-from nemo_jax.apps.cli import no_positional, run
+from nemo_jax.apps.cli import define_inference_overrides, no_positional, run
 
 _IMAGES = flags.DEFINE_string("images", None, "Folder of images.")
 _CATEGORY = flags.DEFINE_string("category", None, "The run's category.")
@@ -39,6 +44,7 @@ _DISTANCE = flags.DEFINE_float(
     "distance", None, "Render distance (CAD units); default: the run's data.distance."
 )
 _NO_FIGURES = flags.DEFINE_bool("no_figures", False, "Write predictions.json only.")
+_INFERENCE = define_inference_overrides()
 flags.mark_flags_as_required(["images", "category", "checkpoint"])
 
 
@@ -58,6 +64,7 @@ def _main(argv) -> int:
             not _NO_FIGURES.value,
             _CATEGORY.value,
             boxes_source=_BOXES.value or "--boxes",
+            inference_overrides=_INFERENCE(),
         )
     except (ValueError, OSError) as err:  # bad input named by the library; nothing was written
         print(f"estimate_pose: {err}", file=sys.stderr)
@@ -69,7 +76,7 @@ def _main(argv) -> int:
         flags = f"  NOT TRUSTED: {', '.join(r['flags'])}" if r["flags"] else ""
         print(
             f"{r['image']}: azimuth {r['azimuth_deg']:.1f}  elevation {r['elevation_deg']:.1f}  "
-            f"theta {r['theta_deg']:.1f} deg  loss {r['loss']:.3f}{flags}"
+            f"theta {r['theta_deg']:.1f} deg  distance {r['distance']:.3g}  loss {r['loss']:.3f}{flags}"
         )
     skipped = sum("error" in r for r in records)
     print(

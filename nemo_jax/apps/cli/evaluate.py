@@ -11,6 +11,10 @@ PASCAL3D+_release1.1/ and OccludedPASCAL3D+/, as for nemo-jax-build-data, whose 
 this takes too): what --data_dir lacks is built first. NeMo's protocol: --dataset occluded_pascal3d
 evaluates L0 on the clean PASCAL3D+ val set and L1-L3 on OccludedPASCAL3D+.
 
+The pose search follows each run's stored inference settings (config.json's "inference" section);
+--config.inference.KEY=VALUE changes them, e.g. --config.inference.steps=100 or
+--config.inference.parametrization=camera_position (keys: nemo_jax.inference.settings).
+
 Prints the table, writes the results JSON ({"results": ..., "predictions": ...}) and, with
 --figures DIR, NeMo's Figure 1 for the first image of each level.
 """
@@ -22,7 +26,7 @@ import sys
 
 from absl import app, flags
 
-from nemo_jax.apps.cli import no_positional, run
+from nemo_jax.apps.cli import define_inference_overrides, no_positional, run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A NeMo run, a folder of runs, or the baseline's run.")
 _METHOD = flags.DEFINE_enum("method", "nemo", ["nemo", "baseline"], "What --workdir holds.")
@@ -38,11 +42,7 @@ _LEVELS = flags.DEFINE_string("levels", "0,1,2,3", "Occlusion levels, e.g. 0,1,2
 _CATEGORIES = flags.DEFINE_string("categories", "", "Baseline only: comma-separated subset.")
 _JSON = flags.DEFINE_string("json", "", "Write the results JSON here.")
 _FIGURES = flags.DEFINE_string("figures", "", "Folder for Figure 1 PNGs (NeMo).")
-_STEPS = flags.DEFINE_integer("steps", 300, "Refinement steps (NeMo: 300).")
-_STARTS = flags.DEFINE_integer("starts", 1, "Grid starts refined (NeMo: 1).")
-_VARIANT = flags.DEFINE_string(
-    "variant", "hard", "Rasterizer variant: any registered name (hard, soft, pytorch3d, gaussian, ...)."
-)
+_INFERENCE = define_inference_overrides()
 _DTYPE = flags.DEFINE_enum(
     "dtype",
     "",
@@ -97,8 +97,7 @@ def _main(argv) -> int:
             manual_dir=_MANUAL_DIR.value,
             options=options,
             figures_dir=_FIGURES.value,
-            search_overrides={"steps": _STEPS.value, "num_starts": _STARTS.value},
-            variant=_VARIANT.value,
+            inference_overrides=_INFERENCE(),
             dtype=_DTYPE.value,
         )
     except (ValueError, OSError) as err:  # bad input, named by the library
