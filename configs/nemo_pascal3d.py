@@ -3,6 +3,11 @@
 Crop size and render distance follow NeMo's per-category values; the neural mesh is the
 SingleCuboid stored with the built dataset (``mesh.kind='dataset'``), or built from the CAD models
 with ``--config.mesh.kind=single_cuboid --config.mesh.cad_dir=PASCAL3D+/CAD``.
+
+The ResNet-50 starts from torchvision's ImageNet weights, as NeMo's does: give the file with
+``--config.model.pretrained=/path/resnet50-0676ba61.pth`` (read without torch; or its ``.npz`` from
+``nemo-jax-convert-weights``). Without it training stops at start and says so;
+``--config.model.pretrained=none`` trains from a random initialisation instead.
 """
 
 import os
@@ -11,6 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import common  # noqa: E402
+from nemo_jax import models  # noqa: E402
 
 
 def get_config(category: str = "car"):
@@ -20,4 +26,5 @@ def get_config(category: str = "car"):
     c.category = category
     c.data.image_size = common.CROP_SIZES[category]
     c.data.distance = common.DISTANCES[category]
+    c.model.pretrained = models.REQUIRED  # torchvision's ImageNet ResNet-50, given by path
     return c

@@ -45,6 +45,10 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
       (``state.mesh`` is the trained neural mesh).
     """
     parallel.maybe_initialize_distributed(config.parallel)
+    from nemo_jax import models  # noqa: PLC0415
+
+    # Before any work: a missing ImageNet file (or 'required' without one) stops the run here.
+    models.resolve_pretrained_path(config.model)
     t = config.train
     vertices, faces = build_geometry(config)
     validate_mesh(vertices, faces, f"config.mesh (kind={config.mesh.kind!r})")
@@ -75,9 +79,7 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
         print(f"resumed from {workdir}/checkpoints/{start}")
     else:
         start = 0
-        if config.model.get("pretrained", ""):
-            from nemo_jax import models  # noqa: PLC0415
-
+        if not models.is_scratch(config.model.get("pretrained", "")):
             variables = models.load_pretrained(
                 config.model, {"params": state.params, "batch_stats": state.batch_stats}
             )
