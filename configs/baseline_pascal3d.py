@@ -8,8 +8,11 @@ Protocol (the refactored NeMo code's ``resnet50general``): NeMo's per-category c
 object at NeMo's distance-normalised scale, resized to 256 x 256 (aspect not kept) so that all
 categories stack; an ImageNet ResNet-50 from torchvision (the same start as NeMo: training stops at
 start until ``model.pretrained`` names the file, or says ``none``); about 9-degree bins per angle.
-Optimiser and regularisation follow the recipe chosen on validation data for the synthetic set
-(``baseline_synthetic.py``); validation here is the built ``val`` split every ``eval.every`` steps.
+Augmentation and regularisation follow the recipe chosen on validation data for the synthetic set
+(``baseline_synthetic.py``); steps, batch size and learning rate are starting points for fine-tuning
+a pretrained ResNet-50, not validated on real PASCAL3D+ (no copy of it was at hand): read the curve
+of the built ``val`` split (``eval.every``, ``metrics.jsonl`` rows with ``split="val"``) and pick
+them on it.
 """
 
 import os
@@ -28,7 +31,7 @@ def get_config():
     c.model = models.default_config()
     c.model.name = "resnet50"
     c.model.pretrained = models.REQUIRED  # torchvision's ImageNet ResNet-50, given by path
-    c.model.dropout = baseline_synthetic.get_config().model.dropout
+    c.model.dropout = 0.1
     # 41 bins over 2 pi for azimuth / theta (the refactor's 41), elevation as wide over its half range
     c.bins.azimuth, c.bins.elevation, c.bins.theta = 41, 21, 41
     c.train.steps = 20000

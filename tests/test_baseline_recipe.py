@@ -3,8 +3,6 @@ augmentation, regularisation and validation curve."""
 
 from __future__ import annotations
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +15,7 @@ from nemo_jax.baseline import Bins, build_classifier
 from nemo_jax.baseline.augment import augment_batch, augment_config
 from nemo_jax.baseline.classifier import classification_loss
 from nemo_jax.baseline.inputs import Resized, fit_input
-from nemo_jax.baseline.train import init_state, make_predict
+from nemo_jax.baseline.train import make_predict
 from nemo_jax.train.loop import train
 
 
@@ -78,28 +76,28 @@ def test_opting_out_means_a_random_start(value):
 
 def test_a_torchvision_pth_starts_the_baseline_trunk_and_a_wrong_one_is_named(resnet18_pth, tmp_path):
     path, sd = resnet18_pth
-    config = baseline_synthetic.get_config()
-    config.model = models.default_config()
-    config.model.name, config.model.pretrained = "resnet18", path
+    model = models.default_config()
+    model.name, model.pretrained = "resnet18", path
     bins = Bins(azimuth=4, elevation=2, theta=4)
-    module = build_classifier(config.model, bins)
-    state = init_state(config, module, (32, 32, 3), jax.random.PRNGKey(0), pretrained=True)
-    trunk, stats = state.params["trunk"], state.batch_stats["trunk"]
+    x = jnp.zeros((1, 32, 32, 3))
+    # abstract variables (no initialisation to compute): the loader fills the classifier's trunk
+    abstract = jax.eval_shape(lambda: build_classifier(model, bins).init(jax.random.PRNGKey(0), x))
+    loaded = models.load_pretrained(model, abstract)
+    trunk, stats = loaded["params"]["trunk"], loaded["batch_stats"]["trunk"]
     np.testing.assert_array_equal(trunk["conv1"]["kernel"], sd["conv1.weight"].transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(stats["layer4_1"]["bn2"]["var"], sd["layer4.1.bn2.running_var"])
-    assert set(state.params) == {"trunk", "fc", "head_azimuth", "head_elevation", "head_theta"}
+    assert isinstance(loaded["params"]["head_azimuth"]["kernel"], jax.ShapeDtypeStruct)  # head untouched
 
-    config.model.name = "resnet34"  # the file holds a resnet18: named with the field
-    module = build_classifier(config.model, bins)
+    model.name = "resnet34"  # the file holds a resnet18: named with the field
+    abstract = jax.eval_shape(lambda: build_classifier(model, bins).init(jax.random.PRNGKey(0), x))
     with pytest.raises(ValueError, match=r"config\.model\.pretrained=.*resnet18-f37072fd\.pth.*missing"):
-        init_state(config, module, (32, 32, 3), jax.random.PRNGKey(0), pretrained=True)
+        models.load_pretrained(model, abstract)
 
     not_torch = tmp_path / "resnet50.pth"
     not_torch.write_bytes(b"not a checkpoint")
-    cfg = models.default_config()
-    cfg.pretrained = str(not_torch)
+    model.name, model.pretrained = "resnet50", str(not_torch)
     with pytest.raises(ValueError, match=r"config\.model\.pretrained.*resnet50\.pth"):
-        models.load_pretrained(cfg, {})
+        models.load_pretrained(model, {})
 
 
 class _Mixed:
@@ -137,7 +135,7 @@ def test_mixed_crop_sizes_batch_at_the_common_input_size():
     config.data.input_size = (32, 32)
     config.model.width = 0.25
     module = build_classifier(config.model, Bins())
-    variables = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    variables = jax.jit(module.init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
     predict = make_predict(config, module)
     for shape in ((2, 16, 42, 3), (2, 34, 24, 3)):
         az, el, th = predict(variables, np.zeros(shape, np.uint8))
@@ -150,7 +148,7 @@ def test_flip_mirrors_the_image_and_the_pose_labels():
     az = jnp.asarray(rng.uniform(0, 2 * np.pi, 64), jnp.float32)
     th = jnp.asarray(rng.uniform(-1, 1, 64), jnp.float32)
     aug = dict(augment_config(baseline_synthetic.get_config()), flip_prob=0.5)
-    out, az2, th2 = augment_batch(jax.random.PRNGKey(3), images, az, th, aug)
+    out, az2, th2 = jax.jit(lambda k: augment_batch(k, images, az, th, aug))(jax.random.PRNGKey(3))
     flipped = np.asarray(az2 != az)
     assert 10 < flipped.sum() < 54  # about half
     np.testing.assert_allclose(az2[flipped], -az[flipped])
@@ -161,8 +159,8 @@ def test_flip_mirrors_the_image_and_the_pose_labels():
     same = augment_batch(jax.random.PRNGKey(3), images, az, th, dict.fromkeys(aug, 0.0))
     np.testing.assert_array_equal(same[0], images)
     full = dict(aug, scale_jitter=0.2, shift=0.1, brightness=0.3, contrast=0.3, saturation=0.3)
-    a = augment_batch(jax.random.PRNGKey(4), images, az, th, full)[0]
-    b = augment_batch(jax.random.PRNGKey(4), images, az, th, full)[0]
+    run = jax.jit(lambda k: augment_batch(k, images, az, th, full)[0])
+    a, b = run(jax.random.PRNGKey(4)), run(jax.random.PRNGKey(4))
     np.testing.assert_array_equal(a, b)
     assert a.shape == images.shape and float(a.min()) >= 0 and float(a.max()) <= 255
     assert not np.allclose(a, images)
@@ -185,34 +183,14 @@ def test_label_smoothing_and_dropout():
     config.model.width, config.model.dropout = 0.25, 0.5
     module = build_classifier(config.model, bins)
     x = jnp.ones((2, 32, 32, 3))
-    variables = module.init(jax.random.PRNGKey(0), x)
-    eval_a = module.apply(variables, x)["azimuth"]
-    np.testing.assert_array_equal(eval_a, module.apply(variables, x)["azimuth"])
-    train_a = module.apply(
-        variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.PRNGKey(1)}
-    )[0]["azimuth"]
+    variables = jax.jit(module.init)(jax.random.PRNGKey(0), x)
+    apply = jax.jit(lambda v, x: module.apply(v, x)["azimuth"])
+    eval_a = apply(variables, x)
+    np.testing.assert_array_equal(eval_a, apply(variables, x))
+    train_a = jax.jit(
+        lambda v, x, k: module.apply(v, x, train=True, mutable=["batch_stats"], rngs={"dropout": k})[0]
+    )(variables, x, jax.random.PRNGKey(1))["azimuth"]
     assert not np.allclose(train_a, eval_a)
     config.model.dropout = 1.0
     with pytest.raises(ValueError, match="dropout"):
         build_classifier(config.model, bins)
-
-
-def test_validation_curve_lands_in_metrics(tmp_path):
-    options = {"categories": "car", "height": 32, "width": 32, "train_per_category": 8}
-    options.update({"val_per_category": 2, "test_per_category": 4, "neural_vertices": 60})
-    data.build("synthetic", str(tmp_path / "data"), data.make_options("synthetic", options))
-    config = baseline_synthetic.get_config()
-    config.data.data_dir = str(tmp_path / "data")
-    config.model.width, config.model.dropout = 0.25, 0.2
-    t = config.train
-    t.steps, t.batch_size, t.log_every, t.checkpoint_every, t.progress = 4, 4, 2, 4, False
-    t.label_smoothing, t.augment.flip_prob, t.augment.scale_jitter = 0.1, 0.5, 0.1
-    config.eval.every, config.eval.split, config.eval.max_images = 2, "test_l0", 3
-    from nemo_jax.baseline import train_baseline  # noqa: PLC0415
-
-    result = train_baseline(config, str(tmp_path / "run"), log=lambda *_: None)
-    assert [(v["step"], v["n"]) for v in result["validation"]] == [(2, 3), (4, 3)]
-    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
-    val = [r for r in rows if r["split"] == "val"]
-    assert [r["step"] for r in val] == [2, 4]
-    assert all(0.0 <= r["acc_pi6"] <= 1.0 and np.isfinite(r["med_err_deg"]) for r in val)
