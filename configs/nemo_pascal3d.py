@@ -1,8 +1,9 @@
 """NeMo on PASCAL3D+, one category: ``--config configs/nemo_pascal3d.py:car``.
 
-Crop size and render distance follow NeMo's per-category values; the neural mesh is the
-SingleCuboid stored with the built dataset (``mesh.kind='dataset'``), or built from the CAD models
-with ``--config.mesh.kind=single_cuboid --config.mesh.cad_dir=PASCAL3D+/CAD``.
+Crops follow NeMo's protocol: every image rescaled by distance / 5 (the object at distance 5 with a
+3000-px focal, ``data.distance``, for every category) and cropped to NeMo's per-category size. The
+neural mesh is the SingleCuboid stored with the built dataset (``mesh.kind='dataset'``), or built
+from the CAD models with ``--config.mesh.kind=single_cuboid --config.mesh.cad_dir=PASCAL3D+/CAD``.
 
 The ResNet-50 starts from torchvision's ImageNet weights, as NeMo's does: give the file with
 ``--config.model.pretrained=/path/resnet50-0676ba61.pth`` (read without torch; or its ``.npz`` from
@@ -25,6 +26,9 @@ def get_config(category: str = "car"):
     c = common.base()
     c.category = category
     c.data.image_size = common.CROP_SIZES[category]
-    c.data.distance = common.DISTANCES[category]
+    c.data.distance = common.CROP_DISTANCE
     c.model.pretrained = models.REQUIRED  # torchvision's ImageNet ResNet-50, given by path
+    # NeMo trains without augmentation (RandomHorizontalFlip and ColorJitter are defined, unused).
+    c.train.flip_prob = 0.0
+    c.train.brightness = c.train.contrast = c.train.saturation = 0.0
     return c

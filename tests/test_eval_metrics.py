@@ -79,9 +79,44 @@ def test_results_json_per_category_level_and_weighted_mean():
     assert res["mean"]["L0"]["acc_pi6"] == pytest.approx(4 / 5)
     assert res["mean"]["L0"]["med_err_deg"] == pytest.approx(20.0)
     assert out["predictions"][1]["error_deg"] == pytest.approx(40.0)
-    json.dumps(out)  # serialisable
     table = format_table(out, title="demo")
     assert "car" in table and "mean" in table and "80.0" in table
+
+
+def test_results_json_round_trip_recomputes_the_same_metrics(tmp_path):
+    """The results JSON written to disk reads back to the same numbers, and its prediction records
+    alone reproduce every metric (as tools re-evaluating a saved run do)."""
+    errs = {"car": {0: [3, 12, 45], 2: [8, 31]}, "bus": {0: [29, 31], 2: [1]}}
+    recs = [
+        _record(f"{cat}{lv}{i}", cat, lv, e)
+        for cat, per_level in errs.items()
+        for lv, es in per_level.items()
+        for i, e in enumerate(es)
+    ]
+    out = evaluate_records(recs)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(out, indent=2))
+    back = json.loads(path.read_text())
+    assert back["results"] == out["results"]  # floats survive the text round trip exactly
+    assert list(back["results"]["car"]) == ["L0", "L2"]
+    # every number checked against the errors written above (degrees), not against the module
+    for cat, per_level in errs.items():
+        for lv, es in per_level.items():
+            r = back["results"][cat][f"L{lv}"]
+            assert r["n"] == len(es)
+            assert r["acc_pi6"] == pytest.approx(np.mean(np.array(es) < 30))
+            assert r["acc_pi18"] == pytest.approx(np.mean(np.array(es) < 10))
+            assert r["med_err_deg"] == pytest.approx(np.median(es), abs=1e-9)
+    pooled_l2 = [8, 31, 1]
+    assert back["results"]["mean"]["L2"]["med_err_deg"] == pytest.approx(8.0, abs=1e-9)
+    assert back["results"]["mean"]["L2"]["acc_pi6"] == pytest.approx(2 / len(pooled_l2))
+    by_id = {p["id"]: p for p in back["predictions"]}
+    assert by_id["imgcar02"]["error_deg"] == pytest.approx(45.0)
+    assert by_id["imgbus01"]["level"] == "L0" and by_id["imgbus01"]["error_rad"] == pytest.approx(
+        math.radians(31)
+    )
+    # re-evaluating the saved records gives the saved results
+    assert evaluate_records(back["predictions"])["results"] == back["results"]
 
 
 def test_bad_records_raise_clear_errors():

@@ -3,6 +3,7 @@ rejects bad input, never returns a NaN pose. One compiled search (batch of 3 ima
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +16,7 @@ from nemo_jax.inference import (
     bucketed_search_inputs,
     pose_grid,
     search_batch,
+    search_batch_unchecked,
     search_pose,
 )
 from nemo_jax.mesh import cuboid_mesh
@@ -88,12 +90,12 @@ def _batched(scene, obs, vertices=None, faces=None, vertex_features=None) -> Sea
 
 @pytest.fixture(scope="module")
 def results(scene):
-    """search_batch on [clean, occluded, NaN]: the NaN image bypasses search_pose's eager check to
-    exercise the jitted core's masking of non-finite losses."""
+    """The jitted core on [clean, occluded, NaN]: the NaN image bypasses the eager checks of
+    search_pose and search_batch to exercise the core's masking of non-finite losses."""
     nan_image = scene["clean"].copy()
     nan_image[5, 7, :] = np.nan
     obs = np.stack([scene["clean"], scene["occluded"], nan_image])
-    res = search_batch(_batched(scene, obs), config=scene["config"])
+    res = search_batch_unchecked(_batched(scene, obs), config=scene["config"])
     return jax.tree.map(np.asarray, res)
 
 
@@ -103,9 +105,16 @@ def _error_deg(res, i):
 
 
 def test_grid_is_nemo_default(scene):
+    """NeMo's MeshPoseSolveAll initial grid, written out from its code (radians): azimuths
+    linspace(0, 2 pi, 12, endpoint=False), elevations linspace(-pi/6, pi/3, 4), thetas
+    linspace(-pi/6, pi/6, 3); all 144 combinations, azimuth slowest and theta fastest."""
+    azimuths = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    elevations = np.linspace(-np.pi / 6, np.pi / 3, 4)
+    thetas = np.linspace(-np.pi / 6, np.pi / 6, 3)
+    nemo = np.array([(a, e, t) for a in azimuths for e in elevations for t in thetas])
     grid = np.asarray(pose_grid(scene["config"]))
-    assert grid.shape == (144, 3)
-    assert np.allclose(np.rad2deg(np.unique(grid[:, 1])), [-30, 0, 30, 60], atol=1e-4)
+    assert grid.shape == (144, 3) and grid.dtype == np.float32
+    np.testing.assert_allclose(grid, nemo, atol=1e-6)
 
 
 def test_recovers_known_pose(results):
@@ -161,12 +170,55 @@ def test_bad_input_raises(scene):
 
 def test_bucketed_mesh_gives_the_unpadded_search(scene, results):
     """tools/evaluate pads each category's mesh (zero vertices and features, -1 faces) and rounds the
-    tile budget up so categories share one compiled search: the poses must not change."""
+    tile budget up so categories share one compiled search: the poses must not change, and a second
+    category's mesh of another size runs without a new trace."""
     v, f, vf, config = bucketed_search_inputs(scene["v"], scene["f"], scene["vf"], scene["config"], step=256)
     assert v.shape[0] % 256 == 0 and f.shape[0] % 256 == 0 and config.raster.tile_budget % 256 == 0
     assert v.shape[0] > len(scene["v"]) and bool(jnp.all(f[len(scene["f"]) :] == -1))
     obs = np.stack([scene["clean"], scene["occluded"]])
-    res = search_batch(_batched(scene, obs, v, f, vf), config=config)
+    chex.clear_trace_counter()
+    core = search_batch_unchecked.__wrapped__
+    search = jax.jit(chex.assert_max_traces(core, n=1), static_argnames="config")
+    res = search(_batched(scene, obs, v, f, vf), config=config)
     for field in ("azimuth", "elevation", "theta", "loss"):
         np.testing.assert_allclose(np.asarray(getattr(res, field)), getattr(results, field)[:2], atol=1e-4)
     np.testing.assert_array_equal(np.asarray(res.occluder), results.occluder[:2])
+    # another category: a smaller box (152 vertices, 300 faces) with its own features
+    v2, f2 = cuboid_mesh([-0.25, -0.4, -0.2], [0.25, 0.4, 0.2], 150)
+    vf2 = _unit(np.random.default_rng(1).normal(size=(len(v2), C))).astype(np.float32)
+    v2, f2, vf2, config2 = bucketed_search_inputs(v2, f2, vf2, scene["config"], step=256)
+    assert v2.shape == v.shape and f2.shape == f.shape and config2 == config
+    res2 = search(_batched(scene, obs, v2, f2, vf2), config=config2)  # raises if traced again
+    assert np.all(np.isfinite(np.asarray(res2.loss)))
+
+
+def test_degenerate_feature_maps_are_flagged(scene, results):
+    """An all-zero or constant feature map still gets a pose, but flagged; real scenes are not."""
+    from nemo_jax.inference import trust_flags
+
+    assert trust_flags(results)[:2] == [[], []]  # clean and occluded: trusted
+    constant = np.broadcast_to(_unit(np.arange(1.0, C + 1.0)), (H, W, C)).astype(np.float32)
+    obs = np.stack([np.zeros((H, W, C), np.float32), constant, scene["clean"]])
+    res = search_batch(_batched(scene, obs), config=scene["config"])
+    flags = trust_flags(res)
+    assert flags[0] == ["uniform features", "no object evidence"]  # all zero: nothing beats clutter
+    assert "uniform features" in flags[1]
+    assert flags[2] == []
+
+
+def test_search_batch_refuses_nonfinite_features_vertex_features_or_clutter(scene):
+    """As search_pose does: an error naming what was non-finite, not a default pose (evaluation's path)."""
+    nan_image = scene["clean"].copy()
+    nan_image[5, 7, :] = np.nan
+    inputs = _batched(scene, np.stack([scene["clean"], scene["occluded"], nan_image]))
+    with pytest.raises(ValueError, match=r"search_batch: non-finite values in observed \(images \[2\]"):
+        search_batch(inputs, config=scene["config"])
+    good = _batched(scene, np.stack([scene["clean"], scene["occluded"], scene["clean"]]))
+    vf = np.array(scene["vf"])
+    vf[3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"non-finite values in vertex_features \(1 values\)"):
+        search_batch(good.replace(vertex_features=jnp.asarray(vf)), config=scene["config"])
+    clutter = np.array(good.clutter)
+    clutter[1, :] = np.nan
+    with pytest.raises(ValueError, match=r"non-finite values in clutter"):
+        search_batch(good.replace(clutter=jnp.asarray(clutter)), config=scene["config"])

@@ -80,7 +80,7 @@ def test_soft_tends_to_hard():
     hard = render_jit(verts, faces, cam, RasterSettings(height=H, width=W), attributes=attrs)
     errors, soft = [], None
     for sigma, gamma in [(1e-1, 1e-2), (1e-4, 1e-5)]:
-        settings = RasterSettings(height=H, width=W, variant="soft", sigma=sigma, gamma=gamma)
+        settings = RasterSettings(height=H, width=W, variant="soft", params={"sigma": sigma, "gamma": gamma})
         soft = render_jit(verts, faces, cam, settings, attributes=attrs)
         errors.append(
             (
@@ -138,7 +138,7 @@ def test_hard_gradients_match_finite_differences():
 
 def test_soft_gradients_match_finite_differences():
     verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 60)
-    settings = RasterSettings(height=24, width=32, variant="soft", sigma=0.5, gamma=1e-2)
+    settings = RasterSettings(height=24, width=32, variant="soft", params={"sigma": 0.5, "gamma": 1e-2})
     with jax.enable_x64(True):
         verts = jnp.asarray(verts, jnp.float64)
         faces = jnp.asarray(faces, jnp.int32)

@@ -94,11 +94,27 @@ def test_render_mesh_reports_a_broken_off_file(tmp_path):
 
 @pytest.mark.slow
 def test_bench_render_json_lines():
-    result = run_tool("tools/bench_render.py", "--json", "--images", "2", "--starts", "2", "--repeats", "5")
+    result = run_tool(
+        "tools/bench_render.py",
+        "--json",
+        "--variant=hard,gaussian",
+        "--config.images=2",
+        "--config.starts=2",
+        "--config.repeats=5",
+        "--config.vertices=300",
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    names = {r["name"] for r in records}
-    assert names == {"render_fwd", "render_fwd_bwd", "render_fwd_bwd_feat", "grid144_fwd", "refine_step"}
+    for variant in ("hard", "gaussian"):
+        names = {r["name"] for r in records if r["variant"] == variant}
+        assert names == {"render_fwd", "render_fwd_bwd", "render_fwd_bwd_feat", "grid144_fwd", "refine_step"}
     for r in records:
         assert r["median_ms"] > 0 and r["overflow_max"] == 0
-        assert {"compile_s", "device", "jax_version", "height", "width"} <= set(r)
+        assert {"compile_s", "device", "jax_version", "height", "width", "params"} <= set(r)
+
+
+def test_bench_render_rejects_unknown_variants_and_parameters():
+    result = run_tool("tools/bench_render.py", "--variant=nope")
+    assert result.returncode != 0 and "registered: " in result.stderr
+    result = run_tool("tools/bench_render.py", "--variant=gaussian", "--param=K=3", "--only=render_fwd")
+    assert result.returncode != 0 and "no parameter(s) ['K']" in result.stderr

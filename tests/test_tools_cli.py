@@ -14,8 +14,6 @@ from conftest import ROOT, run_tool
 from nemo_jax.apps.cli import COMMANDS
 
 TOOLS = sorted(n[:-3] for n in os.listdir(os.path.join(ROOT, "tools")) if n.endswith(".py"))
-# Converted to the shared CLI by its owner separately (argparse until then).
-NOT_YET_COMMANDS = {"bench_render"}
 
 
 def _scripts() -> dict:
@@ -25,7 +23,7 @@ def _scripts() -> dict:
 
 def test_every_tool_is_a_console_command():
     scripts = _scripts()
-    assert set(TOOLS) - NOT_YET_COMMANDS == set(COMMANDS)
+    assert set(TOOLS) == set(COMMANDS)
     for name in COMMANDS:
         target = scripts[f"nemo-jax-{name.replace('_', '-')}"]
         assert target == f"nemo_jax.apps.cli.{name}:main"
@@ -51,3 +49,15 @@ def test_help_exits_zero_and_lists_the_flags(name):
 def test_missing_required_flag_is_an_error_naming_it():
     result = run_tool("estimate_pose", "--images", "x", "--category", "car", timeout=300)
     assert result.returncode != 0 and "checkpoint" in result.stderr
+
+
+def test_write_fixture_tree_writes_a_buildable_tree(tmp_path):
+    result = run_tool("write_fixture_tree", "--out", tmp_path / "p3d", "--train", 2, "--val", 1, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    root = tmp_path / "p3d" / "PASCAL3D+_release1.1"
+    assert len(os.listdir(root / "Annotations" / "car_imagenet")) == 3
+    assert (root / "CAD" / "car" / "01.off").is_file()
+    occluded = tmp_path / "p3d" / "OccludedPASCAL3D+" / "images" / "carFGL1_BGL1"
+    assert len(os.listdir(occluded)) == 1  # made from the val images
+    bad = run_tool("write_fixture_tree", "--out", tmp_path / "x", "--categories", "spaceship", timeout=300)
+    assert bad.returncode != 0 and "spaceship" in bad.stderr

@@ -50,3 +50,13 @@ def test_colour_jitter_identity_at_zero_and_bounded():
     np.testing.assert_allclose(np.asarray(same), np.asarray(img), atol=1e-3)
     out = np.asarray(augment.colour_jitter(jax.random.PRNGKey(1), img, 0.5, 0.5, 0.5))
     assert out.min() >= 0 and out.max() <= 255 and not np.allclose(out, np.asarray(img))
+
+
+def test_flip_mirrors_the_visibility_box():
+    width = 96
+    example = {"image": jnp.zeros((64, width, 3)), "azimuth": jnp.float32(0.3), "theta": jnp.float32(0.1),
+               "px": jnp.float32(40.0), "box": jnp.array([10.0, 5.0, 30.5, 60.0])}  # fmt: skip
+    out = augment.flip_example(example, jnp.bool_(True))
+    np.testing.assert_allclose(np.asarray(out["box"]), [width - 1 - 30.5, 5.0, width - 1 - 10.0, 60.0])
+    same = augment.flip_example(example, jnp.bool_(False))
+    np.testing.assert_allclose(np.asarray(same["box"]), np.asarray(example["box"]))

@@ -35,3 +35,20 @@ def test_visibility_matches_front_facing_box_sides():
         assert 0 < want.sum() < len(v)
         mask = np.asarray(view.object_mask)
         assert mask.shape == (8, 12) and 0 < mask.sum() < mask.size
+
+
+def test_visibility_stops_at_the_box_and_the_image():
+    """NeMo: a vertex counts only inside the object's box and the image, never on a crop's padding."""
+    v, f = mesh.cuboid_mesh(np.array([-1.0, -0.6, -0.4]), np.array([1.0, 0.6, 0.4]), 200)
+    fn = jax.jit(vertex_view, static_argnums=(3, 4, 5, 6, 7))
+    # The object's centre near the right border: part of it projects outside the 64 x 96 image.
+    cam = camera_from_viewpoint(0.7, 0.3, 0.1, 6.0, 90.0, 31.5, 1.0, 150.0)
+    args = (jnp.asarray(v), jnp.asarray(f), cam, (64, 96), 8, 2, 0.5, 8)
+    plain = fn(*args)
+    boxed = fn(*args, box=jnp.array([-0.5, -0.5, 70.0, 63.5]))  # an object box ending at x = 70
+    x = np.asarray(plain.points[:, 0])
+    visible = np.asarray(plain.visible)
+    assert np.any(x > 95.5) and not np.any(visible & (x > 95.5))  # off the image: never visible
+    assert np.any(visible & (x > 70.0))
+    np.testing.assert_array_equal(np.asarray(boxed.visible), visible & (x <= 70.0))
+    assert np.asarray(boxed.visible).sum() > 0

@@ -9,23 +9,42 @@ from nemo_jax.inference import PARAMETERS, SearchInputs, loss_landscape
 from nemo_jax.mesh import cuboid_mesh
 from nemo_jax.render import RasterSettings
 from nemo_jax.viz import accuracy_vs_occlusion, figure_one, mesh_overlay, occlusion_image
+from nemo_jax.viz import figures as viz_figures
 
 H, W, C = 12, 20, 8
+BACKGROUND, VISIBLE, OCCLUDED = viz_figures.OCCLUSION_COLORS  # RGB in [0, 1]
+TAB_BLUE, TAB_ORANGE = (31, 119, 180), (255, 127, 14)  # matplotlib's first two line colours
 
 
 def _unit(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def test_occlusion_image_three_colours():
-    occ = np.array([[0, 1, 0]], bool)
-    mask = np.array([[0, 1, 1]], bool)
+def _capture_figures(monkeypatch) -> list:
+    """Keeps the figures the viz functions close, to read their axes after the PNG is written."""
+    figures = []
+    monkeypatch.setattr(viz_figures.plt, "close", figures.append)
+    return figures
+
+
+def _png_pixel(png, fig, ax, x, y):
+    """The RGB of the written PNG at data point (x, y) of ``ax``."""
+    scale = png.shape[1] / fig.bbox.width  # savefig dpi / figure dpi
+    dx, dy = ax.transData.transform((x, y))
+    return png[int(png.shape[0] - dy * scale), int(dx * scale)].astype(int)
+
+
+def test_occlusion_image_colours_each_cell_by_its_class():
+    occ = np.array([[0, 1, 0], [1, 0, 1]], bool)  # occluder outside the object counts as background
+    mask = np.array([[0, 1, 1], [0, 0, 1]], bool)
     img = occlusion_image(occ, mask)
-    assert img.shape == (1, 3, 3)
-    assert len({tuple(p) for p in img[0]}) == 3
+    assert img.shape == (2, 3, 3)
+    expected = np.array([[BACKGROUND, OCCLUDED, VISIBLE], [BACKGROUND, BACKGROUND, OCCLUDED]])
+    np.testing.assert_array_equal(img, expected)
+    assert len({tuple(c) for c in (BACKGROUND, VISIBLE, OCCLUDED)}) == 3
 
 
-def test_figure_one_and_landscape(tmp_path):
+def test_figure_one_and_landscape(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     v, f = cuboid_mesh([-0.2, -0.5, -0.17], [0.2, 0.5, 0.17], 100)
     vf = _unit(rng.normal(size=(len(v), C))).astype(np.float32)
@@ -57,6 +76,7 @@ def test_figure_one_and_landscape(tmp_path):
     over = mesh_overlay(image, v, f, pose, 240.0, 4 * pp)
     assert over.shape == image.shape and (over != image).any(axis=-1).sum() > 0.3 * mask.sum() * 16
     occluder = mask & (np.arange(W)[None] < W // 2)
+    captured = _capture_figures(monkeypatch)
     path = figure_one(
         tmp_path / "fig" / "figure1.png",
         image,
@@ -71,13 +91,41 @@ def test_figure_one_and_landscape(tmp_path):
         true_pose=pose + 0.05,
         title="test",
     )
-    png = Image.open(path)
-    assert png.size[0] > png.size[1] > 100
+    png = np.asarray(Image.open(path).convert("RGB"))
+    fig = captured[-1]
+    panels = fig.axes
+    assert len(panels) == 3 + len(PARAMETERS)
+    # occluder panel: every feature cell of the PNG has its class's colour
+    label = np.where(mask, np.where(occluder, 2, 1), 0)
+    assert set(np.unique(label)) == {0, 1, 2}
+    colours = np.rint(np.array([BACKGROUND, VISIBLE, OCCLUDED]) * 255).astype(int)
+    cell = image.shape[0] / H  # image pixels per feature cell
+    for r in range(H):
+        for c in range(W):
+            got = _png_pixel(png, fig, panels[2], (c + 0.5) * cell, (r + 0.5) * cell)
+            assert np.abs(got - colours[label[r, c]]).max() <= 2, (r, c, got, label[r, c])
+    # landscape panels: the plotted curve is the landscape, its minimum sits on the prediction line
+    for i, name in enumerate(PARAMETERS):
+        ax = panels[3 + i]
+        curve, prediction, truth = ax.lines[:3]
+        values, losses = land[name]
+        to_unit = np.degrees if name != "distance" else (lambda x: x)
+        np.testing.assert_allclose(curve.get_xdata(), to_unit(values), rtol=1e-6)
+        np.testing.assert_allclose(curve.get_ydata(), losses, rtol=1e-6)
+        x_min = curve.get_xdata()[np.argmin(curve.get_ydata())]
+        assert prediction.get_xdata()[0] == pytest.approx(x_min, abs=1e-4)
+        assert x_min == pytest.approx(to_unit(pose[i]), abs=1e-4)
+        assert truth.get_xdata()[0] == pytest.approx(to_unit(pose[i] + 0.05), abs=1e-4)
+        # and the PNG shows them: the black curve at its first sample, the blue line at mid height
+        x0, y0 = curve.get_xdata()[0], curve.get_ydata()[0]
+        assert _png_pixel(png, fig, ax, x0, y0).max() < 110, name
+        y_mid = float(np.mean(ax.get_ylim()))
+        assert np.abs(_png_pixel(png, fig, ax, x_min, y_mid) - TAB_BLUE).max() <= 40, name
     with pytest.raises(ValueError, match="image must be"):
         figure_one(tmp_path / "x.png", image[..., 0], v, f, pose, 240.0, pp, occluder, mask)
 
 
-def test_accuracy_vs_occlusion(tmp_path):
+def test_accuracy_vs_occlusion_plots_the_given_accuracies(tmp_path, monkeypatch):
     def recs(errs_by_level):
         out = []
         for level, errs in enumerate(errs_by_level):
@@ -88,15 +136,34 @@ def test_accuracy_vs_occlusion(tmp_path):
                         "id": f"{level}-{i}",
                         "category": "car",
                         "level": level,
-                        "pred": dict(t, theta=e),
+                        "pred": dict(t, theta=e),  # an in-plane error of e radians
                         "true": t,
                     }
                 )
         return evaluate_records(out)
 
-    nemo = recs([[0.1, 0.2], [0.1, 0.9], [0.2, 0.8], [1.0, 0.3]])
-    base = recs([[0.1, 0.2], [0.9, 0.9], [1.2, 0.8], [1.0, 1.3]])
+    nemo_errs = [[0.1, 0.2], [0.1, 0.9], [0.2, 0.8], [1.0, 0.3]]
+    base_errs = [[0.1, 0.2], [0.9, 0.9], [1.2, 0.8], [1.0, 1.3]]
+    nemo, base = recs(nemo_errs), recs(base_errs)
+    captured = _capture_figures(monkeypatch)
     path = accuracy_vs_occlusion(tmp_path / "acc.png", {"NeMo": nemo, "baseline": base["results"]})
-    assert Image.open(path).size[0] > 100
+    png = np.asarray(Image.open(path).convert("RGB"))
+    fig = captured[-1]
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.lines}
+    # Acc@pi/6 (pi/6 = 0.524 rad) in percent, per level, from the errors above
+    expected = {"NeMo": [100.0, 50.0, 50.0, 50.0], "baseline": [100.0, 0.0, 0.0, 0.0]}
+    for name, values in expected.items():
+        np.testing.assert_array_equal(lines[name].get_xdata(), [0, 1, 2, 3])
+        np.testing.assert_allclose(lines[name].get_ydata(), values)
+    # the PNG has each method's marker at its points (baseline drawn last: on top at level 0)
+    for level, value in enumerate(expected["baseline"]):
+        assert np.abs(_png_pixel(png, fig, ax, level, value) - TAB_ORANGE).max() <= 30, level
+    for level, value in list(enumerate(expected["NeMo"]))[1:]:
+        assert np.abs(_png_pixel(png, fig, ax, level, value) - TAB_BLUE).max() <= 30, level
+    # another metric: the median errors in degrees
+    accuracy_vs_occlusion(tmp_path / "med.png", {"NeMo": nemo}, metric="med_err_deg")
+    (med_line,) = captured[-1].axes[0].lines
+    np.testing.assert_allclose(med_line.get_ydata(), np.degrees(np.median(nemo_errs, axis=1)), rtol=1e-6)
     with pytest.raises(ValueError, match="no category 'bus'"):
         accuracy_vs_occlusion(tmp_path / "acc2.png", {"NeMo": nemo}, category="bus")

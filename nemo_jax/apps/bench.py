@@ -34,7 +34,12 @@ CAR_SETTING = (
     ("vertices", int, 1000, "target SingleCuboid vertex count"),
     ("distance", float, 5.0, "render distance, CAD units"),
     ("focal", float, 375.0, "focal length in pixels of the feature map (3000 / 8)"),
-    ("variant", str, "hard", "rasterizer variant: hard or soft"),
+    (
+        "variant",
+        str,
+        "hard",
+        "rasterizer variant: any registered name (hard, soft, pytorch3d, gaussian, ...)",
+    ),
     ("tile", list, (4, 4), "tile height and width"),
     ("no_cull", bool, False, "do not cull back faces (exact either way)"),
 )
@@ -47,8 +52,6 @@ def add_car_setting_args(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(f"--{name}", action="store_true", help=help_text)
         elif kind is list:
             parser.add_argument(f"--{name}", type=int, nargs=2, default=default, metavar=("TH", "TW"))
-        elif name == "variant":
-            parser.add_argument(f"--{name}", default=default, choices=["hard", "soft"], help=help_text)
         else:
             parser.add_argument(f"--{name}", type=kind, default=default, help=help_text)
 
@@ -62,8 +65,8 @@ def define_car_setting_flags() -> None:
             flags.DEFINE_bool(name, default, help_text)
         elif kind is list:
             flags.DEFINE_list(name, [str(v) for v in default], help_text + " (TH,TW)")
-        elif name == "variant":
-            flags.DEFINE_enum(name, default, ["hard", "soft"], help_text)
+        elif kind is str:
+            flags.DEFINE_string(name, default, help_text)
         elif kind is int:
             flags.DEFINE_integer(name, default, help_text)
         else:
@@ -141,7 +144,7 @@ def bench_pose(
     images). ``focal`` in pixels of the feature map. With several devices the image batch is
     sharded over them (data parallel). ``log`` receives a JSON-able note when a benchmark is skipped.
     """
-    from nemo_jax.inference import SearchConfig, SearchInputs, search_batch, size_tile_budget
+    from nemo_jax.inference import SearchConfig, SearchInputs, search_batch_unchecked, size_tile_budget
 
     h, w, c, b = height, width, feature_dim, images
     v_np, f_np = car_mesh(vertices)
@@ -191,7 +194,7 @@ def bench_pose(
     shared = SearchInputs(observed, vertex_features, clutter, verts, faces, focal_px, principal, dist)
 
     def search(observed, clutter):
-        return search_batch(shared.replace(observed=observed, clutter=clutter), config=config)
+        return search_batch_unchecked(shared.replace(observed=observed, clutter=clutter), config=config)
 
     benches = {"pose_search": (jax.jit(search), (observed, clutter), {})}
     only = [s for s in only if s]

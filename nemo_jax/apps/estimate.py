@@ -1,41 +1,103 @@
 """Pose estimation for unlabeled images with a given object box, using a trained NeMo run.
 
-Each image is cropped around the box centre and rescaled so that the box's longer side spans
-``fill`` of the crop's shorter side (the scale the training crops have), then the run's backbone and
-the pose search give the viewpoint in the crop's camera; ``distance`` is the run's render distance
-(the crop's scale stands in for the true one, as in NeMo's test protocol).
+Each image is cropped as the run's training crops were: the run's crop protocol
+(``<run>/crop_protocol.json``, written by training: the median box-to-crop size and where the
+principal point sits in the box, see :mod:`nemo_jax.data.crop_protocol`) maps the box to a crop of
+the run's size with the principal point at ``(W / 2, H / 2)`` (pixel-centre coordinates, as the
+builders' crops). The run's backbone and the pose search then give the viewpoint in the crop's
+camera (focal 3000 px) at the run's ``data.distance`` (the crop's scale stands in for the true one,
+as in NeMo's test protocol).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
+import tempfile
 
 import numpy as np
 from PIL import Image
 
+from nemo_jax.apps import output
 from nemo_jax.apps.evaluate import _preprocess
+from nemo_jax.data import crop_protocol
+from nemo_jax.data.pascal3d import crop as crop_image
 from nemo_jax.geometry.camera import feature_coordinates
-from nemo_jax.inference import neural_mesh_inputs, search_config_for, search_pose
+from nemo_jax.inference import neural_mesh_inputs, search_config_for, search_pose, trust_flags
 from nemo_jax.train.run import load_run
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-def crop_to_box(image: np.ndarray, box, size: tuple[int, int], fill: float) -> np.ndarray:
-    """``[H, W, 3]`` uint8 crop of ``size`` (h, w) centred on ``box = (x0, y0, x1, y1)`` (pixels),
-    scaled so the box's longer side spans ``fill * min(size)`` (bilinear, black outside)."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    if not (x1 > x0 and y1 > y0):
-        raise ValueError(f"box {box}: needs x1 > x0 and y1 > y0")
-    h, w = size
-    scale = fill * min(h, w) / max(x1 - x0, y1 - y0)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    # PIL's affine maps output (u, v) to input (a u + b v + c, d u + e v + f).
-    coeffs = (1 / scale, 0.0, cx - (w / 2) / scale, 0.0, 1 / scale, cy - (h / 2) / scale)
-    return np.asarray(
-        Image.fromarray(image).transform((w, h), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
-    )
+def crop_to_box(image: np.ndarray, box, size: tuple[int, int], protocol: dict) -> np.ndarray:
+    """``[H, W, 3]`` uint8 crop of ``size = (H, W)`` for ``box = (x0, y0, x1, y1)``, the box's pixel
+    edges in the project's pixel-centre coordinates (the whole ``h x w`` image is ``(-0.5, -0.5,
+    w - 0.5, h - 0.5)``), made by ``protocol`` (:func:`nemo_jax.data.crop_protocol.crop_for_box`);
+    bilinear, black outside the image."""
+    scale, x0, y0 = crop_protocol.crop_for_box(box, size, protocol)
+    return crop_image(Image.fromarray(image), x0, y0, scale, size)
+
+
+def load_boxes(path: str) -> dict:
+    """The boxes JSON ``{image file name: [x0, y0, x1, y1]}`` at ``path``, entries unchecked
+    (:func:`check_box` checks each when its image is processed); ``ValueError`` naming the file if it
+    is not such an object."""
+    try:
+        with open(path) as fh:
+            boxes = json.load(fh)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(boxes, dict):
+        raise ValueError(
+            f"{path}: expected an object {{image file name: [x0, y0, x1, y1]}}, got a {type(boxes).__name__}"
+        )
+    return boxes
+
+
+def check_box(box, where: str) -> list[float]:
+    """``box`` as ``[x0, y0, x1, y1]`` floats; ``ValueError`` starting with ``where`` unless it is four
+    finite numbers with ``x1 > x0`` and ``y1 > y0``."""
+    if not isinstance(box, list | tuple) or len(box) != 4:
+        raise ValueError(f"{where}: expected four numbers [x0, y0, x1, y1], got {box!r}")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box):
+        raise ValueError(f"{where}: expected four numbers [x0, y0, x1, y1], got {box!r}")
+    values = [float(v) for v in box]
+    if not all(np.isfinite(values)):
+        raise ValueError(f"{where}: non-finite coordinate in {box!r}")
+    if not (values[2] > values[0] and values[3] > values[1]):
+        raise ValueError(f"{where}: box {box!r} needs x1 > x0 and y1 > y0")
+    return values
+
+
+def unmatched_boxes(boxes: dict, names) -> list[str]:
+    """Keys of ``boxes`` naming none of the image files ``names``, each with a hint when it matches
+    one but for case (``'A.PNG' (did you mean 'a.png'?)``)."""
+    by_lower = {n.lower(): n for n in names}
+    out = []
+    for key in boxes:
+        if key not in names:
+            hint = by_lower.get(str(key).lower())
+            out.append(f"{key!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+    return out
+
+
+def box_flags(box, image_shape, crop: np.ndarray) -> list[str]:
+    """Reasons not to trust a pose estimated from ``crop`` (the ``[h, w, 3]`` crop of ``box`` in an
+    image of ``image_shape`` ``(H, W, ...)``): ``'box outside image'`` (no overlap), ``'tiny box'``
+    (longer side under 8 pixels: an upscaled handful of pixels), ``'empty crop'`` (the crop is one
+    flat colour, e.g. all black)."""
+    x0, y0, x1, y1 = box
+    h, w = image_shape[:2]
+    flags = []
+    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+        flags.append("box outside image")
+    if max(x1 - x0, y1 - y0) < 8:
+        flags.append("tiny box")
+    if float(np.ptp(np.asarray(crop, np.float32))) <= 2.0:
+        flags.append("empty crop")
+    return flags
 
 
 def estimate_poses(
@@ -43,65 +105,139 @@ def estimate_poses(
     images_dir: str,
     boxes: dict | None,
     out_dir: str,
-    fill: float = 0.6,
+    fill: float | None = None,
     distance: float | None = None,
     figures: bool = True,
     category: str | None = None,
+    boxes_source: str = "boxes",
+    log=None,
 ) -> list[dict]:
     """Predicts the viewpoint of every image in ``images_dir``; writes ``out_dir/predictions.json``
-    (and Figure-1-style overlays). ``boxes``: ``{file name: [x0, y0, x1, y1]}``; a missing entry
-    means the whole image. ``category``, if given, must be the run's. Returns the prediction records
-    (angles in degrees and radians)."""
+    (and Figure-1-style overlays). ``boxes``: ``{file name: [x0, y0, x1, y1]}`` in the usual corner
+    convention (the image's top-left corner at ``(0, 0)``, the whole image ``[0, 0, w, h]``), from
+    ``boxes_source`` (named in messages); a missing entry means the whole image, a key naming no
+    image is an error. ``category``, if given, must be the run's. ``fill``: overrides the run's
+    crop protocol (the box's longer side spans ``fill`` of the crop's shorter side; needed for runs
+    without ``crop_protocol.json``). Returns one record per image:
+    angles in degrees and radians, ``loss`` and ``flags`` (reasons not to trust the pose, see
+    :func:`box_flags` and :func:`nemo_jax.inference.trust_flags`; empty when none), or, for an image
+    that could not be processed (unreadable, a bad box, non-finite features), only ``image`` and
+    ``error``: it is reported through ``log`` and skipped, the others are kept.
+
+    All or nothing: the output is written into a scratch folder beside ``out_dir`` and renamed into
+    place at the end, replacing a previous ``out_dir`` of this tool whole (one holding a
+    ``predictions.json``); any other non-empty ``out_dir`` is refused before the work.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out_dir = os.path.abspath(out_dir)
+    check_out_dir(out_dir)
+    names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
+    if not names:
+        raise FileNotFoundError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    unmatched = unmatched_boxes(boxes or {}, names)
+    if unmatched:
+        raise ValueError(f"{boxes_source}: boxes for images not in {images_dir}: {', '.join(unmatched)}")
     config, model, variables, mesh = load_run(run_dir)
     if category is not None and config.category != category:
         raise ValueError(f"{run_dir}: the run is for category {config.category!r}, not {category!r}")
     size = tuple(int(s) for s in config.data.image_size)
+    if fill is not None:
+        protocol = crop_protocol.fill_protocol(fill)
+    else:
+        protocol = crop_protocol.read(run_dir)
+        if protocol is None:
+            raise FileNotFoundError(
+                f"{os.path.join(run_dir, crop_protocol.FILENAME)}: the run stores no crop protocol "
+                "(its training set had no object boxes); pass fill (--fill F: the box's longer side "
+                "over the crop's shorter side) to crop by hand"
+            )
+        if tuple(protocol["image_size"]) != size:
+            raise ValueError(
+                f"{os.path.join(run_dir, crop_protocol.FILENAME)}: crop size {protocol['image_size']} "
+                f"differs from the run's data.image_size {list(size)}"
+            )
     distance = float(distance if distance is not None else config.data.distance)
     stride = int(config.model.get("stride", 8))
-    names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
-    if not names:
-        raise FileNotFoundError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     focal_px = 3000.0 / stride  # NeMo's focal 1 x viewport 3000 image pixels, at feature resolution
-    principal = feature_coordinates(np.array([size[1] / 2, size[0] / 2]), stride)
+    principal_px = np.array([size[1] / 2, size[0] / 2])  # crop_protocol's principal point
+    principal = feature_coordinates(principal_px, stride)
     records, search_config = [], None
-    os.makedirs(out_dir, exist_ok=True)
-    for name in names:
-        path = os.path.join(images_dir, name)
-        try:
-            image = np.asarray(Image.open(path).convert("RGB"))
-        except Exception as err:
-            raise ValueError(f"{path}: not a readable image ({err})") from err
-        box = (boxes or {}).get(name, [0, 0, image.shape[1], image.shape[0]])
-        crop = crop_to_box(image, box, size, fill)
-        observed = model.apply(variables, _preprocess(crop[None]), train=False)
-        if search_config is None:
-            search_config = search_config_for(mesh, observed.shape[1:3], focal_px, principal, distance)
-        result = search_pose(neural_mesh_inputs(mesh, observed, focal_px, principal, distance), search_config)
-        pose = {k: float(np.asarray(getattr(result, k))[0]) for k in ("azimuth", "elevation", "theta")}
-        record = {
-            "image": name,
-            "box": [float(v) for v in box],
-            **{f"{k}_rad": v for k, v in pose.items()},
-            **{f"{k}_deg": float(np.degrees(v)) for k, v in pose.items()},
-            "distance": distance,
-            "loss": float(np.asarray(result.loss)[0]),
-        }
-        records.append(record)
-        if figures:
-            from nemo_jax import viz
+    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}-", dir=os.path.dirname(out_dir))
+    try:
+        for name in names:
+            path = os.path.join(images_dir, name)
+            try:
+                try:
+                    image = np.asarray(Image.open(path).convert("RGB"))
+                except Exception as err:  # noqa: BLE001 (PIL raises many kinds)
+                    raise ValueError(f"{path}: not a readable image ({err})") from err
+                if boxes and name in boxes:
+                    box = check_box(boxes[name], f"{boxes_source}: box of {name!r}")
+                else:
+                    box = [0.0, 0.0, float(image.shape[1]), float(image.shape[0])]
+                # corner convention -> pixel-centre coordinates (pixel (i, j) centred at (j, i))
+                crop = crop_to_box(image, [v - 0.5 for v in box], size, protocol)
+                observed = model.apply(variables, _preprocess(crop[None]), train=False)
+                if search_config is None:
+                    search_config = search_config_for(
+                        mesh, observed.shape[1:3], focal_px, principal, distance
+                    )
+                inputs = neural_mesh_inputs(mesh, observed, focal_px, principal, distance)
+                result = search_pose(inputs, search_config)
+            except ValueError as err:
+                log(f"warning: {name}: skipped ({err})")
+                records.append({"image": name, "error": str(err)})
+                continue
+            pose = {k: float(np.asarray(getattr(result, k))[0]) for k in ("azimuth", "elevation", "theta")}
+            flags = box_flags(box, image.shape, crop) + trust_flags(result)[0]
+            record = {
+                "image": name,
+                "box": [float(v) for v in box],
+                **{f"{k}_rad": v for k, v in pose.items()},
+                **{f"{k}_deg": float(np.degrees(v)) for k, v in pose.items()},
+                "distance": distance,
+                "loss": float(np.asarray(result.loss)[0]),
+                "flags": flags,
+            }
+            if flags:
+                log(f"warning: {name}: pose not to be trusted ({', '.join(flags)})")
+            records.append(record)
+            if figures:
+                from nemo_jax import viz
 
-            viz.figure_one(
-                os.path.join(out_dir, os.path.splitext(name)[0] + "_pose.png"),
-                crop,
-                np.asarray(mesh.vertices),
-                np.asarray(mesh.faces),
-                (pose["azimuth"], pose["elevation"], pose["theta"], distance),
-                3000.0,  # focal in crop (image) pixels
-                np.array([size[1] / 2, size[0] / 2]),
-                np.asarray(result.occluder)[0],
-                np.asarray(result.object_mask)[0],
-                title=f"{name}: loss {record['loss']:.3f}",
-            )
-    with open(os.path.join(out_dir, "predictions.json"), "w") as fh:
-        json.dump(records, fh, indent=1)
+                viz.figure_one(
+                    os.path.join(scratch, os.path.splitext(name)[0] + "_pose.png"),
+                    crop,
+                    np.asarray(mesh.vertices),
+                    np.asarray(mesh.faces),
+                    (pose["azimuth"], pose["elevation"], pose["theta"], distance),
+                    3000.0,  # focal in crop (image) pixels
+                    principal_px,
+                    np.asarray(result.occluder)[0],
+                    np.asarray(result.object_mask)[0],
+                    title=f"{name}: loss {record['loss']:.3f}" + (f" ({', '.join(flags)})" if flags else ""),
+                )
+        with open(os.path.join(scratch, PREDICTIONS), "w") as fh:
+            json.dump(records, fh, indent=1)
+        output.replace_dir(scratch, out_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return records
+
+
+PREDICTIONS = "predictions.json"
+
+
+def check_out_dir(out_dir: str) -> None:
+    """``ValueError`` unless ``out_dir`` is absent, empty, or a previous output of this tool (holding
+    a ``predictions.json``), which is then replaced whole."""
+    if not os.path.exists(out_dir):
+        return
+    if not os.path.isdir(out_dir):
+        raise ValueError(f"--out {out_dir}: exists and is not a folder")
+    if os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, PREDICTIONS)):
+        raise ValueError(
+            f"--out {out_dir}: holds files that are not an earlier output of estimate_pose "
+            f"(no {PREDICTIONS}); refusing to replace it, choose another --out"
+        )

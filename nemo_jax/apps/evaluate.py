@@ -37,7 +37,9 @@ def level_source(dataset: str, level: int, data_dir: str) -> data_lib.Source:
     * ``occluded_pascal3d``: ``test_l1..3``; L0 is the clean PASCAL3D+ val set that the occluded
       images were made from, i.e. ``pascal3d`` (``test_l0`` if built, else ``val``) in the same
       ``data_dir``.
-    * ``pascal3d`` / ``objectnet3d`` without test splits: L0 is ``val``.
+    * ``pascal3d`` / ``objectnet3d`` without test splits: L0 is ``val``, except under
+      ``pose_split='unseen'``, where ``val`` holds the seen azimuths and L0 must be ``test_l0``
+      (the builders write it): a build without it is an error, not a silent seen-pose score.
     """
     split = data_lib.TEST_SPLITS[level]
     if dataset == "occluded_pascal3d" and level == 0:
@@ -47,7 +49,13 @@ def level_source(dataset: str, level: int, data_dir: str) -> data_lib.Source:
     except ValueError:  # the dataset has no such split
         if level != 0 or dataset == "synthetic":
             raise
-    return data_lib.load(dataset, "val", data_dir)
+    source = data_lib.load(dataset, "val", data_dir)
+    if (source.metadata.get("options") or {}).get("pose_split") == "unseen":
+        raise ValueError(
+            f"{source.path}: built with pose_split='unseen' but has no {split!r} split (the unseen "
+            "azimuths' L0); rebuild it with this version of tools/build_data.py"
+        )
+    return source
 
 
 def ensure_datasets(

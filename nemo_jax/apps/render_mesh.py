@@ -8,9 +8,10 @@ import numpy as np
 from PIL import Image
 
 from nemo_jax.apps.bench import car_mesh
-from nemo_jax.geometry import camera_from_viewpoint
+from nemo_jax.geometry import camera_from_viewpoint, check_viewpoint
 from nemo_jax.mesh import load_off
 from nemo_jax.render import RasterSettings, render_exact, validate_mesh
+from nemo_jax.render.memory import check_render_fits
 from nemo_jax.viz import checkerboard, face_normals_camera, overlay, shade
 
 
@@ -50,12 +51,26 @@ def render_views(
 
     Returns ``{"mask": [H, W] bool, "depth": [H, W] float32 camera-frame depth (0 on background),
     "overlay": [H, W, 3] uint8}``.
+
+    Raises ``ValueError`` naming a non-finite or non-positive camera value (``--azimuth nan``,
+    ``--focal 0`` would otherwise draw an empty mask), and ``MemoryError`` when the render's
+    estimated peak memory (:func:`nemo_jax.render.memory.check_render_fits`, before compiling)
+    exceeds what the device has.
     """
     for name, value in (("width", width), ("height", height)):
         if value <= 0:
             raise ValueError(f"{name} must be positive, got {value}")
-    if not distance > 0:
-        raise ValueError(f"distance must be > 0, got {distance}")
+    check_viewpoint(
+        prefix="--",
+        azimuth=azimuth_deg,
+        elevation=elevation_deg,
+        theta=theta_deg,
+        distance=distance,
+        px=px,
+        py=py,
+        focal=focal,
+        viewport=viewport,
+    )
     camera = camera_from_viewpoint(
         *(jnp.deg2rad(jnp.float32(a)) for a in (azimuth_deg, elevation_deg, theta_deg)),
         distance=distance,
@@ -65,6 +80,7 @@ def render_views(
         viewport=viewport,
     )
     settings = RasterSettings(height=height, width=width, variant=variant, tile_height=16, tile_width=16)
+    check_render_fits(len(vertices), len(faces), settings, camera)
     out, _ = render_exact(vertices, faces, camera, settings)
     mask = np.asarray(out.coverage) > 0.5
     if image is None:

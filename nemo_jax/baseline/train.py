@@ -236,7 +236,7 @@ def load_baseline(workdir: str, image_shape) -> tuple[ml_collections.ConfigDict,
     if size is not None:  # the network's input, whatever the test crops' size
         image_shape = (*size, 3)
     target = jax.eval_shape(lambda: init_state(config, module, image_shape, jax.random.PRNGKey(0)))
-    ckpt = _checkpointer(config, workdir)
+    ckpt = Checkpointer(workdir, config.to_dict(), None, 1, 1000, read_only=True)  # writes nothing
     try:
         if ckpt.latest_step() is None:
             raise FileNotFoundError(f"{workdir}/checkpoints: no baseline checkpoint to load")

@@ -7,8 +7,10 @@ Example fields (numpy, per example; ``batches`` adds a leading ``[B]`` axis):
   (3000.0) (the PASCAL3D+ pair: the focal length in crop pixels is ``focal * viewport``);
   category int32 (index into ``Source.categories``); cad_index int32 (1-based);
   kp2d float32 ``[V, 2]`` projected neural-mesh vertices ``(x, y)`` in crop pixels; visible bool ``[V]``
-  (z-buffer visibility of the neural mesh, inside the crop); occlusion_level int32 (0..3);
-  object_mask uint8 ``[H, W]`` (synthetic); occluder_mask uint8 ``[H, W]`` (synthetic, occluded sets).
+  (z-buffer visibility of the neural mesh, inside the crop and ``box``); occlusion_level int32 (0..3);
+  object_mask uint8 ``[H, W]`` (synthetic); occluder_mask uint8 ``[H, W]`` (synthetic, occluded sets);
+  box float32 ``[4]`` ``(x0, y0, x1, y1)`` crop pixels (PASCAL3D+ family): the object's annotated box
+  within the image, where a vertex may count as visible (NeMo), so never on the crop's zero padding.
 
 Build: ``build(name, data_dir, make_options(name, {...}))`` (or ``tools/build_data.py``), read:
 ``load(name, split, data_dir)`` -> :class:`Source`, ``batches(source, batch_size, seed)`` (or the

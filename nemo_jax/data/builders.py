@@ -59,13 +59,18 @@ class NemoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # split_names(), write_meshes(dataset_dir) and examples(split) (yielding numpy examples).
     has_object_mask = False
     has_occluder_mask = False
+    has_box = False
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
             description=(self.__doc__ or "").strip().splitlines()[0],
             features=features_lib.example_features(
-                self.categories(), self.image_shape(), self.has_object_mask, self.has_occluder_mask
+                self.categories(),
+                self.image_shape(),
+                self.has_object_mask,
+                self.has_occluder_mask,
+                self.has_box,
             ),
             metadata=tfds.core.MetadataDict(
                 options=json.loads(json.dumps(dataclasses.asdict(self.options))),

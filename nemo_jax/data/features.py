@@ -10,7 +10,11 @@ from PIL import Image
 
 
 def example_features(
-    categories, image_shape=(None, None, 3), object_mask: bool = False, occluder_mask: bool = False
+    categories,
+    image_shape=(None, None, 3),
+    object_mask: bool = False,
+    occluder_mask: bool = False,
+    box: bool = False,
 ) -> tfds.features.FeaturesDict:
     """The FeaturesDict of an example (see ``nemo_jax.data`` for the field meanings).
 
@@ -18,6 +22,9 @@ def example_features(
       categories: category names (the ``category`` ClassLabel).
       image_shape: ``(H, W, 3)``; ``None`` for sizes that vary (PASCAL3D+ crop sizes per category).
       object_mask, occluder_mask: whether the dataset carries these ``[H, W]`` uint8 masks.
+      box: whether the dataset carries ``box [4]`` float32 ``(x0, y0, x1, y1)``, the crop-pixel
+        region where a vertex may count as visible: the object's box within the image (NeMo), so
+        never the crop's zero padding. Without it the whole crop is that region.
     """
     h, w, _ = image_shape
     scalar = lambda: tfds.features.Scalar(np.float32)
@@ -38,6 +45,8 @@ def example_features(
         "visible": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
         "occlusion_level": tfds.features.Scalar(np.int32),
     }
+    if box:
+        spec["box"] = tfds.features.Tensor(shape=(4,), dtype=np.float32)
     if object_mask:
         spec["object_mask"] = tfds.features.Tensor(shape=(h, w), dtype=np.uint8, encoding="zlib")
     if occluder_mask:

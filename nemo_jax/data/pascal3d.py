@@ -1,11 +1,20 @@
 """Readers for PASCAL3D+ release1.1, OccludedPASCAL3D+ and ObjectNet3D, in NeMo's crop protocol.
 
-NeMo's protocol (``create_cuboid_pascal3d`` / ``CreatePascal3DNeMo``): the ImageNet subset, the first
-object of the category in each image, the image rescaled by ``scale = distance / render_distance`` so
-the object appears at the category's render distance, and a fixed-size crop centred on the
-principal point. The viewpoint moves with the crop: angles and focal are unchanged, ``distance``
-becomes the render distance, ``(px, py)`` becomes the principal point in the crop (0-based; the
-annotation's MATLAB 1-based ``px, py`` minus 1, scaled, minus the crop corner).
+NeMo's protocol (``CreatePascal3DNeMo.py``): the ImageNet subset, the first object of the category in
+each image, the whole image rescaled by ``resize_rate = 200 * distance / 1000 = distance / 5`` for
+EVERY category, so each object looks as if at distance 5 with a 3000-px focal (``focal * viewport``),
+and a fixed per-category crop (``kp_list.top_50_size_dict``) centred on the ground-truth principal
+point, zero-padded outside the image. The viewpoint moves with the crop: angles and focal are
+unchanged, ``distance`` becomes :data:`CROP_DISTANCE` (times ``shrink``), ``(px, py)`` becomes the
+principal point in the crop (0-based; the annotation's MATLAB 1-based ``px, py`` minus 1, scaled,
+minus the crop corner).
+
+Camera convention of the built data: every crop's camera is the annotation's (``focal * viewport`` =
+3000 px) at distance ``CROP_DISTANCE * shrink``, which is the distance the pose search starts from
+(the example's ``distance`` field). NeMo's per-category ``distance_render`` (:data:`RENDER_DISTANCES`)
+belongs to its fov-12 degree square render camera, whose pixel focal is
+``(max(H, W) / 2) / tan(6 deg)``, not to the data: :func:`nemo_render_distance` converts it to this
+project's 3000-px camera (the size NeMo's initial grid renders the object at).
 
 Pixel convention: 0-based pixel centres, pixel ``(row i, col j)`` at ``(x, y) = (j, i)``. Rescaling
 maps ``x -> scale * x``; the crop's top-left pixel is ``(x0, y0)``, so ``x_crop = scale * x - x0``.
@@ -31,17 +40,24 @@ from nemo_jax.mesh.padding import pad_to_common, round_up
 from nemo_jax.render import RasterSettings, render
 from nemo_jax.render.visibility import project_with_visibility
 
-#: NeMo's crop size ``(H, W)`` per PASCAL3D+ category.
+#: NeMo's crop size ``(H, W)`` per PASCAL3D+ category (``kp_list.top_50_size_dict``, multiples of 32).
 CROP_SIZES = {
-    "car": (256, 672), "bus": (384, 896), "motorbike": (512, 512), "boat": (512, 1216),
+    "car": (256, 672), "bus": (320, 800), "motorbike": (512, 512), "boat": (480, 1120),
     "bicycle": (608, 608), "aeroplane": (320, 1024), "sofa": (352, 736), "tvmonitor": (480, 480),
     "chair": (544, 384), "diningtable": (320, 800), "bottle": (512, 736), "train": (256, 608),
 }  # fmt: skip
-#: NeMo's render distance per PASCAL3D+ category (CAD units).
+#: NeMo's ``distance_render`` per PASCAL3D+ category (``MeshPoseSolveAll.py``; CAD units): the
+#: initial distance of its pose search in its fov-12 degree render camera (see :func:`nemo_render_distance`).
 RENDER_DISTANCES = {
-    "car": 5.0, "bus": 6.0, "motorbike": 4.5, "bottle": 5.0, "boat": 8.0, "bicycle": 5.2, "aeroplane": 7.0,
-    "sofa": 5.0, "tvmonitor": 5.5, "chair": 4.0, "diningtable": 7.0, "train": 4.5,
+    "car": 5.0, "bus": 5.2, "motorbike": 4.5, "bottle": 5.75, "boat": 8.0, "bicycle": 5.2, "aeroplane": 7.0,
+    "sofa": 5.4, "tvmonitor": 5.5, "chair": 4.0, "diningtable": 7.0, "train": 3.75,
 }  # fmt: skip
+#: The distance (CAD units) every object is rescaled to: NeMo's ``resize_rate = distance / 5``.
+CROP_DISTANCE = 5.0
+#: The focal length in pixels of the annotation camera (``focal * viewport`` = 1 * 3000).
+DATA_FOCAL_PX = 3000.0
+#: NeMo's render camera: ``OpenGLPerspectiveCameras(fov=12.0)`` on a square of side ``max(H, W)``.
+NEMO_RENDER_FOV_DEG = 12.0
 PASCAL_CATEGORIES = tuple(CROP_SIZES)
 #: ObjectNet3D categories evaluated by NeMo's follow-ups (StarMap's split of ObjectNet3D).
 OBJECTNET3D_CATEGORIES = (
@@ -61,11 +77,12 @@ class Pascal3DOptions:
       categories: categories to build (empty: the dataset's default list).
       neural_vertices: SingleCuboid vertex target (NeMo: 1000).
       coverage: SingleCuboid coverage of the CAD vertices.
-      pose_split: 'all' or 'unseen' (train/val keep NeMo's seen azimuth bins, test sets the others).
-      default_crop, default_distance: crop ``(H, W)`` and render distance of categories NeMo gives
-        none for (ObjectNet3D).
-      shrink: integer factor dividing every crop size and multiplying every render distance: the
-        same framing with ``shrink`` times fewer pixels per side (1 = NeMo; 4-8 for CPU runs).
+      pose_split: 'all' or 'unseen' (train/val keep NeMo's seen azimuth bins, test sets the others;
+        'unseen' also writes ``test_l0``, the val images of unseen azimuths: its L0).
+      default_crop: crop ``(H, W)`` of categories NeMo gives none for (ObjectNet3D).
+      shrink: integer factor dividing every crop size and multiplying the crop distance (the focal
+        stays 3000 px): the same framing with ``shrink`` times fewer pixels per side (1 = NeMo;
+        4-8 for CPU runs).
       crop_multiple: crop sides are rounded UP to a multiple of this (a little more context around
         the same framing), so shrunk crops fit the backbones' stride-32 trunks: car 672 / 8 = 84
         -> 96. NeMo's own sizes are multiples of 32 already; 1 keeps the plain division.
@@ -82,7 +99,6 @@ class Pascal3DOptions:
     coverage: float = 0.99
     pose_split: str = "all"
     default_crop: tuple[int, int] = (320, 320)
-    default_distance: float = 5.0
     shrink: int = 1
     crop_multiple: int = 32
     synthetic_occlusion: bool = False
@@ -102,9 +118,25 @@ class Pascal3DOptions:
         h, w = CROP_SIZES.get(category, self.default_crop)
         return tuple(round_up(max(1, round(s / self.shrink)), m) for s in (h, w))
 
-    def render_distance(self, category: str) -> float:
-        """The distance (CAD units) objects of ``category`` are rescaled to."""
-        return float(RENDER_DISTANCES.get(category, self.default_distance)) * self.shrink
+    def crop_distance(self) -> float:
+        """The distance (CAD units) every object is rescaled to: NeMo's 5, times ``shrink``."""
+        return CROP_DISTANCE * self.shrink
+
+
+def nemo_render_distance(category: str, crop_size: tuple[int, int] | None = None) -> float:
+    """NeMo's ``distance_render`` of ``category`` expressed in this project's data camera.
+
+    NeMo renders a square of side ``max(H, W)`` with a 12-degree field of view, i.e. a pixel focal
+    ``f = (max(H, W) / 2) / tan(6 deg)`` (car, 256 x 672: 3197 px), at ``distance_render``. The same
+    projected size with the data's ``focal * viewport = 3000`` px needs the distance
+    ``distance_render * 3000 / f`` (car: 4.69). ``crop_size``: ``(H, W)`` (default: NeMo's size of
+    the category); a crop shrunk by ``s`` gives ``s`` times the distance, as the crop distance does.
+    """
+    if category not in RENDER_DISTANCES:
+        raise ValueError(f"nemo_render_distance: no distance_render for {category!r}")
+    h, w = crop_size if crop_size is not None else CROP_SIZES[category]
+    focal = (max(h, w) / 2.0) / np.tan(np.deg2rad(NEMO_RENDER_FOV_DEG / 2.0))
+    return float(RENDER_DISTANCES[category] * DATA_FOCAL_PX / focal)
 
 
 class Skip(Exception):
@@ -131,37 +163,67 @@ def load_record(path: str):
 
 
 def first_object(record, category: str, path: str) -> dict:
-    """The first object of ``category`` in a record, as a dict: viewpoint in DEGREES (annotation
-    values), ``bbox [4]`` (x1, y1, x2, y2, 1-based), ``cad_index``. Raises :class:`Skip` or ``ValueError``."""
+    """The first object of ``category`` in a record (NeMo: ``objects[0]`` of the category's
+    annotation), as a dict: viewpoint in DEGREES (annotation values), ``bbox [4]`` (x1, y1, x2, y2,
+    MATLAB 1-based), ``cad_index``. The ``truncated`` / ``occluded`` / ``difficult`` flags are not
+    filtered on (NeMo keeps every such object). Anything that makes the object unusable (no
+    viewpoint, a missing or non-finite field, distance <= 0, no or a degenerate box) raises
+    :class:`Skip` with the reason, counted in the build summary."""
     objects = getattr(record, "objects", None)
-    if objects is None:
-        raise ValueError(f"{path}: field 'record.objects' missing")
+    if objects is None or (isinstance(objects, np.ndarray) and objects.size == 0):
+        raise Skip("record has no objects")
     for obj in np.atleast_1d(objects):
-        if str(getattr(obj, "class", "")) != category:
+        if str(getattr(obj, "class", "")).strip() != category:
             continue
         vp = getattr(obj, "viewpoint", None)
         if vp is None or isinstance(vp, np.ndarray):
             raise Skip("object has no viewpoint")
         view = {}
         for name in VIEWPOINT_FIELDS:
-            value = np.asarray(getattr(vp, name, np.array([])), np.float64).ravel()
+            try:
+                value = np.asarray(getattr(vp, name, np.array([])), np.float64).ravel()
+            except (TypeError, ValueError):
+                raise Skip(f"viewpoint.{name} not a number") from None
             if value.size != 1 or not np.isfinite(value[0]):
                 raise Skip(f"viewpoint.{name} missing")
             view[name] = float(value[0])
         if view["distance"] <= 0:
             raise Skip("viewpoint.distance is 0")
-        bbox = np.asarray(getattr(obj, "bbox", []), np.float64).ravel()
-        if bbox.size != 4:
-            raise ValueError(f"{path}: field 'objects.bbox' must have 4 values, got {bbox.size}")
+        if view["focal"] <= 0 or view["viewport"] <= 0:
+            raise Skip("viewpoint.focal or viewport is 0")
+        try:
+            bbox = np.asarray(getattr(obj, "bbox", []), np.float64).ravel()
+        except (TypeError, ValueError):
+            bbox = np.array([])
+        if bbox.size != 4 or not np.all(np.isfinite(bbox)):
+            raise Skip("objects.bbox missing")
         if bbox[2] <= bbox[0] or bbox[3] <= bbox[1]:
             raise Skip("zero-size bbox")
-        cad = np.asarray(getattr(obj, "cad_index", 1)).ravel()
-        return {**view, "bbox": bbox, "cad_index": int(cad[0]) if cad.size else 1}
+        try:
+            cad = np.asarray(getattr(obj, "cad_index", 1), np.float64).ravel()
+        except (TypeError, ValueError):
+            cad = np.array([])
+        cad_index = int(cad[0]) if cad.size and np.isfinite(cad[0]) else 1
+        return {**view, "bbox": bbox, "cad_index": cad_index}
     raise Skip(f"no '{category}' object")
 
 
+IMAGE_SUFFIXES = (".JPEG", ".jpg", ".jpeg", ".JPG", ".png")
+
+
+def image_path(folder: str, name: str) -> str:
+    """The image file of ``name`` in ``folder`` (``.JPEG`` as in the releases, else ``.jpg`` /
+    ``.jpeg`` / ``.png``); the ``.JPEG`` path when none exists (for the error message)."""
+    for suffix in IMAGE_SUFFIXES:
+        path = os.path.join(folder, name + suffix)
+        if os.path.isfile(path):
+            return path
+    return os.path.join(folder, name + ".JPEG")
+
+
 def load_image(path: str) -> Image.Image:
-    """An RGB PIL image (``FileNotFoundError``/``ValueError`` naming the file)."""
+    """An RGB PIL image (``FileNotFoundError``/``ValueError`` naming the file); grayscale, palette,
+    CMYK and alpha images are converted to RGB."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: missing image")
     try:
@@ -191,12 +253,33 @@ def crop(image: Image.Image, x0: int, y0: int, scale: float, size, resample=Imag
 
 def crop_viewpoint(view: dict, category: str, options: Pascal3DOptions):
     """Crop geometry: ``(x0, y0, scale)`` and the crop's viewpoint (angles DEGREES, 0-based px, py)."""
-    scale = view["distance"] / options.render_distance(category)
+    scale = view["distance"] / options.crop_distance()  # NeMo: resize_rate = distance / 5
     px0, py0 = view["px"] - 1.0, view["py"] - 1.0  # MATLAB 1-based -> 0-based
     size = options.crop_size(category)
     x0, y0 = crop_transform(px0, py0, scale, size)
-    new = dict(view, distance=options.render_distance(category), px=px0 * scale - x0, py=py0 * scale - y0)
+    new = dict(view, distance=options.crop_distance(), px=px0 * scale - x0, py=py0 * scale - y0)
     return x0, y0, scale, new
+
+
+def crop_box(view: dict, image_size: tuple[int, int], x0: int, y0: int, scale: float) -> np.ndarray:
+    """``[4]`` float32 ``(x0, y0, x1, y1)`` in crop pixels: the object's annotated box (``bbox``,
+    MATLAB 1-based inclusive pixel indices) intersected with the image (``image_size = (h, w)``),
+    both as pixel extents (pixel ``j`` spans ``[j - 0.5, j + 0.5]``) mapped into the crop. NeMo
+    counts a vertex visible only inside the box (its ``MeshConverter.get_one``); the intersection
+    also keeps vertices off the crop's zero padding."""
+    h, w = image_size
+    bx0, by0, bx1, by1 = (float(v) - 1.0 for v in view["bbox"])  # 0-based pixel indices
+    lo_x, hi_x = max(bx0, 0.0) - 0.5, min(bx1, w - 1.0) + 0.5
+    lo_y, hi_y = max(by0, 0.0) - 0.5, min(by1, h - 1.0) + 0.5
+    if hi_x <= lo_x or hi_y <= lo_y:
+        raise Skip("bbox outside the image")
+    return np.array([lo_x * scale - x0, lo_y * scale - y0, hi_x * scale - x0, hi_y * scale - y0], np.float32)
+
+
+def inside_box(points: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """``[V]`` bool: ``points [V, 2]`` (x, y) lie in ``box = (x0, y0, x1, y1)`` (closed)."""
+    x, y = points[:, 0], points[:, 1]
+    return (x >= box[0]) & (x <= box[2]) & (y >= box[1]) & (y <= box[3])
 
 
 def _camera_args(view: dict) -> list[np.float32]:
@@ -255,7 +338,11 @@ def make_example(
     """
     x0, y0, scale, new = crop_viewpoint(view, category, options)
     size = options.crop_size(category)
+    box = crop_box(view, (image.height, image.width), x0, y0, scale)
     kp2d, visible = neural_keypoints(mesh, new, size)
+    visible &= inside_box(kp2d, box)
+    if not visible.any():
+        raise Skip("no visible vertex in the crop")
     example = {
         "id": example_id,
         "image": crop(image, x0, y0, scale, size),
@@ -265,6 +352,7 @@ def make_example(
         "cad_index": np.int32(view["cad_index"]),
         "kp2d": kp2d,
         "visible": visible,
+        "box": box,
         "occlusion_level": np.int32(level),
     }
     if occluder is not None:
@@ -281,12 +369,42 @@ def make_example(
     return example
 
 
+def load_cad_mat(path: str, category: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The CAD models of a PASCAL3D+ ``CAD/{category}.mat``: a struct array named ``category`` with
+    ``vertices [N, 3]`` and ``faces [M, 3]`` (MATLAB 1-based) per sub-type. ``ValueError`` naming
+    the file and field otherwise."""
+    try:
+        mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    except Exception as err:
+        raise ValueError(f"{path}: unreadable CAD .mat ({type(err).__name__}: {err})") from err
+    if category not in mat:
+        keys = sorted(k for k in mat if not k.startswith("__"))
+        raise ValueError(f"{path}: field {category!r} missing (has {keys})")
+    meshes = []
+    for i, model in enumerate(np.atleast_1d(mat[category])):
+        try:
+            vertices = np.asarray(model.vertices, np.float32).reshape(-1, 3)
+            faces = np.asarray(model.faces, np.int64).reshape(-1, 3) - 1
+        except (AttributeError, ValueError) as err:
+            raise ValueError(f"{path}: field '{category}({i + 1}).vertices/faces' unusable ({err})") from err
+        if len(vertices) == 0 or len(faces) == 0 or faces.min() < 0 or faces.max() >= len(vertices):
+            raise ValueError(f"{path}: field '{category}({i + 1}).faces' indexes outside its vertices")
+        meshes.append((vertices, faces.astype(np.int32)))
+    return meshes
+
+
 def read_list(path: str) -> list[str]:
-    """Image names of a list file (first token per line; blank lines ignored)."""
+    """Image names of a list file: the first token per line; blank lines and VOC-style negative
+    entries (``name -1``) are left out; duplicates are kept once (first occurrence)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: missing image-set list")
+    names = []
     with open(path) as fh:
-        return [line.split()[0] for line in fh if line.strip()]
+        for line in fh:
+            tokens = line.split()
+            if tokens and not (len(tokens) > 1 and tokens[1] == "-1"):
+                names.append(tokens[0])
+    return list(dict.fromkeys(names))
 
 
 class _Pascal3DFamily(builders.NemoBuilder, skip_registration=True):
@@ -294,6 +412,7 @@ class _Pascal3DFamily(builders.NemoBuilder, skip_registration=True):
 
     DEFAULT_CATEGORIES = PASCAL_CATEGORIES
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Place PASCAL3D+_release1.1/ (and OccludedPASCAL3D+/) in manual_dir."
+    has_box = True
 
     def __init__(self, *, options: Pascal3DOptions | None = None, **kwargs):
         options = options or Pascal3DOptions()
@@ -335,13 +454,22 @@ class _Pascal3DFamily(builders.NemoBuilder, skip_registration=True):
             self.root(sub)
         return super()._split_generators(dl_manager)
 
+    def load_cads(self, category: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The category's CAD models, in ``cad_index`` order: ``CAD/{cat}/NN.off`` (NeMo's
+        converted meshes), else the release's ``CAD/{cat}.mat``."""
+        folder = self.cad_folder(category)
+        if os.path.isdir(folder):
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".off") and n[:-4].isdigit())
+            if names:
+                return [load_off(os.path.join(folder, n)) for n in names]
+        mat = folder + ".mat"
+        if os.path.isfile(mat):
+            return load_cad_mat(mat, category)
+        raise FileNotFoundError(f"{folder}: no NN.off CAD files (and no {os.path.basename(mat)})")
+
     def write_meshes(self, dataset_dir):
         for cat in self.options.categories:
-            folder = _require_dir(self.cad_folder(cat), f"CAD/{cat}")
-            names = sorted(n for n in os.listdir(folder) if n.endswith(".off") and n[:-4].isdigit())
-            if not names:
-                raise FileNotFoundError(f"{folder}: no NN.off CAD files")
-            cad = [load_off(os.path.join(folder, n)) for n in names]
+            cad = self.load_cads(cat)
             neural = single_cuboid([v for v, _ in cad], self.options.coverage, self.options.neural_vertices)
             self._meshes[cat] = neural
             self._cads[cat] = pad_to_common(cad)  # one compile for all CAD models
@@ -370,6 +498,8 @@ class Pascal3D(_Pascal3DFamily, skip_registration=True):
     def split_names(self):
         if self.options.synthetic_occlusion:
             return ("train", "val", *splits.TEST_SPLITS.values())
+        if self.options.pose_split == "unseen":  # L0 on the unseen azimuths of the val images
+            return ("train", "val", splits.TEST_SPLITS[0])
         return ("train", "val")
 
     def examples(self, split):
@@ -391,7 +521,7 @@ class Pascal3D(_Pascal3DFamily, skip_registration=True):
         view = first_object(load_record(path), cat, path)
         if not self._keep_azimuth(split, view):
             raise Skip("azimuth outside the pose split")
-        image = load_image(os.path.join(img_dir, name + ".JPEG"))
+        image = load_image(image_path(img_dir, name))
         if not self.options.synthetic_occlusion:
             return make_example(image, view, cat, self.options, self._meshes[cat], f"{cat}/{name}")
         cads = self._cads[cat]
@@ -439,9 +569,18 @@ class OccludedPascal3D(_Pascal3DFamily, skip_registration=True):
         npz_path = os.path.join(ann_dir, name + ".npz")
         if not os.path.isfile(npz_path):
             raise Skip("missing annotation .npz")
+        # Only the two fields used are read, and never through pickle: an .npz field holding a
+        # pickled object could run code on load. A pickled 'source' falls back to the file's name.
+        ann = {}
         try:
-            with np.load(npz_path, allow_pickle=True) as npz:
-                ann = {k: npz[k] for k in npz.files}
+            with np.load(npz_path, allow_pickle=False) as npz:
+                for key in ("occluder_mask", "source"):
+                    if key in npz.files:
+                        try:
+                            ann[key] = npz[key]
+                        except ValueError as err:  # an object array: needs pickle, never read
+                            if key == "occluder_mask":
+                                raise ValueError(f"field 'occluder_mask' is a pickled object: {err}") from err
         except Exception as err:
             raise ValueError(f"{npz_path}: corrupt annotation .npz ({type(err).__name__}: {err})") from err
         if "occluder_mask" not in ann:
@@ -454,13 +593,10 @@ class OccludedPascal3D(_Pascal3DFamily, skip_registration=True):
         view = first_object(load_record(mat), cat, mat)
         if not self._keep_azimuth(split, view):
             raise Skip("azimuth outside the pose split")
-        image = load_image(os.path.join(img_dir, name + ".JPEG"))
+        image = load_image(image_path(img_dir, name))
         occluder = np.asarray(ann["occluder_mask"])
         if occluder.shape != (image.height, image.width):
-            raise ValueError(
-                f"{npz_path}: field 'occluder_mask' has shape {occluder.shape}, "
-                f"image is {(image.height, image.width)}"
-            )
+            raise Skip("occluder_mask shape differs from the image")
         return make_example(
             image, view, cat, self.options, self._meshes[cat], f"{cat}/{name}", level, occluder
         )
@@ -475,6 +611,8 @@ class ObjectNet3D(_Pascal3DFamily, skip_registration=True):
     REQUIRED_ROOTS = (OBJECTNET_ROOT,)
 
     def split_names(self):
+        if self.options.pose_split == "unseen":  # L0 on the unseen azimuths of the val images
+            return ("train", "val", splits.TEST_SPLITS[0])
         return ("train", "val")
 
     def cad_folder(self, category):
@@ -482,7 +620,8 @@ class ObjectNet3D(_Pascal3DFamily, skip_registration=True):
 
     def examples(self, split):
         root = self.root(OBJECTNET_ROOT)
-        names = read_list(os.path.join(root, "Image_sets", f"{split}.txt"))
+        listed = "val" if split.startswith("test_") else split
+        names = read_list(os.path.join(root, "Image_sets", f"{listed}.txt"))
         ann_dir = _require_dir(os.path.join(root, "Annotations"), "Annotations")
         img_dir = _require_dir(os.path.join(root, "Images"), "Images")
         for name in names:
@@ -501,5 +640,5 @@ class ObjectNet3D(_Pascal3DFamily, skip_registration=True):
         view = first_object(record, cat, path)
         if not self._keep_azimuth(split, view):
             raise Skip("azimuth outside the pose split")
-        image = load_image(os.path.join(img_dir, name + ".JPEG"))
+        image = load_image(image_path(img_dir, name))
         return make_example(image, view, cat, self.options, self._meshes[cat], f"{cat}/{name}")

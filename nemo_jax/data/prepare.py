@@ -55,15 +55,28 @@ def make_options(dataset: str, overrides: dict):
             raise ValueError(f"{dataset} options: unknown field {key!r}; known: {', '.join(fields)}")
         default = getattr(defaults, key)
         if isinstance(value, str):
-            if isinstance(default, tuple):
-                parts = [p for p in value.split(",") if p]
-                value = tuple(type(default[0])(p) if default else p for p in parts)
-            elif isinstance(default, bool):
-                value = value.lower() in ("1", "true", "yes")
-            elif default is not None:
-                value = type(default)(value)
+            value = _parse_option(dataset, key, value, default)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _parse_option(dataset: str, key: str, value: str, default):
+    """``value`` (a string) as the type of the option's ``default``; ``ValueError`` naming the option."""
+    try:
+        if isinstance(default, tuple):
+            parts = [p for p in value.split(",") if p]
+            return tuple(type(default[0])(p) if default else p for p in parts)
+        if isinstance(default, bool):
+            if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                raise ValueError("expected true/false, yes/no or 1/0")
+            return value.lower() in ("1", "true", "yes")
+        return value if default is None else type(default)(value)
+    except ValueError as err:
+        kind = type(default[0] if isinstance(default, tuple) and default else default).__name__
+        raise ValueError(
+            f"{dataset} options: {key}={value!r} is not a valid {kind} "
+            f"{'list ' if isinstance(default, tuple) else ''}(default {default!r}): {err}"
+        ) from None
 
 
 def build(
@@ -102,9 +115,10 @@ def build(
         bar.update()
 
     tfds.disable_progress_bar()
-    os.makedirs(data_dir, exist_ok=True)
+    _check_writable(os.fspath(data_dir))
+    clean_interrupted(data_dir, cls.name, str(cls.VERSION))
     # A rebuild goes to a scratch data_dir beside the old dataset, which is replaced only on success.
-    scratch = tempfile.mkdtemp(prefix=".rebuild-", dir=data_dir) if exists else None
+    scratch = tempfile.mkdtemp(prefix=f".rebuild-{cls.name}-", dir=data_dir) if exists else None
     try:
         builder = cls(options=options, data_dir=scratch or data_dir, progress=tick)
         bar.total = getattr(builder, "expected_count", lambda: None)()
@@ -124,6 +138,41 @@ def build(
             shutil.rmtree(scratch, ignore_errors=True)
     builder.stats.path = target
     return builder.stats
+
+
+def _check_writable(data_dir: str) -> None:
+    """Creates ``data_dir`` and writes a probe file there; ``OSError`` with a one-line message if not."""
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as err:
+        raise OSError(
+            f"data_dir {data_dir}: cannot write the dataset there ({err.strerror or err})"
+        ) from None
+
+
+def clean_interrupted(data_dir: str, name: str, version: str) -> list[str]:
+    """Removes what an interrupted (killed) build of ``name`` left in ``data_dir``: tfds's
+    ``<name>/incomplete.*`` folders, the old dataset a rebuild had moved aside
+    (``<version>.replaced``) and the rebuild scratch folders ``.rebuild-*`` holding only this dataset.
+    Returns the removed paths (each is logged)."""
+    parent = os.path.join(data_dir, name)
+    leftovers = []
+    if os.path.isdir(parent):
+        leftovers += [
+            os.path.join(parent, n)
+            for n in sorted(os.listdir(parent))
+            if n.startswith("incomplete.") or n == f"{version}.replaced"
+        ]
+    for n in sorted(os.listdir(data_dir)):
+        path = os.path.join(data_dir, n)
+        if n.startswith(".rebuild-") and os.path.isdir(path) and set(os.listdir(path)) <= {name}:
+            leftovers.append(path)
+    for path in leftovers:
+        logger.warning("%s: removing what an interrupted build left behind", path)
+        shutil.rmtree(path, ignore_errors=True)
+    return leftovers
 
 
 def ensure_built(

@@ -164,18 +164,30 @@ def format_table(results: Mapping, title: str = "") -> str:
     return "\n".join(lines)
 
 
+def _trust_flags(result, n: int) -> list[list[str]]:
+    """:func:`nemo_jax.inference.trust_flags` of ``result``, or no flags for results without the
+    fields it reads (e.g. a duck-typed result)."""
+    if not all(hasattr(result, k) for k in ("null_loss", "feature_spread")):
+        return [[] for _ in range(n)]
+    from nemo_jax.inference.search import trust_flags  # noqa: PLC0415 (eval sits beside inference)
+
+    return trust_flags(result)
+
+
 def records_from_search(
     result, ids, categories, levels, true_azimuth, true_elevation, true_theta
 ) -> list[dict]:
     """Prediction records from a batched :class:`nemo_jax.inference.PoseResult` (leading ``[B]``)
     and the ground truth (``[B]`` arrays, RADIANS); ``ids``, ``categories`` (names), ``levels``
-    are length-``B`` sequences. Adds ``distance`` and ``loss`` of the prediction."""
+    are length-``B`` sequences. Adds ``distance`` and ``loss`` of the prediction, and ``flags``: the
+    reasons not to trust it (:func:`nemo_jax.inference.trust_flags`; empty when none)."""
     arrays = {
         k: np.asarray(getattr(result, k), np.float64).reshape(-1)
         for k in (*VIEWPOINT_KEYS, "distance", "loss")
     }
     truth = [np.asarray(x, np.float64).reshape(-1) for x in (true_azimuth, true_elevation, true_theta)]
     n = len(arrays["azimuth"])
+    flags = _trust_flags(result, n)
     for name, seq in (("ids", ids), ("categories", categories), ("levels", levels), ("true", truth[0])):
         if len(seq) != n:
             raise ValueError(f"records_from_search: {name} has length {len(seq)}, the result has {n} images")
@@ -188,6 +200,7 @@ def records_from_search(
             "true": {k: float(truth[j][i]) for j, k in enumerate(VIEWPOINT_KEYS)},
             "distance": float(arrays["distance"][i]),
             "loss": float(arrays["loss"][i]),
+            "flags": flags[i],
         }
         for i in range(n)
     ]

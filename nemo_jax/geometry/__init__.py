@@ -10,6 +10,8 @@ from nemo_jax.geometry import camera, rotation
 from nemo_jax.geometry.camera import (
     Camera,
     camera_from_viewpoint,
+    check_viewpoint,
+    checked_project_pascal3d,
     feature_coordinates,
     project,
     project_pascal3d,
@@ -26,6 +28,8 @@ __all__ = [
     "Camera",
     "camera",
     "camera_from_viewpoint",
+    "check_viewpoint",
+    "checked_project_pascal3d",
     "feature_coordinates",
     "geodesic_distance",
     "matrix_to_viewpoint",

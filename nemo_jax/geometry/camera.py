@@ -25,6 +25,7 @@ from __future__ import annotations
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nemo_jax.geometry.rotation import rotation_from_viewpoint
 
@@ -127,6 +128,10 @@ def project_pascal3d(
       distance, px, py, focal, viewport: as in the annotation's ``viewpoint`` struct.
     Returns:
       ``[N, 2]`` pixel coordinates (x right, y down) in the frame of ``(px, py)``.
+
+    Jittable and unchecked: non-finite angles or a zero distance give NaN/inf coordinates, not an
+    error. For host-side use on values read from files or the command line, call
+    :func:`check_viewpoint` first, or use :func:`checked_project_pascal3d`.
     """
     points = jnp.asarray(points)
     dtype = jnp.result_type(points, float)
@@ -139,6 +144,32 @@ def project_pascal3d(
         viewport=viewport,
     )
     return project(to_camera_frame(points.astype(dtype), camera), camera)
+
+
+def check_viewpoint(prefix: str = "", **values) -> None:
+    """Host-side check of viewpoint values (``azimuth=...``, ``distance=...``, ...): every value must
+    be a finite number, and ``distance``, ``focal`` and ``viewport`` must be > 0.
+
+    Raises ``ValueError`` naming the first bad value as ``{prefix}{name}`` (e.g. ``prefix='--'`` for
+    a command-line tool)."""
+    for name, value in values.items():
+        x = np.asarray(value, np.float64)
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{prefix}{name}: must be a finite number, got {value}")
+        if name in ("distance", "focal", "viewport") and not np.all(x > 0):
+            raise ValueError(f"{prefix}{name}: must be > 0, got {value}")
+
+
+def checked_project_pascal3d(points, azimuth, elevation, theta, distance, px, py, focal=1.0, viewport=3000.0):
+    """:func:`project_pascal3d` after :func:`check_viewpoint` of its arguments and a finiteness
+    check of ``points`` ``[N, 3]``: a ``ValueError`` naming the bad argument instead of NaN pixels."""
+    check_viewpoint(
+        azimuth=azimuth, elevation=elevation, theta=theta, distance=distance, px=px, py=py, focal=focal,
+        viewport=viewport,
+    )  # fmt: skip
+    if not np.all(np.isfinite(np.asarray(points, np.float64))):
+        raise ValueError("points: must be finite")
+    return project_pascal3d(points, azimuth, elevation, theta, distance, px, py, focal, viewport)
 
 
 def feature_coordinates(points: jax.Array, stride: int) -> jax.Array:

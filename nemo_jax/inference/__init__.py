@@ -18,10 +18,14 @@ from nemo_jax.inference.search import (
     occlusion_maps,
     pose_grid,
     pose_loss,
+    refine_optimizer,
+    refine_step,
     search_batch,
+    search_batch_unchecked,
     search_pose,
     search_single,
     size_tile_budget,
+    trust_flags,
 )
 
 __all__ = [
@@ -38,10 +42,14 @@ __all__ = [
     "occlusion_maps",
     "pose_grid",
     "pose_loss",
+    "refine_optimizer",
+    "refine_step",
     "search_batch",
+    "search_batch_unchecked",
     "search_config_for",
     "search_pose",
     "search_single",
     "similarity_table",
     "size_tile_budget",
+    "trust_flags",
 ]

@@ -50,8 +50,8 @@ class SearchConfig:
 
     Attributes:
       raster: rasterizer settings; ``raster.height/width`` must equal the feature map's ``[h, w]``.
-        ``raster.variant`` (``"hard"`` = NeMo, ``"soft"``) is used for the grid, the refinement and
-        the output maps, so variants are compared with the same code.
+        ``raster.variant`` (``"hard"`` = NeMo, or any registered variant) is used for the grid, the
+        refinement and the output maps, so variants are compared with the same code.
       azimuths_deg, elevations_deg, thetas_deg: the initial grid (DEGREES), all combinations.
       num_starts: K best grid poses refined in parallel (NeMo: 1).
       steps: Adam steps (NeMo: 300).
@@ -159,6 +159,10 @@ class PoseResult:
       overflow: ``[]`` int32, max tiles dropped by any render (0 = exact; else raise tile_budget).
       steps: ``[]`` int32, refinement steps that moved the returned start (< ``config.steps`` after
         an early stop or non-finite gradients; 0 if the grid pose was kept).
+      null_loss: ``[]`` NeMo's loss with no object rendered (every pixel left to the clutter
+        model): a pose whose ``loss`` is no lower has no object evidence (:func:`trust_flags`).
+      feature_spread: ``[]`` largest distance of a pixel's observed feature from the map's mean
+        feature: 0 for an all-zero or constant feature map (no image structure to fit).
     """
 
     azimuth: jax.Array
@@ -171,6 +175,8 @@ class PoseResult:
     object_mask: jax.Array
     overflow: jax.Array
     steps: jax.Array
+    null_loss: jax.Array
+    feature_spread: jax.Array
 
 
 def pose_grid(config: SearchConfig) -> jax.Array:
@@ -211,6 +217,38 @@ def _finite_or(x, fallback):
     return jnp.where(jnp.isfinite(x), x, fallback)
 
 
+def refine_optimizer(config: SearchConfig) -> optax.GradientTransformation:
+    """NeMo's refinement optimiser: Adam(lr, b1, b2) with the lr multiplied by ``decay_rate``
+    every ``decay_every`` steps."""
+    schedule = optax.exponential_decay(
+        config.lr, transition_steps=config.decay_every, decay_rate=config.decay_rate, staircase=True
+    )
+    return optax.adam(schedule, b1=config.b1, b2=config.b2)
+
+
+def refine_step(loss_fn, optimizer: optax.GradientTransformation, config: SearchConfig, poses, opt_state):
+    """One refinement step of ``K`` poses in parallel.
+
+    Args:
+      loss_fn: ``pose [4] -> (loss [], overflow [])`` (e.g. :func:`pose_loss` with the image bound).
+      optimizer: :func:`refine_optimizer`'s.
+      config: static; the distance is updated only if ``config.optimize_distance``.
+      poses: ``[K, 4]`` (azimuth, elevation, theta in RADIANS, distance).
+      opt_state: the optimiser's state for ``poses``.
+
+    Returns:
+      ``(new_poses [K, 4], new_state, loss [K], overflow [K], finite [K] bool)``: the losses are at
+      the INPUT poses; a start with a non-finite loss or gradient gets a zero gradient (``finite``
+      says which).
+    """
+    grad_mask = jnp.array([1.0, 1.0, 1.0, 1.0 if config.optimize_distance else 0.0], poses.dtype)
+    (loss, overflow), grads = jax.vmap(jax.value_and_grad(loss_fn, has_aux=True))(poses)
+    finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grads), axis=-1)
+    grads = jnp.where(finite[:, None], grads, 0.0) * grad_mask
+    updates, new_state = optimizer.update(grads, opt_state, poses)
+    return optax.apply_updates(poses, updates), new_state, loss, overflow, finite
+
+
 def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
     """Pure, jittable pose search for ONE image (no input checks; use :func:`search_pose`).
 
@@ -238,22 +276,14 @@ def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
     starts = grid[best]  # [K, 4]
 
     # 2. Refinement of the K starts in parallel, one scan.
-    schedule = optax.exponential_decay(
-        config.lr, transition_steps=config.decay_every, decay_rate=config.decay_rate, staircase=True
-    )
-    optimizer = optax.adam(schedule, b1=config.b1, b2=config.b2)
-    grad_mask = jnp.array([1.0, 1.0, 1.0, 1.0 if config.optimize_distance else 0.0], starts.dtype)
-    value_and_grad = jax.vmap(jax.value_and_grad(loss_fn, has_aux=True))
+    optimizer = refine_optimizer(config)
 
     def step(carry, _):
         poses, opt_state, prev_loss, calm, active, overflow, moved = carry
-        (loss, ovf), grads = value_and_grad(poses)
-        finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grads), axis=-1)
-        grads = jnp.where(finite[:, None], grads, 0.0) * grad_mask
-        updates, new_state = optimizer.update(grads, opt_state, poses)
+        new_poses, new_state, loss, ovf, finite = refine_step(loss_fn, optimizer, config, poses, opt_state)
         # Frozen (early-stopped) or non-finite starts keep their pose.
         move = (active & finite)[:, None]
-        new_poses = jnp.where(move, optax.apply_updates(poses, updates), poses)
+        new_poses = jnp.where(move, new_poses, poses)
         loss = _finite_or(loss, jnp.inf)
         if config.early_stop_tol > 0:
             small = jnp.abs(loss - prev_loss) < config.early_stop_tol
@@ -298,17 +328,51 @@ def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
         object_mask=mask,
         overflow=jnp.maximum(overflow, jnp.max(final_overflow)).astype(jnp.int32),
         steps=jnp.where(use_start, 0, moved)[winner],
+        null_loss=nemo_loss(jnp.zeros_like(clutter_sim), clutter_sim),
+        feature_spread=jnp.max(
+            jnp.linalg.norm(inputs.observed - jnp.mean(inputs.observed, axis=(0, 1)), axis=-1)
+        ),
     )
 
 
 @functools.partial(jax.jit, static_argnames="config")
-def search_batch(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
+def search_batch_unchecked(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
     """Jitted :func:`search_single` vmapped over images: batched :class:`SearchInputs`
     (``observed [B, h, w, C]``, ``clutter [B, C]``, ``focal_px [B]``, ``principal [B, 2]``,
     ``distance [B]``; the mesh and vertex features shared, see :data:`BATCH_AXES`).
-    No input checks (see :func:`search_pose`); ``faces`` must be int32."""
+    No input checks (non-finite features give a finite, meaningless pose): for inputs already
+    checked, e.g. benchmarks; otherwise use :func:`search_batch`. ``faces`` must be int32."""
     single = functools.partial(search_single, config=config)
     return jax.vmap(single, in_axes=(BATCH_AXES,))(inputs)
+
+
+_FLOAT_FIELDS = ("observed", "vertex_features", "clutter", "vertices", "focal_px", "principal", "distance")
+
+
+@jax.jit
+def _nonfinite_counts(inputs: SearchInputs) -> dict:
+    """Non-finite values per float field of batched inputs; per image (``[B]``) for ``observed``."""
+    counts = {k: jnp.sum(~jnp.isfinite(getattr(inputs, k))) for k in _FLOAT_FIELDS if k != "observed"}
+    counts["observed"] = jnp.sum(~jnp.isfinite(inputs.observed), axis=tuple(range(1, inputs.observed.ndim)))
+    return counts
+
+
+def search_batch(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
+    """:func:`search_batch_unchecked` after checking that every float input is finite (one small
+    jitted reduction and a host sync per call): ``ValueError`` naming the non-finite fields (and,
+    for ``observed``, the images), as :func:`search_pose` does, never a pose computed from NaNs."""
+    counts = jax.device_get(_nonfinite_counts(inputs))
+    bad = []
+    for name in _FLOAT_FIELDS:
+        n = np.asarray(counts[name])
+        if name == "observed" and n.any():
+            images = np.flatnonzero(n).tolist()
+            bad.append(f"observed (images {images}: {int(n.sum())} values)")
+        elif name != "observed" and int(n):
+            bad.append(f"{name} ({int(n)} values)")
+    if bad:
+        raise ValueError(f"search_batch: non-finite values in {', '.join(bad)}")
+    return search_batch_unchecked(inputs, config)
 
 
 def _check_finite(name: str, x: np.ndarray) -> None:
@@ -387,7 +451,7 @@ def search_pose(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
         principal=jnp.asarray(pp),
         distance=jnp.asarray(dist),
     )
-    return search_batch(batched, config=config)
+    return search_batch_unchecked(batched, config=config)  # checked above
 
 
 def size_tile_budget(
@@ -407,3 +471,26 @@ def size_tile_budget(
     needed = int(np.max(np.asarray(tiles_needed(vertices, faces, cams, config.raster))))
     budget = max(1, int(np.ceil(margin * needed)))
     return dataclasses.replace(config, raster=dataclasses.replace(config.raster, tile_budget=budget))
+
+
+# Below this ``feature_spread`` a feature map counts as uniform (all-zero or constant).
+UNIFORM_FEATURES = 1e-3
+
+
+def trust_flags(result: PoseResult) -> list[list[str]]:
+    """Per image of a batched :class:`PoseResult` (leading ``[B]``), the reasons not to trust its
+    pose (empty when none): ``'uniform features'`` (an all-zero or constant feature map: nothing to
+    fit), ``'no object evidence'`` (the best pose scores no better than leaving every pixel to the
+    clutter model, ``loss >= null_loss``). Host-side."""
+    loss = np.asarray(result.loss, np.float64).reshape(-1)
+    null = np.asarray(result.null_loss, np.float64).reshape(-1)
+    spread = np.asarray(result.feature_spread, np.float64).reshape(-1)
+    flags = []
+    for i in range(len(loss)):
+        image = []
+        if not spread[i] >= UNIFORM_FEATURES:
+            image.append("uniform features")
+        if not loss[i] < null[i] - 1e-6:
+            image.append("no object evidence")
+        flags.append(image)
+    return flags

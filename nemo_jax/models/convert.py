@@ -14,51 +14,25 @@ torch by :mod:`nemo_jax.models.torch_pickle`), an ``.npz`` (``np.savez(path, **s
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import struct
 
-import ml_dtypes
+import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy: safetensors' BF16 tensors need it)
 import numpy as np
+import safetensors
+import safetensors.numpy
 
 from nemo_jax.models.resnet import RESNET_SPECS
 from nemo_jax.models.torch_pickle import load_torch_checkpoint
 
-_SAFETENSORS_DTYPES = {
-    "F64": np.float64,
-    "F32": np.float32,
-    "F16": np.float16,
-    "BF16": ml_dtypes.bfloat16,
-    "I64": np.int64,
-    "I32": np.int32,
-    "I16": np.int16,
-    "I8": np.int8,
-    "U8": np.uint8,
-    "BOOL": np.bool_,
-}
-
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
-    with open(path, "rb") as f:
-        blob = f.read()
-    if len(blob) < 8:
-        raise ValueError(f"{path}: not a safetensors file (too short)")
-    (n,) = struct.unpack("<Q", blob[:8])
     try:
-        header = json.loads(blob[8 : 8 + n])
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: bad safetensors header: {e}") from e
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] not in _SAFETENSORS_DTYPES:
-            raise ValueError(f"{path}: tensor '{name}' has unsupported dtype {info['dtype']}")
-        begin, end = info["data_offsets"]
-        arr = np.frombuffer(blob[8 + n + begin : 8 + n + end], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
-        out[name] = arr.reshape(info["shape"]).copy()
-    return out
+        tensors = safetensors.numpy.load_file(path)
+    except (safetensors.SafetensorError, OSError, TypeError) as e:
+        raise ValueError(f"{path}: cannot read safetensors file: {e}") from e
+    # own the memory (the reader's arrays may view a buffer of the whole file)
+    return {k: np.array(v) for k, v in tensors.items()}
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -91,25 +65,13 @@ def save_npz(path: str | os.PathLike, state_dict: dict[str, np.ndarray]) -> None
 
 
 def save_safetensors(path: str | os.PathLike, state_dict: dict[str, np.ndarray]) -> None:
-    """Writes a state_dict as ``.safetensors`` (little-endian, keys unchanged)."""
-    names = {np.dtype(v): k for k, v in _SAFETENSORS_DTYPES.items()}
-    header, blobs, offset = {}, [], 0
-    for key, value in state_dict.items():
-        v = np.asarray(value)
-        if v.dtype not in names:
-            raise ValueError(f"{path}: tensor '{key}' has dtype {v.dtype}, not storable in safetensors")
-        raw = v.astype(v.dtype.newbyteorder("<")).tobytes()
-        header[key] = {
-            "dtype": names[v.dtype],
-            "shape": list(v.shape),
-            "data_offsets": [offset, offset + len(raw)],
-        }
-        blobs.append(raw)
-        offset += len(raw)
-    blob = json.dumps(header).encode()
-    blob += b" " * (-len(blob) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(blob)) + blob + b"".join(blobs))
+    """Writes a state_dict as ``.safetensors`` (little-endian, names unchanged; their order may not be)."""
+    # the writer copies raw memory: strided views must be made contiguous first
+    tensors = {k: np.asarray(v, order="C") for k, v in state_dict.items()}  # 0-d stays 0-d
+    try:
+        safetensors.numpy.save_file(tensors, os.fspath(path))
+    except safetensors.SafetensorError as e:
+        raise ValueError(f"{os.fspath(path)}: cannot write safetensors file: {e}") from e
 
 
 def save_state_dict(path: str | os.PathLike, state_dict: dict[str, np.ndarray]) -> None:

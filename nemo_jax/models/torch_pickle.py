@@ -7,10 +7,12 @@
   bytes of every storage (an int64 element count, then the little-endian data);
 * the ZIP format (torch >= 1.6): ``<name>/data.pkl`` plus one file ``<name>/data/<key>`` per storage.
 
-Both are read here by a restricted :class:`pickle.Unpickler` that only knows how to rebuild tensors,
-ordered dicts and a handful of harmless builtins; any other global in the file is refused, so loading
-a checkpoint never executes code from it. The result is the nested python structure of the file with
-every tensor replaced by a ``numpy.ndarray`` (a copy, C-contiguous, dtype as saved).
+Every pickle in either container (in the legacy format also the magic number, protocol, system info and
+storage-key pickles) is read by one restricted :class:`pickle.Unpickler` that only knows how to rebuild
+tensors, ordered dicts and a handful of harmless builtins; any other global in the file is refused with
+an error naming it and the file, so loading a checkpoint never executes code from it. The result is the
+nested python structure of the file with every tensor replaced by a ``numpy.ndarray`` (a copy,
+C-contiguous, dtype as saved).
 """
 
 from __future__ import annotations
@@ -108,10 +110,19 @@ def _rebuild_parameter(data, requires_grad=None, backward_hooks=None, *unused):
     return data
 
 
+class _Namespace(dict):
+    """Stands in for ``argparse.Namespace`` (training args saved beside the weights): a plain dict."""
+
+    def __setstate__(self, state):
+        self.update(state)
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, storages: dict, storage_reader=None):
+    """Unpickler that resolves only the allow-listed globals below (never imports a module)."""
+
+    def __init__(self, file, storages: dict | None = None, storage_reader=None):
         super().__init__(file, encoding="latin1")
-        self._storages = storages
+        self._storages = {} if storages is None else storages
         self._storage_reader = storage_reader
 
     def find_class(self, module: str, name: str):
@@ -128,8 +139,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if module == "builtins" and name in ("set", "frozenset", "slice", "complex"):
             return getattr(__import__("builtins"), name)
         if module == "argparse" and name == "Namespace":
-            return dict  # training args sometimes saved beside the weights; keep as a plain dict
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name} from a torch checkpoint")
+            return _Namespace
+        raise pickle.UnpicklingError(f"refusing global {module}.{name} (not a tensor, dict or plain value)")
 
     def persistent_load(self, pid):
         # ('storage', storage_type, key, location, numel[, view_metadata])
@@ -181,16 +192,18 @@ def _load_zip(path: str) -> Any:
 
 def _load_legacy(path: str) -> Any:
     with open(path, "rb") as f:
-        magic = pickle.load(f)
+        magic = _RestrictedUnpickler(f).load()
         if magic != _LEGACY_MAGIC:
             raise ValueError(f"{path}: not a torch checkpoint (bad magic number {magic!r})")
-        protocol = pickle.load(f)
+        protocol = _RestrictedUnpickler(f).load()
         if protocol != 1001:
             raise ValueError(f"{path}: unsupported legacy torch protocol {protocol}")
-        pickle.load(f)  # sys_info: endianness and type sizes
+        _RestrictedUnpickler(f).load()  # sys_info: endianness and type sizes
         storages: dict[str, _Storage] = {}
         obj = _RestrictedUnpickler(f, storages).load()
-        keys = pickle.load(f)
+        keys = _RestrictedUnpickler(f).load()
+        if not isinstance(keys, list) or any(str(k) not in storages for k in keys):
+            raise ValueError(f"{path}: storage keys {keys!r} do not match the pickled tensors")
         for key in keys:
             storage = storages[str(key)]
             (numel,) = struct.unpack("<q", f.read(8))
@@ -221,5 +234,5 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
         if zipfile.is_zipfile(path):
             return _load_zip(path)
         return _load_legacy(path)
-    except (pickle.UnpicklingError, ValueError, EOFError, KeyError) as e:
+    except (pickle.UnpicklingError, ValueError, EOFError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: cannot read torch checkpoint: {e}") from e

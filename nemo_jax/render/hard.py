@@ -17,9 +17,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from nemo_jax.render.output import RenderOutput
 from nemo_jax.render.scatter import INT32_MAX, flat_scatter
 from nemo_jax.render.screen import Pairs, ScreenMesh
 from nemo_jax.render.settings import RasterSettings
+from nemo_jax.render.variants import register_variant
 
 _EMPTY = INT32_MAX
 
@@ -204,3 +206,45 @@ def fragments(screen: ScreenMesh, face_index: jax.Array, settings: RasterSetting
 def rasterize(screen: ScreenMesh, pairs: Pairs, settings: RasterSettings) -> Fragments:
     """Hard-rasterizes one projected view: z-buffer, then differentiable fragments."""
     return fragments(screen, zbuffer(face_planes(screen), screen, pairs, settings), settings)
+
+
+def interpolate_attributes(frags: Fragments, faces: jax.Array, attributes: jax.Array) -> jax.Array:
+    """``[V, C]`` attributes -> ``[H, W, C]`` at the visible faces (zeros on background)."""
+    vidx = faces[jnp.maximum(frags.face_index, 0)]  # [H, W, 3]
+    return jnp.einsum("hwk,hwkc->hwc", frags.bary, attributes[vidx])
+
+
+def interpolate_table(frags: Fragments, faces: jax.Array, table: jax.Array) -> jax.Array:
+    """``[V, H*W]`` table -> ``[H, W]``: pixel ``p`` interpolates ``table[v, p]``."""
+    h, w = frags.face_index.shape
+    index = jnp.maximum(frags.face_index, 0).reshape(-1)
+    bary = frags.bary.reshape(h * w, 3)
+    flat, pixel = table.reshape(-1), jnp.arange(h * w, dtype=jnp.int32)
+    # 1-D gathers into the flat table: measured 2x faster on CPU than a [P, 3] 2-D gather.
+    values = [flat[faces[:, k][index] * (h * w) + pixel] for k in range(3)]
+    return (bary[:, 0] * values[0] + bary[:, 1] * values[1] + bary[:, 2] * values[2]).reshape(h, w)
+
+
+def render_hard(
+    screen: ScreenMesh,
+    pairs: Pairs,
+    settings: RasterSettings,
+    attributes: jax.Array | None,
+    pixel_table: jax.Array | None,
+) -> RenderOutput:
+    """The ``hard`` variant (protocol of :mod:`nemo_jax.render.variants`)."""
+    frags = rasterize(screen, pairs, settings)
+    return RenderOutput(
+        features=None if attributes is None else interpolate_attributes(frags, screen.faces, attributes),
+        pixel_values=None if pixel_table is None else interpolate_table(frags, screen.faces, pixel_table),
+        coverage=frags.coverage,
+        depth=frags.depth,
+        face_index=frags.face_index,
+        bary=frags.bary,
+        overflow=pairs.overflow,
+    )
+
+
+register_variant(
+    "hard", render_hard, doc="z-buffer, one face per pixel, barycentric interpolation (NeMo's renderer)"
+)

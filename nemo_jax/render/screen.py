@@ -139,7 +139,7 @@ class Pairs:
 
 
 def tile_counts(screen: ScreenMesh, settings: RasterSettings) -> jax.Array:
-    """``[F]`` int32 tiles each face's box needs (0 for masked faces)."""
+    """``[N]`` int32 tiles each primitive's box needs (0 for masked ones); reads ``box, valid``."""
     x0, y0, x1, y1 = screen.box
     nx = (x1 - x0) // settings.tile_width + 1
     ny = (y1 - y0) // settings.tile_height + 1
@@ -147,9 +147,13 @@ def tile_counts(screen: ScreenMesh, settings: RasterSettings) -> jax.Array:
 
 
 def tile_pairs(screen: ScreenMesh, settings: RasterSettings) -> Pairs:
-    """Lays each valid face's box out as tiles in a static budget of slots (module docstring)."""
+    """Lays each valid face's box out as tiles in a static budget of slots (module docstring).
+
+    Reads only ``screen.box`` ``[4, N]`` and ``screen.valid`` ``[N]``, so any primitive with a
+    screen box can be tiled (the ``gaussian`` variant's vertex kernels are); ``Pairs.face`` is
+    then the primitive's index."""
     th, tw = settings.tile_height, settings.tile_width
-    num_faces = screen.faces.shape[0]
+    num_faces = screen.box.shape[1]  # primitives: faces, or whatever the variant's projection tiles
     budget = settings.budget(num_faces)
     x0, y0, x1, y1 = screen.box
     nx = (x1 - x0) // tw + 1

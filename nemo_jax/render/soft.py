@@ -15,13 +15,54 @@ grown by the blur radius at which ``D`` drops below ``coverage_threshold``; sums
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import flax.struct
 import jax
 import jax.numpy as jnp
 
+from nemo_jax.render import hard
 from nemo_jax.render.hard import eval_planes, face_planes
+from nemo_jax.render.output import RenderOutput
 from nemo_jax.render.screen import Pairs, ScreenMesh
 from nemo_jax.render.settings import RasterSettings
+from nemo_jax.render.variants import register_variant
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftParams:
+    """Parameters of the ``soft`` variant (``RasterSettings.params``).
+
+    Attributes:
+      sigma: coverage sharpness in pixels^2, ``D = sigmoid(+-d^2 / sigma)`` with ``d`` the pixel's
+        distance to the triangle's boundary.
+      gamma: depth-softmax temperature on depth normalised to ``[0, 1]`` by
+        ``(far - z) / (far - near)``.
+      background_depth: SoftRas' background epsilon, a normalised depth.
+      coverage_threshold: contributions with ``D`` below this are ignored; it sets the blur radius
+        ``sqrt(sigma * log(1 / threshold - 1))`` by which face boxes are grown.
+    """
+
+    sigma: float = 0.1
+    gamma: float = 1e-4
+    background_depth: float = 1e-3
+    coverage_threshold: float = 1e-4
+
+    def __post_init__(self):
+        for name in ("sigma", "gamma"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SoftParams.{name}: expected > 0, got {getattr(self, name)}")
+        if not 0 < self.coverage_threshold < 0.5:
+            raise ValueError(
+                f"SoftParams.coverage_threshold: expected in (0, 0.5), got {self.coverage_threshold}"
+            )
+
+
+def blur_radius(params: SoftParams) -> float:
+    """Pixels at which the coverage ``D`` falls to ``coverage_threshold``."""
+    t = params.coverage_threshold
+    return math.sqrt(params.sigma * math.log(1.0 / t - 1.0))
 
 
 @flax.struct.dataclass
@@ -60,6 +101,7 @@ def soft_rasterize(
     pixel_table: jax.Array | None = None,
 ) -> SoftImage:
     """Soft-rasterizes one projected view. Shapes as in :func:`nemo_jax.render.render`."""
+    params = settings.params
     h, w = settings.height, settings.width
     num_pixels = h * w
     face = pairs.face  # [T]
@@ -82,8 +124,8 @@ def soft_rasterize(
         ),
         _segment_distance_sq(cx[2], cy[2], cx[0], cy[0], u, v),
     )
-    coverage = jax.nn.sigmoid(jnp.where(inside, dist_sq, -dist_sq) / settings.sigma)
-    live = pairs.mask & (coverage > settings.coverage_threshold)
+    coverage = jax.nn.sigmoid(jnp.where(inside, dist_sq, -dist_sq) / params.sigma)
+    live = pairs.mask & (coverage > params.coverage_threshold)
 
     # SoftRas clips barycentrics to the triangle for pixels outside it.
     bary = [jnp.clip(b, 0.0, 1.0) for b in (b0, b1, b2)]
@@ -107,13 +149,13 @@ def soft_rasterize(
         return per_pixel[gather_index].reshape(live.shape)
 
     znorm = (settings.far - depth) / (settings.far - settings.near)
-    shift = jnp.full((num_pixels,), settings.background_depth, znorm.dtype)
+    shift = jnp.full((num_pixels,), params.background_depth, znorm.dtype)
     shift = shift.at[index].max(jax.lax.stop_gradient(znorm).reshape(-1), mode="drop")
     # <= 0 on live pairs (the shift is their max); dead pairs are zeroed before exp so that
     # neither values nor gradients overflow.
     offset = jnp.where(live, znorm - at_pairs(shift), 0.0)
-    expo = jnp.where(live, coverage * jnp.exp(offset / settings.gamma), 0.0)
-    denom = scatter_add(expo) + jnp.exp((settings.background_depth - shift) / settings.gamma)
+    expo = jnp.where(live, coverage * jnp.exp(offset / params.gamma), 0.0)
+    denom = scatter_add(expo) + jnp.exp((params.background_depth - shift) / params.gamma)
     weight = expo / at_pairs(denom)
 
     features = None
@@ -137,3 +179,34 @@ def soft_rasterize(
         silhouette=silhouette.reshape(h, w),
         depth=soft_depth.reshape(h, w),
     )
+
+
+def render_soft(
+    screen: ScreenMesh,
+    pairs: Pairs,
+    settings: RasterSettings,
+    attributes: jax.Array | None,
+    pixel_table: jax.Array | None,
+) -> RenderOutput:
+    """The ``soft`` variant (protocol of :mod:`nemo_jax.render.variants`); ``face_index`` and
+    ``bary`` come from the hard z-buffer of the same view."""
+    frags = hard.rasterize(screen, pairs, settings)
+    image = soft_rasterize(screen, pairs, settings, attributes, pixel_table)
+    return RenderOutput(
+        features=image.features,
+        pixel_values=image.pixel_values,
+        coverage=image.silhouette,
+        depth=image.depth,
+        face_index=frags.face_index,
+        bary=frags.bary,
+        overflow=pairs.overflow,
+    )
+
+
+register_variant(
+    "soft",
+    render_soft,
+    params=SoftParams,
+    blur_radius=blur_radius,
+    doc="SoftRas: every face within the blur radius, sigmoid coverage, depth softmax",
+)

@@ -20,7 +20,7 @@ def flip_example(example: dict, flip: jax.Array, perm: jax.Array | None = None) 
     Args:
       example: unbatched fields: ``image [H, W, C]``, ``azimuth``, ``theta``, ``px`` (radians,
         0-based pixels), optionally ``kp2d [V, 2]``, ``visible [V]``, ``object_mask [H, W]``,
-        ``occluder_mask [H, W]``.
+        ``occluder_mask [H, W]``, ``box [4]`` (x0, y0, x1, y1 pixels).
       flip: whether to flip.
       perm: ``[V]`` mirror permutation, needed only if ``kp2d``/``visible`` are present.
     Returns:
@@ -39,6 +39,9 @@ def flip_example(example: dict, flip: jax.Array, perm: jax.Array | None = None) 
     for name in ("azimuth", "theta"):
         out[name] = pick(example[name], -example[name])
     out["px"] = pick(example["px"], (width - 1) - example["px"])
+    if "box" in example:
+        box = example["box"]
+        out["box"] = pick(box, jnp.stack([(width - 1) - box[2], box[1], (width - 1) - box[0], box[3]]))
     if "kp2d" in example or "visible" in example:
         if perm is None:
             raise ValueError("flip_example: kp2d/visible need the mesh's mirror permutation")

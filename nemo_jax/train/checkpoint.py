@@ -1,17 +1,28 @@
 """Checkpoints: an orbax CheckpointManager under ``workdir/checkpoints`` plus ``workdir/config.json``.
 
-The config a run starts with is written beside the checkpoints. A later run in the same workdir
-resumes from the newest checkpoint, but only if its config is compatible (only the keys in
+The config a run starts with is written beside the checkpoints, with its paths (``PATH_KEYS``)
+made absolute so that the run reads the same from any working directory. A later run in the same
+workdir resumes from the newest checkpoint, but only if its config is compatible (only the keys in
 ``RESUMABLE_KEYS`` may change) and the mesh matches the saved memory bank; otherwise it stops with
 a clear error and writes nothing.
+
+Damage: a checkpoint whose files cannot be read (a truncated ``_METADATA`` or array file, e.g. after
+a disk filled up) is named in a warning and the next older intact one is restored instead
+(:class:`CheckpointDamagedError` when none is intact). Training then moves the damaged step to
+``workdir/damaged_checkpoints/`` (never deleting it) so that it can save that step again. A
+checkpoint holding non-finite numbers is refused (:class:`NonFiniteCheckpointError`) naming the
+step and the array.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import warnings
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 # Config keys that may differ between the run that wrote a checkpoint and the one resuming it.
@@ -24,6 +35,32 @@ RESUMABLE_KEYS = (
     "train.progress",
     "eval.",
 )
+
+
+# Config keys holding file-system paths: stored absolute (resolved against the working directory
+# of the run that wrote them) and compared as absolute paths on resume.
+PATH_KEYS = ("data.data_dir", "mesh.cad_dir", "model.pretrained")
+# Values of PATH_KEYS that are names, not paths.
+_NOT_PATHS = ("", "package")
+
+
+class CheckpointDamagedError(RuntimeError):
+    """A checkpoint's files cannot be read (truncated or missing); the message names the step."""
+
+
+class NonFiniteCheckpointError(RuntimeError):
+    """A checkpoint holds NaN or infinite numbers; the message names the step and the array."""
+
+
+def absolute_paths(config_dict: dict) -> dict:
+    """A copy of ``config_dict`` (nested dicts) with the values of ``PATH_KEYS`` made absolute."""
+    out = json.loads(json.dumps(config_dict, default=str))
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        value = out.get(section, {}).get(name)
+        if isinstance(value, str) and value not in _NOT_PATHS:
+            out[section][name] = os.path.abspath(os.path.expanduser(value))
+    return out
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -39,7 +76,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ (ignoring ``RESUMABLE_KEYS``), as ``'key: saved -> current'``."""
-    a, b = _flatten(saved), _flatten(current)
+    a, b = _flatten(absolute_paths(saved)), _flatten(absolute_paths(current))
     diffs = []
     for key in sorted(set(a) | set(b)):
         if any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE_KEYS):
@@ -57,38 +94,56 @@ class Checkpointer:
 
     Args:
       workdir: run directory.
-      config_dict: the run's config as a JSON-able dict (``config.to_dict()``).
+      config_dict: the run's config as a JSON-able dict (``config.to_dict()``); its ``PATH_KEYS``
+        are stored absolute.
       mesh_info: ``{'num_vertices': V, 'feature_dim': D, 'clutter_size': K}`` of the current mesh
         (``None``: a run without a neural mesh, e.g. the baseline; no ``mesh.json``).
       every: save every this many steps; max_to_keep: checkpoints kept.
+      read_only: only restore (inference): creates and writes nothing in ``workdir``.
     """
 
     def __init__(
-        self, workdir: str, config_dict: dict, mesh_info: dict | None, every: int, max_to_keep: int = 3
+        self,
+        workdir: str,
+        config_dict: dict,
+        mesh_info: dict | None,
+        every: int,
+        max_to_keep: int = 3,
+        read_only: bool = False,
     ):
         self.workdir = os.path.abspath(workdir)
         self.every = max(int(every), 1)
         self.config_path = os.path.join(self.workdir, "config.json")
         self.mesh_path = os.path.join(self.workdir, "mesh.json")
-        ckpt_dir = os.path.join(self.workdir, "checkpoints")
-        has_ckpt = os.path.isdir(ckpt_dir) and any(name.isdigit() for name in os.listdir(ckpt_dir))
+        self.ckpt_dir = os.path.join(self.workdir, "checkpoints")
+        self.read_only = bool(read_only)
+        self.restored_step: int | None = None
+        config_dict = absolute_paths(config_dict)
+        has_ckpt = bool(step_dirs(self.ckpt_dir))
         if has_ckpt:
             self._check_compatible(config_dict, mesh_info)
-        os.makedirs(self.workdir, exist_ok=True)
-        options = ocp.CheckpointManagerOptions(
-            save_interval_steps=self.every,
-            max_to_keep=int(max_to_keep),
-            create=True,
-            cleanup_tmp_directories=True,
-            enable_async_checkpointing=False,
-        )
-        self.manager = ocp.CheckpointManager(ckpt_dir, options=options)
-        if not has_ckpt:
+        self.manager = None
+        if has_ckpt or not self.read_only:
+            os.makedirs(self.workdir, exist_ok=True)
+            self._open_manager(every, max_to_keep)
+        if not has_ckpt and not self.read_only:
             with open(self.config_path, "w") as fh:
                 json.dump(config_dict, fh, indent=2, sort_keys=True, default=str)
             if mesh_info is not None:
                 with open(self.mesh_path, "w") as fh:
                     json.dump(mesh_info, fh, indent=2, sort_keys=True)
+
+    def _open_manager(self, every: int, max_to_keep: int) -> None:
+        self._every, self._max_to_keep = every, max_to_keep
+        options = ocp.CheckpointManagerOptions(
+            save_interval_steps=max(int(every), 1),
+            max_to_keep=int(max_to_keep),
+            create=not self.read_only,
+            cleanup_tmp_directories=not self.read_only,
+            enable_async_checkpointing=False,
+            read_only=self.read_only,
+        )
+        self.manager = ocp.CheckpointManager(self.ckpt_dir, options=options)
 
     def _check_compatible(self, config_dict: dict, mesh_info: dict | None) -> None:
         if not os.path.isfile(self.config_path):
@@ -118,37 +173,187 @@ class Checkpointer:
                     )
 
     def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+        return None if self.manager is None else self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return [] if self.manager is None else sorted(int(s) for s in self.manager.all_steps())
+
+    def array_shapes(self, step: int) -> dict[tuple[str, ...], tuple[int, ...]]:
+        """``{key path: shape}`` of every array stored at ``step``, read from its metadata only (no
+        array data); :class:`CheckpointDamagedError` when the metadata cannot be read in full."""
+        where = os.path.join(self.ckpt_dir, str(step))
+        meta_path = os.path.join(where, "default", "_METADATA")
+        try:  # the tree's key paths: orbax's JSON index of the checkpoint
+            with open(meta_path) as fh:
+                entries = json.load(fh)["tree_metadata"].values()
+            keys = [
+                tuple(str(k["key"]) for k in e["key_metadata"])
+                for e in entries
+                if not e.get("value_metadata", {}).get("skip_deserialize", False)  # e.g. None leaves
+            ]
+        except Exception as err:  # noqa: BLE001 (unreadable or truncated: damaged)
+            raise CheckpointDamagedError(
+                f"{where}: checkpoint step {step} is damaged, {meta_path} cannot be read ({_brief(err)})"
+            ) from err
+        try:  # the shapes, from the arrays' own metadata (orbax skips arrays it cannot read)
+            tree = ocp.StandardCheckpointer().metadata(os.path.join(where, "default")).item_metadata
+            shapes = {
+                _path_names(p): tuple(m.shape) for p, m in jax.tree_util.tree_flatten_with_path(tree)[0]
+            }
+        except Exception as err:  # noqa: BLE001
+            raise CheckpointDamagedError(
+                f"{where}: checkpoint step {step} is damaged, its array metadata cannot be read "
+                f"({_brief(err)})"
+            ) from err
+        unreadable = [k for k in keys if k not in shapes]
+        if unreadable:
+            raise CheckpointDamagedError(
+                f"{where}: checkpoint step {step} is damaged, {len(unreadable)} of its {len(keys)} arrays "
+                f"cannot be read (e.g. {_keystr(unreadable[0])})"
+            )
+        return {k: shapes[k] for k in keys}
 
     def restore(self, target, step: int | None = None):
-        """Restores the newest checkpoint (or ``step``) into the structure of ``target``."""
-        step = self.manager.latest_step() if step is None else int(step)
+        """Restores the newest intact checkpoint (or exactly ``step``) into the structure of ``target``.
+
+        A damaged newest checkpoint is named in a warning and the next older one is tried (with
+        ``step`` given: :class:`CheckpointDamagedError`). ``self.restored_step`` is the step restored.
+        Raises ``RuntimeError`` when the checkpoint's structure differs from ``target``'s and
+        :class:`NonFiniteCheckpointError` when it holds non-finite numbers.
+        """
+        steps = [int(step)] if step is not None else self.all_steps()[::-1]
+        if not steps:
+            raise FileNotFoundError(f"{self.ckpt_dir}: no checkpoint to restore")
+        damaged = []
+        for s in steps:
+            try:
+                restored = self._restore_step(target, s)
+            except CheckpointDamagedError as err:
+                if step is not None:
+                    raise
+                damaged.append(s)
+                warnings.warn(f"{err}; trying the next older checkpoint", stacklevel=2)
+                continue
+            if damaged:
+                warnings.warn(
+                    f"{self.ckpt_dir}: restored step {s}, the newest intact checkpoint (damaged: "
+                    f"{', '.join(map(str, damaged))}; left in place)",
+                    stacklevel=2,
+                )
+            self.restored_step = s
+            return restored
+        raise CheckpointDamagedError(
+            f"{self.ckpt_dir}: every checkpoint is damaged (steps {', '.join(map(str, damaged))}); "
+            "nothing was restored or overwritten"
+        )
+
+    def _restore_step(self, target, step: int):
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        where = f"{self.workdir}/checkpoints/{step}"
+        where = os.path.join(self.ckpt_dir, str(step))
+        stored = self.array_shapes(step)
+        want = {_path_names(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(abstract)[0]}
+        if set(stored) != set(want):
+            extra, missing = sorted(set(stored) - set(want)), sorted(set(want) - set(stored))
+            raise RuntimeError(
+                f"{where}: does not match the current model/state structure ({len(stored)} arrays, the "
+                f"current state has {len(want)}; only in the checkpoint: {[_keystr(k) for k in extra[:3]]}, "
+                f"only in the current state: {[_keystr(k) for k in missing[:3]]}); nothing was overwritten"
+            )
+        for key, shape in want.items():
+            if stored[key] != shape:
+                raise RuntimeError(
+                    f"{where}: {_keystr(key)} has shape {stored[key]} in the checkpoint but "
+                    f"{shape} in the current model/state; nothing was overwritten"
+                )
         try:
             restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        except (ValueError, KeyError, TypeError) as err:
-            raise RuntimeError(
-                f"{where}: does not match the current model/state structure "
-                f"({type(err).__name__}: {err}); nothing was overwritten"
+        except Exception as err:  # noqa: BLE001 (the structure matched: the files are damaged)
+            raise CheckpointDamagedError(
+                f"{where}: checkpoint step {step} is damaged, its arrays cannot be read ({_brief(err)})"
             ) from err
-        want = jax.tree_util.tree_flatten_with_path(abstract)[0]
-        got = jax.tree.leaves(restored)
-        if len(want) != len(got):
-            raise RuntimeError(
-                f"{where}: {len(got)} arrays, the current state has {len(want)}; nothing was overwritten"
-            )
-        for (path, w), g in zip(want, got, strict=True):
-            if tuple(w.shape) != tuple(g.shape):
-                raise RuntimeError(
-                    f"{where}: {jax.tree_util.keystr(path)} has shape {tuple(g.shape)} in the checkpoint but "
-                    f"{tuple(w.shape)} in the current model/state; nothing was overwritten"
+        for path, leaf in jax.tree_util.tree_flatten_with_path(restored)[0]:
+            x = np.asarray(leaf)
+            if np.issubdtype(x.dtype, np.inexact) and not np.all(np.isfinite(x)):
+                raise NonFiniteCheckpointError(
+                    f"{where}: checkpoint step {step} holds non-finite values in "
+                    f"{_keystr(_path_names(path))} ({int(np.sum(~np.isfinite(x)))} of {x.size}); "
+                    "refusing to use it"
                 )
         return restored
+
+    def set_aside(self, steps) -> list[str]:
+        """Moves the damaged ``steps`` out of ``checkpoints/`` into ``damaged_checkpoints/`` (kept for
+        inspection, never deleted) so that training can save those steps again; returns the new paths."""
+        moved = []
+        for s in steps:
+            dest = os.path.join(self.workdir, "damaged_checkpoints", str(s))
+            n = 1
+            while os.path.exists(dest):
+                dest, n = os.path.join(self.workdir, "damaged_checkpoints", f"{s}.{n}"), n + 1
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.move(os.path.join(self.ckpt_dir, str(s)), dest)
+            moved.append(dest)
+        if moved:
+            self.manager.close()
+            self._open_manager(self._every, self._max_to_keep)
+        return moved
 
     def save(self, step: int, state, force: bool = False) -> bool:
         return self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        if self.manager is not None:
+            if not self.read_only:
+                self.manager.wait_until_finished()
+            self.manager.close()
+
+
+# What a run writes into its workdir before its first checkpoint.
+RUN_FILES = ("config.json", "mesh.json", "crop_protocol.json", "metrics.jsonl", "tb", "checkpoints")
+
+
+def discard_unsaved_run(workdir: str, remove_workdir: bool = True) -> None:
+    """After a run failed before saving any checkpoint: removes what it wrote (``RUN_FILES``), and
+    the workdir itself if ``remove_workdir`` (the run created it) and that leaves it empty. Does
+    nothing when ``workdir`` holds a checkpoint."""
+    if step_dirs(os.path.join(workdir, "checkpoints")) or not os.path.isdir(workdir):
+        return
+    for name in RUN_FILES:
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
+    if remove_workdir and not os.listdir(workdir):
+        os.rmdir(workdir)
+
+
+def step_dirs(ckpt_dir: str) -> list[int]:
+    """Steps with a folder in ``ckpt_dir`` (none if it does not exist)."""
+    if not os.path.isdir(ckpt_dir):
+        return []
+    return sorted(int(n) for n in os.listdir(ckpt_dir) if n.isdigit())
+
+
+def _path_names(path) -> tuple[str, ...]:
+    """A jax key path as plain names: dict keys, attribute names and sequence indices alike."""
+    out = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                out.append(str(getattr(k, attr)))
+                break
+        else:
+            out.append(str(k))
+    return tuple(out)
+
+
+def _keystr(names: tuple[str, ...]) -> str:
+    return "/".join(names)
+
+
+def _brief(err: BaseException, limit: int = 300) -> str:
+    """``Type: first line`` of an exception, cut to ``limit`` characters (TensorStore errors run long)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = text if len(text) <= limit else text[:limit] + " ..."
+    return f"{type(err).__name__}: {text}"

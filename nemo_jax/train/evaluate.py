@@ -10,7 +10,7 @@ import numpy as np
 from nemo_jax.data.batching import Subset, batches
 from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.train import contrastive
-from nemo_jax.train.step import BATCH_FIELDS, StepConfig, views
+from nemo_jax.train.step import BATCH_FIELDS, OPTIONAL_FIELDS, StepConfig, views
 
 
 def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_size: int = 8) -> dict:
@@ -45,7 +45,8 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
     if n == 0:
         raise ValueError(f"evaluate: {len(source)} held-out examples < eval batch size {batch_size}")
     for batch in batches(source, batch_size, shuffle=False, drop_remainder=True, epochs=1):
-        totals += np.asarray(match({k: jnp.asarray(batch[k]) for k in BATCH_FIELDS}))
+        fields = {k: jnp.asarray(v) for k, v in batch.items() if k in (*BATCH_FIELDS, *OPTIONAL_FIELDS)}
+        totals += np.asarray(match(fields))
     visible = max(totals[3], 1.0)
     v = neural_mesh.vertices.shape[0]
     return {

@@ -8,7 +8,9 @@ with the same parameters as an uninterrupted one.
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -18,11 +20,11 @@ from nemo_jax import data
 from nemo_jax import mesh as mesh_lib
 from nemo_jax.render import validate_mesh
 from nemo_jax.train import parallel
-from nemo_jax.train.checkpoint import Checkpointer
+from nemo_jax.train.checkpoint import PATH_KEYS, Checkpointer, discard_unsaved_run, step_dirs
 from nemo_jax.train.evaluate import evaluate_and_log
 from nemo_jax.train.metrics import MetricWriter
 from nemo_jax.train.run import build_geometry, build_model, mesh_info
-from nemo_jax.train.sources import batch_dataset, build_sources
+from nemo_jax.train.sources import batch_dataset, build_sources, write_crop_protocol
 from nemo_jax.train.state import create_train_state, learning_rate_schedule, make_optimizer
 from nemo_jax.train.step import StepConfig, jit_step, make_train_step
 
@@ -34,6 +36,10 @@ class NonFiniteError(RuntimeError):
 def train(config, workdir: str, model=None, preprocess: Callable | None = None) -> dict:
     """Trains a neural mesh + backbone as ``config`` says, in ``workdir`` (resuming if possible).
 
+    A run that fails before its first checkpoint leaves no workdir behind (nor its config.json);
+    the config's paths (``checkpoint.PATH_KEYS``) are made absolute first, so that the run's
+    ``config.json`` reads the same from any working directory.
+
     Args:
       config: an ``ml_collections.ConfigDict`` like ``configs/common.py``'s ``base()``.
       workdir: run directory (created; resumed from when it holds a compatible checkpoint).
@@ -44,6 +50,28 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
       (:func:`nemo_jax.train.evaluate.evaluate`), and the final :class:`TrainState`
       (``state.mesh`` is the trained neural mesh).
     """
+    config = _with_absolute_paths(config)
+    existed = os.path.isdir(workdir)
+    had_checkpoints = bool(step_dirs(os.path.join(workdir, "checkpoints")))
+    try:
+        return _train(config, workdir, model, preprocess)
+    except BaseException:
+        if not had_checkpoints:
+            discard_unsaved_run(workdir, remove_workdir=not existed)
+        raise
+
+
+def _with_absolute_paths(config):
+    config = config.copy_and_resolve_references()
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        value = config.get(section, {}).get(name)
+        if isinstance(value, str) and value not in ("", "package"):
+            config[section][name] = os.path.abspath(os.path.expanduser(value))
+    return config
+
+
+def _train(config, workdir: str, model, preprocess) -> dict:
     parallel.maybe_initialize_distributed(config.parallel)
     from nemo_jax import models  # noqa: PLC0415
 
@@ -75,7 +103,12 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
     state = create_train_state(k_state, model, neural, tx, step_cfg.image_size)
     start = ckpt.latest_step()
     if start is not None:
-        state = ckpt.restore(state)
+        state = ckpt.restore(state)  # the newest intact checkpoint (damaged ones: warned about)
+        start = ckpt.restored_step
+        damaged = [s for s in ckpt.all_steps() if s > start]
+        if damaged:  # set aside (kept, not deleted) so that these steps can be saved again
+            moved = ckpt.set_aside(damaged)
+            warnings.warn(f"damaged checkpoints moved to {', '.join(moved)}", stacklevel=2)
         print(f"resumed from {workdir}/checkpoints/{start}")
     else:
         start = 0
@@ -94,6 +127,8 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
     state = jax.device_put(state, replicated)
     step_fn = jit_step(make_train_step(model, tx, step_cfg, preprocess, perm), replicated, split)
     train_src, eval_src = build_sources(config, vertices, faces, perm)
+    if jax.process_index() == 0:
+        write_crop_protocol(workdir, train_src)
     batches = batch_dataset(train_src, int(t.batch_size), int(config.seed))
     schedule = learning_rate_schedule(t)
     writer = MetricWriter(workdir, start)

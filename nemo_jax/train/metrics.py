@@ -4,6 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+
+
+def read_metrics(path: str) -> list[dict]:
+    """The rows of a ``metrics.jsonl``. A partial LAST line (a run killed while writing it) is
+    dropped with a warning; a damaged line before it is a ``ValueError`` naming the line."""
+    with open(path) as fh:
+        lines = [(i + 1, line) for i, line in enumerate(fh) if line.strip()]
+    rows = []
+    for k, (number, line) in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if k < len(lines) - 1:
+                raise ValueError(f"{path}:{number}: not a JSON row ({err}); fix or delete the line") from None
+            warnings.warn(
+                f"{path}:{number}: dropped a partial last line (a run killed while writing it): "
+                f"{line.strip()!r}",
+                stacklevel=2,
+            )
+    return rows
 
 
 class MetricWriter:
@@ -14,8 +35,7 @@ class MetricWriter:
 
         self.path = os.path.join(workdir, "metrics.jsonl")
         if os.path.exists(self.path):  # drop rows a killed run wrote after its last checkpoint
-            with open(self.path) as fh:
-                rows = [json.loads(line) for line in fh if line.strip()]
+            rows = read_metrics(self.path)
             with open(self.path, "w") as fh:
                 for row in rows:
                     if row.get("step", 0) <= resume_step:

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from nemo_jax import mesh as mesh_lib
-from nemo_jax.train.checkpoint import Checkpointer
+from nemo_jax.train.checkpoint import Checkpointer, step_dirs
 from nemo_jax.train.state import create_train_state, make_optimizer
 from nemo_jax.train.step import StepConfig
 
@@ -60,8 +60,10 @@ def build_model(config):
 def load_run(workdir: str, step: int | None = None):
     """A trained run for inference: ``(config, model, variables, neural_mesh)``.
 
-    Rebuilds the state structure from ``workdir/config.json`` and restores the newest checkpoint
-    (or ``step``). ``variables`` is ``{'params', 'batch_stats'}`` for ``model.apply``;
+    Rebuilds the state structure from ``workdir/config.json`` and ``mesh.json`` and restores the
+    newest intact checkpoint (or ``step``), the neural mesh included: neither the dataset nor the
+    working directory the run was trained from is read, and nothing is written. ``variables`` is
+    ``{'params', 'batch_stats'}`` for ``model.apply``;
     ``neural_mesh`` holds the vertices, faces, vertex features ``[V, D]`` and clutter ``[K, D]``.
     """
     import ml_collections  # noqa: PLC0415
@@ -75,7 +77,17 @@ def load_run(workdir: str, step: int | None = None):
         for key, value in config[name].items():
             if isinstance(value, list):
                 config[name][key] = tuple(value)
-    vertices, faces = build_geometry(config)
+    # The mesh comes from the checkpoint (state.mesh): only its size is needed to restore into, so
+    # a run does not depend on the dataset or CAD folder it was trained from.
+    mesh_path = os.path.join(workdir, "mesh.json")
+    if not os.path.isfile(mesh_path):
+        raise FileNotFoundError(f"{mesh_path}: not a training workdir (no mesh.json)")
+    with open(mesh_path) as fh:
+        saved_mesh = json.load(fh)
+    if not step_dirs(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to load")
+    vertices = np.zeros((int(saved_mesh["num_vertices"]), 3), np.float32)
+    faces = np.zeros((int(saved_mesh["num_faces"]), 3), np.int32)
     model, _ = build_model(config)
     tx = make_optimizer(config.train)
     neural = mesh_lib.init_neural_mesh(
@@ -88,11 +100,9 @@ def load_run(workdir: str, step: int | None = None):
             jax.random.PRNGKey(0), model, neural, tx, StepConfig.from_config(config).image_size
         )
     )
-    ckpt = Checkpointer(workdir, config.to_dict(), mesh_info(config, vertices, faces), 1, 1000)
+    ckpt = Checkpointer(workdir, config.to_dict(), saved_mesh, 1, 1000, read_only=True)
     try:
-        if ckpt.latest_step() is None:
-            raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to load")
-        state = ckpt.restore(state, step)
+        state = ckpt.restore(state, step)  # damaged newest: warned about, an older one restored
     finally:
         ckpt.close()
     return config, model, {"params": state.params, "batch_stats": state.batch_stats}, state.mesh

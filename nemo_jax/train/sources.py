@@ -8,12 +8,13 @@ import numpy as np
 
 from nemo_jax import data
 from nemo_jax.data.toy import toy_dataset
-from nemo_jax.train.step import BATCH_FIELDS
+from nemo_jax.train.step import BATCH_FIELDS, full_box
 
 
 class StepExamples:
     """Random-access view of ``source`` with only the train-step fields (``image`` uint8, the
-    rest float32)."""
+    rest float32) and ``box`` (where vertices may be visible: the example's own ``box``, else the
+    whole image)."""
 
     def __init__(self, source):
         self.source = source
@@ -23,7 +24,9 @@ class StepExamples:
 
     def __getitem__(self, i):
         ex = self.source[i]
-        return {k: np.asarray(ex[k], np.uint8 if k == "image" else np.float32) for k in BATCH_FIELDS}
+        out = {k: np.asarray(ex[k], np.uint8 if k == "image" else np.float32) for k in BATCH_FIELDS}
+        out["box"] = np.asarray(ex["box"], np.float32) if "box" in ex else full_box(*out["image"].shape[:2])
+        return out
 
 
 def build_sources(config, vertices, faces, perm):
@@ -47,6 +50,16 @@ def build_sources(config, vertices, faces, perm):
             idx = src.indices_of(config.category)  # labels only, no image decoded
             if not idx:
                 raise ValueError(f"{src.path} [{split}]: no examples of category {config.category!r}")
+            built_shrink = (src.metadata.get("options") or {}).get("shrink")
+            if (
+                d.get("shrink") is not None
+                and built_shrink is not None
+                and int(built_shrink) != int(d.shrink)
+            ):
+                raise ValueError(
+                    f"{src.path}: built with shrink={built_shrink}, config.data.shrink is {d.shrink} "
+                    f"(rebuild with tools/build_data.py --option shrink={d.shrink})"
+                )
             shape = tuple(src[idx[0]]["image"].shape[:2])
             if shape != size:
                 raise ValueError(
@@ -55,6 +68,17 @@ def build_sources(config, vertices, faces, perm):
             out.append(StepExamples(data.Subset(src, idx)))
         return tuple(out)
     raise ValueError(f"config.data.source: {d.source!r} is not 'toy' or 'tfds'")
+
+
+def write_crop_protocol(workdir: str, train_src: StepExamples) -> None:
+    """Stores the training set's crop protocol with the run (``crop_protocol.json``: median box-to-crop
+    size and principal-point offset, :mod:`nemo_jax.data.crop_protocol`), so that unlabeled images
+    are cropped as the training images were; nothing for data without object boxes or masks."""
+    from nemo_jax.data import crop_protocol  # noqa: PLC0415
+
+    stats = crop_protocol.box_statistics(train_src.source)
+    if stats is not None:
+        crop_protocol.write(workdir, stats)
 
 
 def batch_dataset(source, batch_size: int, seed: int):

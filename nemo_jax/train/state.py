@@ -33,11 +33,14 @@ class TrainState:
 
 
 def learning_rate_schedule(cfg) -> optax.Schedule:
-    """``cfg`` (``config.train``): ``lr``, ``schedule`` ('constant' | 'cosine' | 'step'),
+    """``cfg`` (``config.train``): ``lr``, ``schedule`` ('constant' | 'cosine' | 'step' | 'nemo'),
     ``warmup_steps``, ``steps``, ``grad_accum``, ``lr_decay_steps``, ``lr_decay_factor``.
 
     Counts optimizer updates (``steps / grad_accum`` in all). 'step' multiplies the rate by
-    ``lr_decay_factor`` after every ``lr_decay_steps`` updates (NeMo's intended step decay).
+    ``lr_decay_factor`` after every ``lr_decay_steps`` updates (NeMo's intended step decay, which
+    its code never ran). 'nemo' is the rate NeMo's code trained with: ``lr`` for the first
+    ``lr_decay_steps`` updates (its epoch 0), then ``lr * lr_decay_factor`` to the end (its
+    ``lr = args.lr * 0.2`` every 10 epochs sets, and never compounds, the rate: 1e-4, then 2e-5).
     """
     updates = max(int(cfg.steps) // int(cfg.grad_accum), 1)
     warmup = int(cfg.warmup_steps)
@@ -50,8 +53,12 @@ def learning_rate_schedule(cfg) -> optax.Schedule:
         main = optax.exponential_decay(
             lr, int(cfg.lr_decay_steps), float(cfg.lr_decay_factor), staircase=True
         )
+    elif cfg.schedule == "nemo":
+        main = optax.piecewise_constant_schedule(lr, {int(cfg.lr_decay_steps): float(cfg.lr_decay_factor)})
     else:
-        raise ValueError(f"config.train.schedule: {cfg.schedule!r} is not 'constant', 'cosine' or 'step'")
+        raise ValueError(
+            f"config.train.schedule: {cfg.schedule!r} is not 'constant', 'cosine', 'step' or 'nemo'"
+        )
     if warmup <= 0:
         return main
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])

@@ -20,6 +20,14 @@ from nemo_jax.train.state import TrainState
 from nemo_jax.train.visibility import vertex_view
 
 BATCH_FIELDS = ("image", "azimuth", "elevation", "theta", "distance", "px", "py", "focal", "viewport")
+#: Batch fields the step uses when present: ``box [B, 4]`` (x0, y0, x1, y1) image pixels, the region
+#: where a vertex may count as visible (the object's box within the image; default: the whole image).
+OPTIONAL_FIELDS = ("box",)
+
+
+def full_box(height: int, width: int) -> np.ndarray:
+    """``[4]`` float32 box covering every pixel of an ``(height, width)`` image (pixel extents)."""
+    return np.array([-0.5, -0.5, width - 0.5, height - 0.5], np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +74,18 @@ class StepConfig:
 
 
 def views(state_mesh, batch: dict, cfg: StepConfig):
-    """Per-image vertex projections / visibility / object footprint. Batch fields ``[B]``."""
+    """Per-image vertex projections / visibility / object footprint. Batch fields ``[B]``; with a
+    ``box [B, 4]`` field, vertices outside an image's box are not visible."""
     cams = jax.vmap(camera_from_viewpoint)(
         batch["azimuth"], batch["elevation"], batch["theta"], batch["distance"],
         batch["px"], batch["py"], batch["focal"], batch["viewport"],
     )  # fmt: skip
+    b = batch["azimuth"].shape[0]
+    boxes = batch.get("box")
+    if boxes is None:
+        boxes = jnp.broadcast_to(jnp.asarray(full_box(*cfg.image_size)), (b, 4))
     return jax.vmap(
-        lambda cam: vertex_view(
+        lambda cam, box: vertex_view(
             state_mesh.vertices,
             state_mesh.faces,
             cam,
@@ -81,8 +94,9 @@ def views(state_mesh, batch: dict, cfg: StepConfig):
             cfg.render_stride,
             cfg.visibility_tolerance,
             cfg.render_tile,
+            box=box,
         )  # fmt: skip
-    )(cams)
+    )(cams, jnp.asarray(boxes, jnp.float32))
 
 
 def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm) -> dict:
@@ -107,6 +121,7 @@ def select_fields(batch: dict) -> dict:
     if missing:
         raise ValueError(f"train batch: missing fields {missing} (have {sorted(batch)})")
     out = {f: jnp.asarray(batch[f], jnp.float32) for f in BATCH_FIELDS if f != "image"}
+    out.update({f: jnp.asarray(batch[f], jnp.float32) for f in OPTIONAL_FIELDS if f in batch})
     out["image"] = jnp.asarray(batch["image"])
     return out
 

@@ -43,6 +43,7 @@ def vertex_view(
     render_stride: int = 2,
     tolerance: float = 0.5,
     tile: int = 8,
+    box: jax.Array | None = None,
 ) -> VertexView:
     """Projections, visibility and footprint of a mesh in one image.
 
@@ -55,6 +56,9 @@ def vertex_view(
       tolerance: depth slack of the visibility test, in units of the mesh's mean edge length (the
         same default, half an edge, as ``nemo_jax.render.project_with_visibility``).
       tile: rasterizer tile size (pixels of the downsampled render).
+      box: optional ``[4]`` ``(x0, y0, x1, y1)`` image pixels: only vertices projecting inside it
+        are visible (NeMo: inside the object's box; the data builders' box also excludes a crop's
+        zero padding). The image itself always bounds visibility.
     """
     height, width = image_size
     if feature_stride % render_stride or height % feature_stride or width % feature_stride:
@@ -74,6 +78,9 @@ def vertex_view(
     z = cam_points[:, 2]
     tol = tolerance * mean_edge_length(vertices, faces)
     visible = vertex_visibility(out.coverage, out.depth, small_points, z, tol, settings.near, two_sided=False)
+    if box is not None:  # vertex_visibility already keeps them inside the image
+        visible &= (points[:, 0] >= box[0]) & (points[:, 0] <= box[2])
+        visible &= (points[:, 1] >= box[1]) & (points[:, 1] <= box[3])
     k = feature_stride // render_stride
     cells = out.coverage.reshape(height // feature_stride, k, width // feature_stride, k)
     object_mask = jnp.max(cells, axis=(1, 3)) > 0

@@ -28,6 +28,9 @@ COMMANDS = (
     "convert_weights",
     "bench_pose",
     "bench_train",
+    "bench_render",
+    "compare_variants",
+    "write_fixture_tree",
 )
 
 
@@ -62,4 +65,28 @@ def run(module_name: str, main) -> None:
     if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
         print(usage(module_name))
         sys.exit(0)
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
+
+
+def _innermost_message(err: BaseException) -> str:
+    """The message of ``err``, unwrapping exceptions wrapped as another's only argument (ml_collections
+    raises ``AttributeError(KeyError("'x'\\nDid you mean ..."))``), on one line."""
+    while len(err.args) == 1 and isinstance(err.args[0], BaseException):
+        err = err.args[0]
+    text = str(err.args[0]) if len(err.args) == 1 else str(err)
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def parse_flags(argv):
+    """absl's flag parsing, where a ``--config.x=...`` override naming no config field (or not
+    parsing as the field's type) prints one line (with ml_collections' "did you mean") and exits 1
+    instead of a traceback, like absl's other flag errors."""
+    from absl import app
+
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:  # config_flags' override errors
+        overrides = [a for a in argv[1:] if a.startswith(("--config.", "-config."))]
+        where = f" in {' '.join(overrides)}" if overrides else ""
+        sys.stderr.write(f"FATAL Flags parsing error{where}: {_innermost_message(err)}\n")
+        sys.exit(1)

@@ -58,7 +58,7 @@ def _main(argv) -> int:
             overwrite=_OVERWRITE.value,
             progress=not _NO_PROGRESS.value,
         )
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: FileNotFoundError, unwritable ...
         print(f"build_data: {dataset} failed: {err}", file=sys.stderr)
         return 1
     print(build_lib.summary(dataset, stats))

@@ -1,18 +1,25 @@
 """Predict object poses (and figures) for unlabeled images with a given object box.
 
     nemo-jax-estimate-pose --images DIR --category car --checkpoint RUNS/car \
-        [--boxes boxes.json] [--out out/poses] [--fill 0.6] [--distance D]
+        [--boxes boxes.json] [--out out/poses] [--fill F] [--distance D]
 
 --checkpoint is a NeMo training run (nemo-jax-train's --workdir) for --category. --boxes is a JSON
-file {image file name: [x0, y0, x1, y1]} in pixels; images without a box use the whole image.
-Writes --out/predictions.json (azimuth, elevation, theta in degrees and radians, loss) and one
-overlay figure per image.
+file {image file name: [x0, y0, x1, y1]} in pixels, the image's top-left corner at (0, 0) (the whole
+image is [0, 0, w, h]); images without a box use the whole image. Each box is cropped as the run's
+training crops were (the run's crop_protocol.json, written by training: median box-to-crop size and
+principal-point offset over its training set); --fill F instead makes the box's longer side span F
+of the crop's shorter side (needed for runs without crop_protocol.json).
+Writes --out/predictions.json (azimuth, elevation, theta in degrees and radians, loss, and flags:
+reasons not to trust a pose, e.g. "box outside image") and one overlay figure per image, all at
+once: a previous --out of this tool is replaced whole, any other non-empty --out is refused. An
+image that cannot be processed (unreadable, a bad box) is reported and skipped; a box naming no
+image in --images is an error.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import sys
 
 from absl import flags
 
@@ -23,7 +30,11 @@ _CATEGORY = flags.DEFINE_string("category", None, "The run's category.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "NeMo training run directory.")
 _BOXES = flags.DEFINE_string("boxes", "", "JSON {image name: [x0, y0, x1, y1]}.")
 _OUT = flags.DEFINE_string("out", "out/poses", "Output folder.")
-_FILL = flags.DEFINE_float("fill", 0.6, "Box side / crop side, as in training.")
+_FILL = flags.DEFINE_float(
+    "fill",
+    None,
+    "Override the run's crop protocol: box's longer side / crop's shorter side (synthetic set: 0.6).",
+)
 _DISTANCE = flags.DEFINE_float(
     "distance", None, "Render distance (CAD units); default: the run's data.distance."
 )
@@ -33,28 +44,38 @@ flags.mark_flags_as_required(["images", "category", "checkpoint"])
 
 def _main(argv) -> int:
     no_positional(argv)
-    from nemo_jax.apps.estimate import estimate_poses
+    from nemo_jax.apps.estimate import estimate_poses, load_boxes
 
-    boxes = None
-    if _BOXES.value:
-        with open(_BOXES.value) as fh:
-            boxes = json.load(fh)
-    records = estimate_poses(
-        _CHECKPOINT.value,
-        _IMAGES.value,
-        boxes,
-        _OUT.value,
-        _FILL.value,
-        _DISTANCE.value,
-        not _NO_FIGURES.value,
-        _CATEGORY.value,
-    )
+    try:
+        boxes = load_boxes(_BOXES.value) if _BOXES.value else None
+        records = estimate_poses(
+            _CHECKPOINT.value,
+            _IMAGES.value,
+            boxes,
+            _OUT.value,
+            _FILL.value,
+            _DISTANCE.value,
+            not _NO_FIGURES.value,
+            _CATEGORY.value,
+            boxes_source=_BOXES.value or "--boxes",
+        )
+    except (ValueError, OSError) as err:  # bad input named by the library; nothing was written
+        print(f"estimate_pose: {err}", file=sys.stderr)
+        return 1
     for r in records:
+        if "error" in r:
+            print(f"{r['image']}: skipped ({r['error']})")
+            continue
+        flags = f"  NOT TRUSTED: {', '.join(r['flags'])}" if r["flags"] else ""
         print(
             f"{r['image']}: azimuth {r['azimuth_deg']:.1f}  elevation {r['elevation_deg']:.1f}  "
-            f"theta {r['theta_deg']:.1f} deg  loss {r['loss']:.3f}"
+            f"theta {r['theta_deg']:.1f} deg  loss {r['loss']:.3f}{flags}"
         )
-    print(f"predictions: {os.path.join(_OUT.value, 'predictions.json')}")
+    skipped = sum("error" in r for r in records)
+    print(
+        f"predictions: {os.path.join(_OUT.value, 'predictions.json')}"
+        + (f" ({skipped} of {len(records)} images skipped)" if skipped else "")
+    )
     return 0
 
 

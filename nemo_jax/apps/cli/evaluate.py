@@ -17,8 +17,8 @@ Prints the table, writes the results JSON ({"results": ..., "predictions": ...})
 
 from __future__ import annotations
 
-import json
 import os
+import sys
 
 from absl import app, flags
 
@@ -40,38 +40,75 @@ _JSON = flags.DEFINE_string("json", "", "Write the results JSON here.")
 _FIGURES = flags.DEFINE_string("figures", "", "Folder for Figure 1 PNGs (NeMo).")
 _STEPS = flags.DEFINE_integer("steps", 300, "Refinement steps (NeMo: 300).")
 _STARTS = flags.DEFINE_integer("starts", 1, "Grid starts refined (NeMo: 1).")
-_VARIANT = flags.DEFINE_enum("variant", "hard", ["hard", "soft"], "Rasterizer.")
+_VARIANT = flags.DEFINE_string(
+    "variant", "hard", "Rasterizer variant: any registered name (hard, soft, pytorch3d, gaussian, ...)."
+)
 flags.mark_flags_as_required(["workdir", "data_dir"])
+
+
+def parse_levels(text: str) -> list[int]:
+    """``"0,1,3"`` -> ``[0, 1, 3]``; ``app.UsageError`` naming the flag and the bad item otherwise."""
+    from nemo_jax.data import LEVELS
+
+    levels = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        if not item.isdigit() or int(item) not in LEVELS:
+            raise app.UsageError(
+                f"--levels {text!r}: {item!r} is not an occlusion level; expected some of "
+                f"{', '.join(map(str, LEVELS))}, comma-separated"
+            )
+        levels.append(int(item))
+    if not levels:
+        raise app.UsageError(f"--levels {text!r}: no occlusion level given")
+    return levels
 
 
 def _main(argv) -> int:
     no_positional(argv)
     from nemo_jax import data as data_lib
     from nemo_jax import eval as eval_lib
+    from nemo_jax.apps import output
     from nemo_jax.apps.evaluate import evaluate
 
     try:
         options = data_lib.parse_option_items(_OPTION.value)
     except ValueError as err:
         raise app.UsageError(str(err)) from err
-    results = evaluate(
-        _WORKDIR.value,
-        _DATASET.value,
-        _DATA_DIR.value,
-        method=_METHOD.value,
-        levels=[int(x) for x in _LEVELS.value.split(",") if x],
-        categories=[c for c in _CATEGORIES.value.split(",") if c],
-        manual_dir=_MANUAL_DIR.value,
-        options=options,
-        figures_dir=_FIGURES.value,
-        search_overrides={"steps": _STEPS.value, "num_starts": _STARTS.value},
-        variant=_VARIANT.value,
-    )
+    levels = parse_levels(_LEVELS.value)
+    try:  # output paths first: a bad one fails now, not after the whole evaluation
+        json_path = output.check_output_file(_JSON.value, "--json") if _JSON.value else ""
+        if _FIGURES.value and os.path.exists(_FIGURES.value) and not os.path.isdir(_FIGURES.value):
+            raise ValueError(f"--figures {_FIGURES.value}: exists and is not a folder")
+        results = evaluate(
+            _WORKDIR.value,
+            _DATASET.value,
+            _DATA_DIR.value,
+            method=_METHOD.value,
+            levels=levels,
+            categories=[c for c in _CATEGORIES.value.split(",") if c],
+            manual_dir=_MANUAL_DIR.value,
+            options=options,
+            figures_dir=_FIGURES.value,
+            search_overrides={"steps": _STEPS.value, "num_starts": _STARTS.value},
+            variant=_VARIANT.value,
+        )
+    except (ValueError, OSError) as err:  # bad input, named by the library
+        print(f"evaluate: {err}", file=sys.stderr)
+        return 1
     print(eval_lib.format_table(results, f"{_METHOD.value} on {_DATASET.value}"))
-    if _JSON.value:
-        os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)
-        with open(_JSON.value, "w") as fh:
-            json.dump(results, fh, indent=1, default=float)
+    flagged = [p for p in results["predictions"] if p.get("flags")]
+    if flagged:
+        shown = "; ".join(f"{p['id']} ({', '.join(p['flags'])})" for p in flagged[:10])
+        more = f"; ... {len(flagged) - 10} more" if len(flagged) > 10 else ""
+        print(
+            f"warning: {len(flagged)} of {len(results['predictions'])} predictions are not to be trusted "
+            f"(their flags are in the results JSON): {shown}{more}",
+            file=sys.stderr,
+        )
+    if json_path:
+        output.write_json(json_path, results, indent=1, default=float)
     return 0
 
 

@@ -31,7 +31,9 @@ _WIDTH = flags.DEFINE_integer("width", None, "Output width, pixels.")
 _HEIGHT = flags.DEFINE_integer("height", None, "Output height, pixels.")
 _FOCAL = flags.DEFINE_float("focal", 1.0, "PASCAL3D+ focal (focal length in pixels = focal * viewport).")
 _VIEWPORT = flags.DEFINE_float("viewport", 3000.0, "PASCAL3D+ viewport, image pixels.")
-_VARIANT = flags.DEFINE_enum("variant", "hard", ["hard", "soft"], "Rasterizer.")
+_VARIANT = flags.DEFINE_string(
+    "variant", "hard", "Rasterizer variant: any registered name (hard, soft, pytorch3d, gaussian, ...)."
+)
 _IMAGE = flags.DEFINE_string("image", None, "Optional [H, W] image to overlay the mesh on.")
 _OUT = flags.DEFINE_string("out", None, "Output prefix (directories are created).")
 flags.mark_flags_as_required(
@@ -64,7 +66,7 @@ def _main(argv) -> int:
             variant=_VARIANT.value,
             image=read_image(_IMAGE.value) if _IMAGE.value else None,
         )
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, MemoryError) as err:
         prefix = f"{_IMAGE.value}: " if "image size" in str(err) else ""  # mesh errors name the file
         raise SystemExit(f"render_mesh: {prefix}{err}") from err
     out = _OUT.value
