@@ -20,7 +20,7 @@ from nemo_jax import data
 from nemo_jax import mesh as mesh_lib
 from nemo_jax.render import validate_mesh
 from nemo_jax.train import parallel
-from nemo_jax.train.checkpoint import PATH_KEYS, Checkpointer, discard_unsaved_run, step_dirs
+from nemo_jax.train.checkpoint import PATH_KEYS, Checkpointer, discard_unsaved_run, is_path_value, step_dirs
 from nemo_jax.train.evaluate import evaluate_and_log
 from nemo_jax.train.metrics import MetricWriter
 from nemo_jax.train.run import build_geometry, build_model, mesh_info
@@ -66,7 +66,7 @@ def _with_absolute_paths(config):
     for key in PATH_KEYS:
         section, name = key.split(".")
         value = config.get(section, {}).get(name)
-        if isinstance(value, str) and value not in ("", "package"):
+        if is_path_value(value):
             config[section][name] = os.path.abspath(os.path.expanduser(value))
     return config
 
