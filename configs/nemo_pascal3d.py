@@ -4,6 +4,11 @@ Crops follow NeMo's protocol: every image rescaled by distance / 5 (the object a
 3000-px focal, ``data.distance``, for every category) and cropped to NeMo's per-category size. The
 neural mesh is the SingleCuboid stored with the built dataset (``mesh.kind='dataset'``), or built
 from the CAD models with ``--config.mesh.kind=single_cuboid --config.mesh.cad_dir=PASCAL3D+/CAD``.
+
+The ResNet-50 starts from torchvision's ImageNet weights, as NeMo's does: give the file with
+``--config.model.pretrained=/path/resnet50-0676ba61.pth`` (read without torch; or its ``.npz`` from
+``nemo-jax-convert-weights``). Without it training stops at start and says so;
+``--config.model.pretrained=none`` trains from a random initialisation instead.
 """
 
 import os
@@ -12,6 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import common  # noqa: E402
+from nemo_jax import models  # noqa: E402
 
 
 def get_config(category: str = "car"):
@@ -21,6 +27,7 @@ def get_config(category: str = "car"):
     c.category = category
     c.data.image_size = common.CROP_SIZES[category]
     c.data.distance = common.CROP_DISTANCE
+    c.model.pretrained = models.REQUIRED  # torchvision's ImageNet ResNet-50, given by path
     # NeMo trains without augmentation (RandomHorizontalFlip and ColorJitter are defined, unused).
     c.train.flip_prob = 0.0
     c.train.brightness = c.train.contrast = c.train.saturation = 0.0

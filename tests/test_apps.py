@@ -186,3 +186,20 @@ def test_demo_builds_each_categorys_own_config_then_the_overrides():
     assert configs["car"].to_dict() != configs["chair"].to_dict()
     with pytest.raises(FileNotFoundError, match="no such config file"):
         category_configs(path + ".missing")
+
+
+def test_baseline_validation_curve_lands_in_metrics(tiny, tmp_path):
+    """``eval.every``: Acc@pi/6 on a validation split during training, as ``split="val"`` rows."""
+    base = baseline_synthetic.get_config()
+    base.data.data_dir = str(tiny / "data")
+    base.model.width, base.model.dropout = 0.25, 0.2
+    t = base.train
+    t.steps, t.batch_size, t.log_every, t.checkpoint_every, t.progress = 4, 4, 2, 4, False
+    t.label_smoothing, t.augment.flip_prob, t.augment.scale_jitter = 0.1, 0.5, 0.1
+    base.eval.every, base.eval.split = 2, "val"
+    result = train_baseline(base, str(tmp_path / "run"), log=lambda *_: None)
+    assert [(v["step"], v["n"]) for v in result["validation"]] == [(2, 8), (4, 8)]
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    val = [r for r in rows if r["split"] == "val"]
+    assert [r["step"] for r in val] == [2, 4]
+    assert all(0.0 <= r["acc_pi6"] <= 1.0 and np.isfinite(r["med_err_deg"]) for r in val)

@@ -26,6 +26,7 @@ def _tiny_run(data_dir: str, workdir: str) -> None:
     config.data.data_dir = data_dir
     config.data.image_size = (32, 32)
     config.model.name, config.model.width, config.model.feature_dim = "tiny", 0.25, 16
+    config.model.pretrained = "none"  # the PASCAL3D+ config asks for an ImageNet file by default
     t = config.train
     t.steps, t.batch_size, t.checkpoint_every, t.log_every, t.progress = 2, 2, 2, 1, False
     t.clutter_size, t.clutter_per_image, t.distance_thr = 16, 2, 4.0

@@ -49,17 +49,22 @@ class Bins:
 
 
 class PoseClassifier(nn.Module):
-    """images ``[B, H, W, 3]`` (``models.preprocess``-ed) -> logits dict ``{angle: [B, bins]}``."""
+    """images ``[B, H, W, 3]`` (``models.preprocess``-ed) -> logits dict ``{angle: [B, bins]}``.
+
+    ``dropout`` > 0 drops pooled and hidden features in training (needs a ``'dropout'`` rng).
+    """
 
     trunk: nn.Module
     bins: Bins = Bins()
+    dropout: float = 0.0
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         feats = self.trunk(images, train)
         deepest = feats[max(feats, key=lambda k: int(str(k).removeprefix("stride")))]
         pooled = jnp.mean(deepest.astype(jnp.float32), axis=(1, 2))
-        pooled = nn.relu(nn.Dense(256, name="fc")(pooled))
+        drop = nn.Dropout(self.dropout, deterministic=not train or self.dropout == 0)
+        pooled = drop(nn.relu(nn.Dense(256, name="fc")(drop(pooled))))
         return {
             name: nn.Dense(getattr(self.bins, name), name=f"head_{name}")(pooled)
             for name in ("azimuth", "elevation", "theta")
@@ -67,17 +72,26 @@ class PoseClassifier(nn.Module):
 
 
 def build_classifier(model_config: ml_collections.ConfigDict, bins: Bins = Bins()) -> PoseClassifier:
-    """The classifier on the trunk named by a ``models.default_config()``-style config."""
-    return PoseClassifier(trunk=models.build_trunk(model_config), bins=bins)
+    """The classifier on the trunk named by a ``models.default_config()``-style config
+    (``model_config.dropout``, default 0, is the head's dropout rate)."""
+    dropout = float(model_config.get("dropout", 0.0))
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"config.model.dropout: expected a rate in [0, 1), got {dropout}")
+    return PoseClassifier(trunk=models.build_trunk(model_config), bins=bins, dropout=dropout)
 
 
-def classification_loss(logits: dict, azimuth, elevation, theta, bins: Bins) -> jax.Array:
-    """Mean over the batch of the summed per-angle cross-entropies. Angles ``[B]`` radians."""
+def classification_loss(
+    logits: dict, azimuth, elevation, theta, bins: Bins, label_smoothing: float = 0.0
+) -> jax.Array:
+    """Mean over the batch of the summed per-angle cross-entropies. Angles ``[B]`` radians.
+    ``label_smoothing`` moves that much of each target's mass uniformly over the angle's bins."""
 
     total = 0.0
     for name, angle in (("azimuth", azimuth), ("elevation", elevation), ("theta", theta)):
-        labels = bins.to_bin(name, angle)
-        total = total + optax.softmax_cross_entropy_with_integer_labels(logits[name], labels).mean()
+        labels = jax.nn.one_hot(bins.to_bin(name, angle), getattr(bins, name))
+        if label_smoothing:
+            labels = optax.smooth_labels(labels, label_smoothing)
+        total = total + optax.softmax_cross_entropy(logits[name], labels).mean()
     return total
 
 

@@ -1,8 +1,12 @@
 """Training, saving and running the pose-classification baseline (see ``classifier``).
 
 One jitted step over an explicit PyTree state; the NeMo loop's checkpoints (resume), metrics and
-progress bar.
-The baseline is trained on all categories of a split together (NeMo's Res50-General).
+progress bar. The baseline is trained on all categories of a split together (NeMo's
+Res50-General), every crop resized to one input size (``inputs``), from the same ImageNet start as
+NeMo where the config gives one (``config.model.pretrained``, loaded into the trunk), with the
+augmentation of ``augment``, label smoothing, head dropout and decoupled weight decay (AdamW).
+``config.eval`` names a validation split scored every ``eval.every`` steps (Acc@pi/6 in
+``metrics.jsonl``, rows with ``split="val"``), the curve the recipe is chosen on.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import optax
 import tqdm
 
 from nemo_jax import data as data_lib
+from nemo_jax import eval as eval_lib
 from nemo_jax import models
+from nemo_jax.baseline.augment import augment_batch, augment_config
 from nemo_jax.baseline.classifier import Bins, build_classifier, classification_loss, predict_angles
+from nemo_jax.baseline.inputs import Resized, fit_batch, input_size
 from nemo_jax.train.checkpoint import Checkpointer
 from nemo_jax.train.metrics import MetricWriter
 
@@ -39,12 +46,18 @@ def bins_from(config: ml_collections.ConfigDict) -> Bins:
 
 
 def _optimizer(config) -> optax.GradientTransformation:
-    schedule = optax.cosine_decay_schedule(config.train.lr, max(1, config.train.steps))
-    return optax.adamw(schedule, weight_decay=config.train.weight_decay)
+    t = config.train
+    steps, warmup = max(1, int(t.steps)), int(t.get("warmup_steps", 0))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, t.lr, warmup, steps) if warmup else None
+    schedule = schedule or optax.cosine_decay_schedule(t.lr, steps)
+    return optax.adamw(schedule, weight_decay=t.weight_decay)
 
 
-def init_state(config, module, image_shape, rng) -> BaselineState:
+def init_state(config, module, image_shape, rng, pretrained: bool = False) -> BaselineState:
+    """A fresh state; ``pretrained=True`` loads ``config.model.pretrained`` into the trunk."""
     variables = module.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+    if pretrained:
+        variables = models.load_pretrained(config.model, dict(variables))
     params = variables["params"]
     return BaselineState(
         params=params,
@@ -55,17 +68,28 @@ def init_state(config, module, image_shape, rng) -> BaselineState:
 
 
 def make_train_step(config, module, bins: Bins):
+    """A jitted ``(state, images [B, H, W, 3] in [0, 255], azimuth, elevation, theta [B] radians)
+    -> (state, loss)``; augmentation and dropout keys are ``fold_in(PRNGKey(seed), step)``, so a
+    step's randomness depends only on the seed and the step (exact resume)."""
     optimizer = _optimizer(config)
+    aug = augment_config(config)
+    smoothing = float(config.train.get("label_smoothing", 0.0))
+    seed = int(config.get("seed", 0))
 
     def step(state: BaselineState, images, azimuth, elevation, theta):
+        k_aug, k_drop = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), state.step))
+        images, azimuth, theta = augment_batch(k_aug, images, azimuth, theta, aug)
+        images = models.preprocess(images)
+
         def loss_fn(params):
             logits, updates = module.apply(
                 {"params": params, "batch_stats": state.batch_stats},
                 images,
                 train=True,
                 mutable=["batch_stats"],
+                rngs={"dropout": k_drop},
             )
-            return classification_loss(logits, azimuth, elevation, theta, bins), updates
+            return classification_loss(logits, azimuth, elevation, theta, bins, smoothing), updates
 
         (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         upd, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -78,6 +102,30 @@ def make_train_step(config, module, bins: Bins):
         return new, loss
 
     return jax.jit(step, donate_argnums=0)
+
+
+def validation_source(config):
+    """The split ``config.eval`` names for validation (None when ``eval.every`` is 0)."""
+    ev = config.get("eval", {}) or {}
+    if int(ev.get("every", 0)) <= 0:
+        return None
+    data_dir = ev.get("data_dir", "") or config.data.data_dir
+    source = data_lib.load(config.data.name, ev.get("split", "val"), data_dir)
+    limit = int(ev.get("max_images", 0))
+    if 0 < limit < len(source):  # evenly spaced, so every category is in it
+        source = data_lib.Subset(source, np.linspace(0, len(source) - 1, limit).round().astype(int))
+    return source
+
+
+def validate(predict, variables, source, batch_size: int = 32) -> dict:
+    """NeMo's metric (``eval.summarize``: n, acc_pi6, acc_pi18, med_err_deg) of ``predict`` on
+    ``source`` (already at the input size)."""
+    errors = []
+    for batch in data_lib.batches(source, batch_size, shuffle=False, drop_remainder=False, prefetch=0):
+        pred = [np.asarray(x) for x in predict(variables, batch["image"])]
+        true = [batch[k] for k in ("azimuth", "elevation", "theta")]
+        errors.append(eval_lib.rotation_error(pred, true))
+    return eval_lib.summarize(np.concatenate(errors) if errors else [])
 
 
 def _checkpointer(config, workdir: str) -> Checkpointer:
@@ -94,19 +142,30 @@ def train_baseline(config: ml_collections.ConfigDict, workdir: str, log=print) -
     of ``(seed, s)``), ``metrics.jsonl`` + TensorBoard rows every ``log_every`` steps, a progress bar
     (``config.train.progress``), and no host sync between logs (the loss stays on the device).
 
-    Returns ``{"losses": [...] (the steps run by this call), "images_per_s": float}``.
+    Returns ``{"losses": [...] (the steps run by this call), "images_per_s": float, "validation":
+    [{"step", "n", "acc_pi6", "acc_pi18", "med_err_deg"}, ...]}`` (empty without ``eval.every``).
     """
+    models.resolve_pretrained_path(config.model)  # a missing ImageNet file stops the run here
+    augment_config(config)
+    size = input_size(config)
     source = data_lib.load(config.data.name, "train", config.data.data_dir)
     if len(source) == 0:
         raise ValueError(f"{source.path}: the train split is empty")
+    source = Resized(source, size)
+    val_source = validation_source(config)
+    val_source = Resized(val_source, size) if val_source is not None else None
     t = config.train
     image_shape = tuple(source[0]["image"].shape)
     bins = bins_from(config)
     module = build_classifier(config.model, bins)
-    state = init_state(config, module, image_shape, jax.random.PRNGKey(config.seed))
-    step = make_train_step(config, module, bins)
     ckpt = _checkpointer(config, workdir)
     start = ckpt.latest_step() or 0
+    key = jax.random.PRNGKey(config.seed)
+    state = init_state(config, module, image_shape, key, pretrained=not start)
+    step = make_train_step(config, module, bins)
+    predict = make_predict(config, module)
+    every = int(config.get("eval", {}).get("every", 0)) if val_source is not None else 0
+    val_rows = []
     if start:
         state = ckpt.restore(state)
         log(f"baseline: resumed from {workdir}/checkpoints/{start}")
@@ -123,10 +182,9 @@ def train_baseline(config: ml_collections.ConfigDict, workdir: str, log=print) -
     losses, window, pending, clock, seen = [], [], [], time.perf_counter(), 0
     try:
         for i, batch in zip(range(start, total), batches, strict=False):
-            images = models.preprocess(batch["image"])
-            state, loss = step(state, images, batch["azimuth"], batch["elevation"], batch["theta"])
+            state, loss = step(state, batch["image"], batch["azimuth"], batch["elevation"], batch["theta"])
             pending.append(loss)
-            seen += len(images)
+            seen += len(batch["image"])
             done = i + 1
             save_now = done % ckpt.every == 0 or done == total
             if done % log_every == 0 or save_now:
@@ -145,6 +203,12 @@ def train_baseline(config: ml_collections.ConfigDict, workdir: str, log=print) -
                     writer.write(done, {"loss": mean, "images_per_s": seen / (time.perf_counter() - clock)})
                     bar.set_postfix(loss=f"{mean:.3f}")
                     log(f"baseline step {done}/{total} loss {mean:.3f}")
+            if every and (done % every == 0 or done == total):
+                variables = {"params": state.params, "batch_stats": state.batch_stats}
+                row = validate(predict, variables, val_source, int(config.eval.get("batch_size", 32)))
+                writer.write(done, {k: v for k, v in row.items() if k != "n"}, prefix="val")
+                val_rows.append({"step": done, **row})
+                log(f"baseline step {done}/{total} validation Acc@pi/6 {row['acc_pi6']:.3f} (n={row['n']})")
             if save_now:
                 ckpt.save(done, state, force=done == total)
             bar.update(1)
@@ -152,7 +216,11 @@ def train_baseline(config: ml_collections.ConfigDict, workdir: str, log=print) -
         bar.close()
         writer.close()
         ckpt.close()
-    return {"losses": losses, "images_per_s": seen / max(time.perf_counter() - clock, 1e-9)}
+    return {
+        "losses": losses,
+        "images_per_s": seen / max(time.perf_counter() - clock, 1e-9),
+        "validation": val_rows,
+    }
 
 
 def load_baseline(workdir: str, image_shape) -> tuple[ml_collections.ConfigDict, object, dict]:
@@ -164,6 +232,9 @@ def load_baseline(workdir: str, image_shape) -> tuple[ml_collections.ConfigDict,
     with open(config_path) as fh:
         config = ml_collections.ConfigDict(json.load(fh))
     module = build_classifier(config.model, bins_from(config))
+    size = input_size(config)
+    if size is not None:  # the network's input, whatever the test crops' size
+        image_shape = (*size, 3)
     target = jax.eval_shape(lambda: init_state(config, module, image_shape, jax.random.PRNGKey(0)))
     ckpt = Checkpointer(workdir, config.to_dict(), None, 1, 1000, read_only=True)  # writes nothing
     try:
@@ -176,12 +247,17 @@ def load_baseline(workdir: str, image_shape) -> tuple[ml_collections.ConfigDict,
 
 
 def make_predict(config, module):
-    """A jitted ``images uint8 [B, H, W, 3] -> (azimuth, elevation, theta) [B] radians``."""
+    """``(variables, images uint8 [B, h, w, 3]) -> (azimuth, elevation, theta) [B] radians``; the
+    images are first resized to ``config.data.input_size`` (if set) as in training, on the host."""
     bins = bins_from(config)
+    size = input_size(config)
 
     @jax.jit
-    def predict(variables, images):
+    def apply(variables, images):
         logits = module.apply(variables, models.preprocess(images), train=False)
         return predict_angles(logits, bins)
+
+    def predict(variables, images):
+        return apply(variables, fit_batch(np.asarray(images), size))
 
     return predict

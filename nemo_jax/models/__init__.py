@@ -6,7 +6,7 @@ Usage::
     cfg = models.default_config()            # name, width, feature_dim, dtype, pretrained
     module = models.build_backbone(cfg)
     variables = module.init(rng, images, train=False)      # {'params', 'batch_stats'}
-    variables = models.load_pretrained(cfg, variables)     # no-op when cfg.pretrained == ''
+    variables = models.load_pretrained(cfg, variables)     # no-op when pretrained is ''/'none'
     feats = module.apply(variables, images, train=False)   # [B, H/8, W/8, C] float32, unit norm
     feats, updates = module.apply(variables, images, train=True, mutable=['batch_stats'])
 
@@ -34,7 +34,7 @@ from nemo_jax.models.backbone import (
     l2_normalize,
     preprocess,
 )
-from nemo_jax.models.config import BACKBONES, default_config
+from nemo_jax.models.config import BACKBONES, REQUIRED, SCRATCH, default_config, is_scratch
 from nemo_jax.models.convert import (
     convert_state_dict,
     load_state_dict,
@@ -48,11 +48,14 @@ from nemo_jax.models.pretrained import (
     lite0_package_weights,
     load_pretrained,
     merge_trunk,
+    resolve_pretrained_path,
 )
 from nemo_jax.models.torch_pickle import load_torch_checkpoint
 
 __all__ = [
     "BACKBONES",
+    "REQUIRED",
+    "SCRATCH",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "STRIDE",
@@ -63,6 +66,7 @@ __all__ = [
     "check_trunk_weights",
     "convert_state_dict",
     "default_config",
+    "is_scratch",
     "l2_normalize",
     "lite0_package_weights",
     "load_pretrained",
@@ -70,6 +74,7 @@ __all__ = [
     "load_torch_checkpoint",
     "merge_trunk",
     "preprocess",
+    "resolve_pretrained_path",
     "save_npz",
     "save_safetensors",
     "save_state_dict",

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from nemo_jax.models.config import BACKBONES, DTYPES
+from nemo_jax.models.config import BACKBONES, DTYPES, is_scratch
 from nemo_jax.models.efficientnet import EfficientNetLite0Trunk
 from nemo_jax.models.layers import DoubleConv, upsample_align_corners
 from nemo_jax.models.resnet import RESNET_SPECS, ResNetTrunk
@@ -111,12 +111,18 @@ def _check_config(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError(f"backbone config: stride must be one of {STRIDES}, got {cfg.get('stride')}")
     if cfg.name == "efficientnet_lite0" and float(cfg.width) != 1.0:
         raise ValueError("backbone config: efficientnet_lite0 has fixed widths; width must be 1.0")
-    if cfg.pretrained and float(cfg.width) != 1.0:
-        raise ValueError(f"backbone config: pretrained='{cfg.pretrained}' needs width 1.0, got {cfg.width}")
-    if cfg.pretrained == "package" and cfg.name != "efficientnet_lite0":
+    pretrained = str(cfg.pretrained).strip()
+    if is_scratch(pretrained):
+        return
+    if cfg.name == "tiny":
+        raise ValueError(
+            f"backbone config: the 'tiny' backbone has no pretrained weights (pretrained='{pretrained}'; "
+            "use 'none')"
+        )
+    if float(cfg.width) != 1.0:
+        raise ValueError(f"backbone config: pretrained='{pretrained}' needs width 1.0, got {cfg.width}")
+    if pretrained == "package" and cfg.name != "efficientnet_lite0":
         raise ValueError("backbone config: pretrained='package' is only available for efficientnet_lite0")
-    if cfg.name == "tiny" and cfg.pretrained:
-        raise ValueError("backbone config: the 'tiny' backbone has no pretrained weights")
 
 
 def build_trunk(cfg: ml_collections.ConfigDict, num_classes: int = 0) -> nn.Module:

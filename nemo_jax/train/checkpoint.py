@@ -25,6 +25,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from nemo_jax.models.config import REQUIRED, SCRATCH
+
 # Config keys that may differ between the run that wrote a checkpoint and the one resuming it.
 RESUMABLE_KEYS = (
     "train.steps",
@@ -42,8 +44,14 @@ RESUMABLE_KEYS = (
 # Config keys holding file-system paths: stored absolute (resolved against the working directory
 # of the run that wrote them) and compared as absolute paths on resume.
 PATH_KEYS = ("data.data_dir", "mesh.cad_dir", "model.pretrained")
-# Values of PATH_KEYS that are names, not paths.
-_NOT_PATHS = ("", "package")
+# Values of PATH_KEYS that are names, not paths (compared lower-case): model.pretrained's random
+# start ('', 'none', 'scratch'), 'package' and 'required' (nemo_jax.models.config).
+NOT_PATHS = (*SCRATCH, "package", REQUIRED)
+
+
+def is_path_value(value) -> bool:
+    """Whether a PATH_KEYS value is a file-system path (not '' or one of ``NOT_PATHS``)."""
+    return isinstance(value, str) and value.strip().lower() not in NOT_PATHS
 
 
 class CheckpointDamagedError(RuntimeError):
@@ -60,7 +68,7 @@ def absolute_paths(config_dict: dict) -> dict:
     for key in PATH_KEYS:
         section, name = key.split(".")
         value = out.get(section, {}).get(name)
-        if isinstance(value, str) and value not in _NOT_PATHS:
+        if is_path_value(value):
             out[section][name] = os.path.abspath(os.path.expanduser(value))
     return out
 

@@ -19,7 +19,7 @@ import tqdm
 from nemo_jax import data
 from nemo_jax import mesh as mesh_lib
 from nemo_jax.train import multihost, parallel
-from nemo_jax.train.checkpoint import PATH_KEYS, Checkpointer, discard_unsaved_run, step_dirs
+from nemo_jax.train.checkpoint import PATH_KEYS, Checkpointer, discard_unsaved_run, is_path_value, step_dirs
 from nemo_jax.train.evaluate import evaluate_and_log
 from nemo_jax.train.metrics import MetricWriter
 from nemo_jax.train.run import build_model, build_neural_mesh, mesh_info
@@ -65,7 +65,7 @@ def _with_absolute_paths(config):
     for key in PATH_KEYS:
         section, name = key.split(".")
         value = config.get(section, {}).get(name)
-        if isinstance(value, str) and value not in ("", "package"):
+        if is_path_value(value):
             config[section][name] = os.path.abspath(os.path.expanduser(value))
     return config
 
@@ -73,6 +73,10 @@ def _with_absolute_paths(config):
 def _train(config, workdir: str, model, preprocess) -> dict:
     parallel.maybe_initialize_distributed(config.parallel)
     multihost.check_same_config(config.to_dict())
+    from nemo_jax import models  # noqa: PLC0415
+
+    # Before any work: a missing ImageNet file (or 'required' without one) stops the run here.
+    models.resolve_pretrained_path(config.model)
     t = config.train
     multihost.local_batch_size(int(t.batch_size))
     key = jax.random.PRNGKey(int(config.seed))
@@ -105,9 +109,7 @@ def _train(config, workdir: str, model, preprocess) -> dict:
         print(f"resumed from {workdir}/checkpoints/{start}")
     else:
         start = 0
-        if config.model.get("pretrained", ""):
-            from nemo_jax import models  # noqa: PLC0415
-
+        if not models.is_scratch(config.model.get("pretrained", "")):
             variables = models.load_pretrained(
                 config.model, {"params": state.params, "batch_stats": state.batch_stats}
             )

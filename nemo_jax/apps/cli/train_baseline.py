@@ -2,6 +2,8 @@
 
     nemo-jax-train-baseline --config configs/baseline_synthetic.py --workdir /tmp/baseline \
         --config.data.data_dir=data [--config.train.steps=100]
+    nemo-jax-train-baseline --config configs/baseline_pascal3d.py --workdir /tmp/baseline \
+        --config.data.data_dir=data --config.model.pretrained=/path/resnet50-0676ba61.pth
 
 Writes config.json, checkpoints/ (resumed from) and metrics.jsonl into --workdir.
 """
