@@ -19,9 +19,10 @@ from nemo_jax.data.pascal3d import Pascal3DOptions  # noqa: E402
 
 SHRINK = 8
 #: Train-step time model on a 2-core CPU at batch 16, tiny backbone, NeMo's ~1,000-vertex cuboid:
-#: ``STEP_S + PIXEL_S * H * W`` seconds (tools/bench_train.py, 2-core AMD EPYC VM, jax 0.10.2,
-#: 2026-11-30: car 32 x 96 and boat 64 x 160 crops, timed against configs/synthetic_cpu.py on the same
-#: loaded machine and scaled by the synthetic config's unloaded 118 images/s). The contrastive loss
+#: ``STEP_S + PIXEL_S * H * W`` seconds (tools/bench_train.py on a loaded 2-core Intel Xeon VM, jax
+#: 0.10.2, 2026-11-30: car 32 x 96 and boat 64 x 160 crops, timed against configs/synthetic_cpu.py on
+#: the same machine and scaled by that config's 118 images/s, measured unloaded on a 2-core AMD EPYC
+#: VM). An estimate: no full-length run was timed on idle cores. The contrastive loss
 #: over ~1,000 vertices, not the pixels, dominates at this size.
 STEP_S, PIXEL_S = 0.578, 6.23e-5
 #: Training seconds the step count is sized for (10 minutes minus compilation and the evaluation).
