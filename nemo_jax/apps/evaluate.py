@@ -17,6 +17,7 @@ import numpy as np
 
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
+from nemo_jax.apps import calibrate as calibrate_lib
 from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.inference import (
     SearchInputs,
@@ -29,6 +30,8 @@ from nemo_jax.inference import (
     sharding,
     stacked_search_setup,
 )
+from nemo_jax.inference import confidence as confidence_lib
+from nemo_jax.inference.search import pose_grid
 from nemo_jax.inference.settings import search_fields
 from nemo_jax.mesh import clutter_feature, subtypes
 from nemo_jax.render import RasterSettings
@@ -134,6 +137,7 @@ def nemo_records(
             settings, on_batch, subtype or settings.subtype,
         )  # fmt: skip
     clutter = clutter_feature(mesh)
+    calibration = confidence_lib.load_calibration(workdir)
     features_fn = jax.jit(lambda variables, images: model.apply(variables, _preprocess(images), train=False))
     devices = sharding.image_mesh()  # every batch is spread over all local devices
     variables = sharding.replicate(variables, devices)
@@ -182,6 +186,7 @@ def nemo_records(
                 batch["azimuth"],
                 batch["elevation"],
                 batch["theta"],
+                confidence=confidence_lib.batch_outputs(result, pose_grid(search_config), calibration),
             )
             if on_batch is not None:
                 on_batch(batch, result)
@@ -218,6 +223,7 @@ def _subtype_records(
     num_subtypes = int(mesh.vertices.shape[0])
     features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
     records, search_config, mesh_inputs = [], None, None
+    calibration = confidence_lib.load_calibration(workdir)
     for level in levels:
         source = level_source(dataset, level, data_dir)
         indices = _examples(source, category)
@@ -244,6 +250,7 @@ def _subtype_records(
             batch_records = eval_lib.records_from_search(
                 result, batch["id"], [category] * b, [level] * b,
                 batch["azimuth"], batch["elevation"], batch["theta"],
+                confidence=confidence_lib.batch_outputs(result, pose_grid(search_config), calibration),
             )  # fmt: skip
             for record, s, true_s in zip(batch_records, np.asarray(chosen), labels, strict=True):
                 record.update(subtype=int(s) + 1, true_subtype=int(true_s) + 1, subtype_mode=mode)
@@ -395,9 +402,15 @@ def evaluate(
     inference_overrides: dict | None = None,
     dtype: str = "",
     subtype: str | None = None,
+    calibrate: bool = False,
 ) -> dict:
     """NeMo (or the baseline) on ``dataset``'s occlusion ``levels``: NeMo's results dict
         (:func:`nemo_jax.eval.evaluate_records`).
+
+    Confidence (NeMo): a run with a ``calibration.json`` gives every prediction a ``confidence``
+    and the results their ECE and AUROC; ``calibrate=True`` first fits that file on these images
+    (a validation set, :mod:`nemo_jax.apps.calibrate`), replacing the run's. ``figures_dir`` then
+    also gets ``reliability.png`` and ``selective_accuracy.png``.
 
     ``workdir``: one NeMo training run (``config.json`` + checkpoints), a folder of runs (one per
     category), or the baseline's run (``method="baseline"``; ``categories`` then selects a subset).
@@ -429,7 +442,7 @@ def evaluate(
         records = []
         for category, run_dir in runs.items():
             hook = figure_hook(run_dir, figures_dir, category) if figures_dir else None
-            records += nemo_records(
+            run_records = nemo_records(
                 run_dir,
                 dataset,
                 data_dir,
@@ -439,4 +452,12 @@ def evaluate(
                 dtype=dtype,
                 subtype=subtype,
             )
-    return eval_lib.evaluate_records(records)
+            if calibrate:
+                sources = [level_source(dataset, level, data_dir) for level in levels]
+                fitted = calibrate_lib.fitted_on(dataset, data_dir, levels, sources)
+                run_records = calibrate_lib.calibrate_run(run_dir, run_records, fitted)
+            records += run_records
+    results = eval_lib.evaluate_records(records)
+    if figures_dir and method == "nemo":
+        calibrate_lib.confidence_figures(figures_dir, results)
+    return results
