@@ -220,16 +220,15 @@ def test_calibrate_then_every_prediction_has_a_confidence(tiny, tmp_path):
     assert "confidence" not in plain and all("confidence" not in p for p in plain["predictions"])
     assert all(set(p["confidence_features"]) == set(confidence.FEATURE_NAMES) for p in plain["predictions"])
     assert "--calibrate" in calibrate.how_to_calibrate(str(run))
+    with pytest.raises(ValueError, match="was trained on"):  # its test images: refused
+        evaluate.evaluate(str(run), "synthetic", str(tiny / "data"), levels=(0, 3), calibrate=True)
+    val = tmp_path / "val"  # a copy of the data stands in for a validation set here
+    shutil.copytree(tiny / "data", val)
     fitted = evaluate.evaluate(
-        str(run),
-        "synthetic",
-        str(tiny / "data"),
-        levels=(0, 3),
-        inference_overrides=overrides,
-        calibrate=True,
+        str(run), "synthetic", str(val), levels=(0, 3), inference_overrides=overrides, calibrate=True
     )
     doc = json.load(open(run / confidence.FILENAME))
-    assert doc["fitted_on"]["splits"] == ["test_l0", "test_l3"]
+    assert doc["fitted_on"]["splits"] == ["test_l0", "test_l3"] and doc["fitted_on"]["data_dir"] == str(val)
     assert doc["fitted_on"]["ids"] == [p["id"] for p in fitted["predictions"]]
     assert doc["fitted_on"]["fit"]["n"] == 4
     # a later evaluation reads the stored map: the same confidences
@@ -237,7 +236,7 @@ def test_calibrate_then_every_prediction_has_a_confidence(tiny, tmp_path):
         str(run), "synthetic", str(tiny / "data"), levels=(0, 3), inference_overrides=overrides
     )
     conf = [p["confidence"] for p in again["predictions"]]
-    assert conf == [p["confidence"] for p in fitted["predictions"]]
+    np.testing.assert_allclose(conf, [p["confidence"] for p in fitted["predictions"]], atol=1e-6)
     assert all(0.0 <= c <= 1.0 for c in conf)
     assert again["confidence"]["all"]["n"] == 4 and 0.0 <= again["confidence"]["all"]["ece"] <= 1.0
     figures = calibrate.confidence_figures(str(tmp_path / "figs"), again)

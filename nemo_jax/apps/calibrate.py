@@ -8,6 +8,7 @@ then on every evaluation and ``nemo-jax-estimate-pose`` of that run reports a ``
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 
@@ -63,13 +64,31 @@ def calibrate_run(run_dir: str, records: Sequence[Mapping], fitted_on: Mapping) 
 def fitted_on(dataset: str, data_dir: str, levels: Sequence[int], sources: Sequence) -> dict:
     """The ``fitted_on`` facts of a calibration: dataset, data folder, splits and builder options
     (``sources``: the :class:`nemo_jax.data.Source` of each level)."""
+    options = []
+    for s in sources:  # usually one build for every level: stored once
+        o = (s.metadata or {}).get("options")
+        if o not in options:
+            options.append(o)
     return {
         "dataset": dataset,
         "data_dir": os.path.abspath(data_dir),
         "levels": [int(lv) for lv in levels],
         "splits": [s.split for s in sources],
-        "options": [(s.metadata or {}).get("options") for s in sources],
+        "options": options[0] if len(options) == 1 else options,
     }
+
+
+def check_not_training_data(run_dir: str, data_dir: str) -> None:
+    """``ValueError`` if ``data_dir`` is the run's own training data (``config.data.data_dir``):
+    its ``test_l*`` splits are the run's test images, which a calibration must not be fitted on."""
+    with open(os.path.join(run_dir, "config.json")) as fh:
+        trained_on = (json.load(fh).get("data") or {}).get("data_dir") or ""
+    if trained_on and os.path.abspath(trained_on) == os.path.abspath(data_dir):
+        raise ValueError(
+            f"--calibrate: {data_dir} is the data {run_dir} was trained on (config.json data.data_dir); its "
+            "test splits are the test images. Calibrate on a validation set, e.g. one built with "
+            "--option seed=1"
+        )
 
 
 def confidence_figures(out_dir: str, results: Mapping) -> list[str]:

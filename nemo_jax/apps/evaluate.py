@@ -436,6 +436,9 @@ def evaluate(
                 with open(os.path.join(run_dir, "config.json")) as fh:
                     cats.append(json.load(fh)["category"])
         ensure_datasets(dataset, data_dir, manual_dir, cats, options)
+    if calibrate and method == "nemo":
+        for run_dir in runs.values():
+            calibrate_lib.check_not_training_data(run_dir, data_dir)
     if method == "baseline":
         records = baseline_records(workdir, dataset, data_dir, levels, cats or None)
     else:
