@@ -241,6 +241,10 @@ def test_selective_accuracy_curve(tmp_path, monkeypatch):
     line = ax.lines[0]
     np.testing.assert_allclose(line.get_xdata(), 100 * np.arange(1, 9) / 8)
     np.testing.assert_allclose(line.get_ydata(), 100 * np.cumsum(correct) / np.arange(1, 9))
-    # the PNG: the curve at 50 % kept (4 most confident, all right: 100 %) and at 100 % kept (62.5 %)
-    assert np.abs(_png_pixel(png, fig, ax, 50.0, 100.0) - TAB_BLUE).max() <= 40
+    # the bound: the 5 right images first, then the 3 wrong ones
+    np.testing.assert_allclose(ax.lines[2].get_ydata()[4:], 100 * 5 / np.arange(5, 9))
+    # the PNG: the curve (blue) at 5 kept (4 of 5 right: 80 %) and half-way from 4 kept (100 %) to
+    # there, where the bound (100 %) lies elsewhere
     assert np.abs(_png_pixel(png, fig, ax, 100 * 5 / 8, 80.0) - TAB_BLUE).max() <= 40
+    assert np.abs(_png_pixel(png, fig, ax, 100 * 4.5 / 8, 90.0) - TAB_BLUE).max() <= 40
+    assert _png_pixel(png, fig, ax, 100 * 5 / 8, 70.0).min() >= 200  # below the curve: background

@@ -298,7 +298,8 @@ def reliability_diagram(path, confidence, correct, bins: int = 10, title: str = 
 
 def selective_accuracy_curve(path, confidence, correct, title: str = "") -> str:
     """Accuracy (percent) of the most confident images against the fraction of images kept, as a
-    PNG (:func:`nemo_jax.eval.selective_accuracy`), with the accuracy of all images (dashed).
+    PNG (:func:`nemo_jax.eval.selective_accuracy`), with the accuracy of all images (dashed grey)
+    and the best any confidence could do, every wrong image ranked last (dotted green).
 
     Args:
       confidence: ``[N]`` in ``[0, 1]``.
@@ -310,6 +311,8 @@ def selective_accuracy_curve(path, confidence, correct, title: str = "") -> str:
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     ax.plot(100.0 * kept, 100.0 * accuracy, color="tab:blue", label="most confident kept")
     ax.axhline(100.0 * accuracy[-1], linestyle="--", color="gray", label="all images")
+    _, best = selective_accuracy(np.asarray(correct, np.float64), correct)
+    ax.plot(100.0 * kept, 100.0 * best, ":", color="tab:green", label="wrong images last")
     ax.set_xlim(0, 100)
     ax.set_ylim(min(0.0, 100.0 * float(np.min(accuracy))), 101)
     ax.set_xlabel("images kept (%), most confident first")
