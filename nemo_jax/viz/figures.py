@@ -252,8 +252,8 @@ def _save(fig, path) -> str:
 
 def reliability_diagram(path, confidence, correct, bins: int = 10, title: str = "") -> str:
     """Reliability diagram as a PNG: per equal-width confidence bin, the accuracy of its images as a
-    bar spanning the bin (blue), against the diagonal of perfect calibration (dashed), with the ECE
-    and the image count in the title.
+    bar spanning the bin (blue) with its image count at the foot, the bin's mean confidence (orange
+    dot), the diagonal of perfect calibration (dashed), and the ECE and image count in the title.
 
     Args:
       confidence: ``[N]`` in ``[0, 1]``.
@@ -283,8 +283,9 @@ def reliability_diagram(path, confidence, correct, bins: int = 10, title: str = 
         label="mean confidence",
     )
     ax.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
-    for b in filled:
-        ax.text(b["lo"] + 0.5 / bins, 0.02, str(b["n"]), ha="center", va="bottom", fontsize=7, color="white")
+    for b in filled:  # the image count at each bin's foot (white on its bar, black where it has none)
+        colour = "white" if b["accuracy"] >= 0.08 else "black"
+        ax.text(b["lo"] + 0.5 / bins, 0.02, str(b["n"]), ha="center", va="bottom", fontsize=7, color=colour)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence")
