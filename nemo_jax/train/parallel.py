@@ -5,15 +5,16 @@ same function as the single-device step.
 
 Two ways to combine the devices' partial sums (``config.parallel.ordered_reductions``):
 
-* ordered (default): the step runs under ``shard_map`` and every cross-device sum is an all-gather
-  of the devices' partial values followed by a sum over the device axis in device order
+* XLA (default): ``jit`` with shardings, XLA inserts all-reduces. An all-reduce sums in an order of
+  its own implementation (in-process vs. gloo / NCCL rings), so runs with another process layout
+  differ by rounding, which Adam amplifies over the steps.
+* ordered: the step runs under ``shard_map`` and every cross-device sum is an all-gather of the
+  devices' partial values followed by a sum over the device axis in device order
   (:func:`ordered_sum`), computed the same way on every device. All-gathers only move bits, so the
-  numbers depend on the device count, not on how the devices are spread over processes: 2
-  processes x 2 devices give bit-identical parameters to 1 process x 4 devices. Cost: the gradient
-  all-gather holds ``n`` copies of the gradient per device (``n`` devices) instead of one.
-* XLA: ``jit`` with shardings, XLA inserts all-reduces. Less memory, but an all-reduce sums in an
-  order of its own implementation (in-process vs. gloo / NCCL rings), so runs with another process
-  layout differ by rounding, which Adam amplifies over the steps.
+  sums' rounding depends on the device count, not on the process layout. Cost: the gradient
+  all-gather holds ``n`` copies of the gradient per device (``n`` devices) instead of one. (On the
+  smoke config 2 processes x 2 CPU devices still differ from 1 process x 4 by rounding in the
+  per-device computation itself; see README "Multi-host".)
 """
 
 from __future__ import annotations

@@ -186,8 +186,8 @@ def make_train_step(
       mesh: a data mesh (:func:`nemo_jax.train.parallel.data_mesh`): the step runs under
         ``shard_map``, each device on its rows of the batch, and every cross-device sum (batch
         statistics, loss normalisers, gradient, memory-bank update) is a fixed-order
-        :func:`nemo_jax.train.parallel.ordered_sum`, so the numbers do not depend on how the devices
-        are spread over processes. The model's batch normalisation must be
+        :func:`nemo_jax.train.parallel.ordered_sum`, so the sums' rounding does not depend on how the
+        devices are spread over processes. The model's batch normalisation must be
         :class:`nemo_jax.models.layers.BatchNorm` (every backbone's is) for its statistics to span
         the devices; a plain ``flax.linen.BatchNorm`` would see only its device's rows. ``None``:
         one function of the whole batch (one device, or partitioned by XLA under :func:`jit_step`
