@@ -121,7 +121,7 @@ def _train(config, workdir: str, model, preprocess) -> dict:
 
     state = jax.device_put(state, replicated)
     step_fn = jit_step(make_train_step(model, tx, step_cfg, preprocess, perm), replicated, split)
-    if isinstance(geometry, mesh_lib.MeshSet):  # one mesh per CAD sub-type
+    if isinstance(geometry, mesh_lib.MeshSet):  # one mesh per CAD sub-type or per category
         train_src, eval_src = build_sources(config, geometry, None, perm)
     else:
         train_src, eval_src = build_sources(config, *geometry, perm)
