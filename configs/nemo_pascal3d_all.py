@@ -24,7 +24,8 @@ def get_config(categories: str = ALL):
     cats = tuple(x for x in categories.split(",") if x)
     unknown = [x for x in cats if x not in common.CROP_SIZES]
     if unknown or not cats:
-        raise ValueError(f"nemo_pascal3d_all: unknown categories {unknown}; known: {sorted(common.CROP_SIZES)}")
+        known = sorted(common.CROP_SIZES)
+        raise ValueError(f"nemo_pascal3d_all: unknown categories {unknown}; known: {known}")
     c = nemo_pascal3d.get_config(cats[0])
     c.categories = cats
     c.category = ""  # a shared run: config.categories

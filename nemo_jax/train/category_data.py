@@ -17,7 +17,6 @@ import numpy as np
 from nemo_jax import data
 from nemo_jax import mesh as mesh_lib
 from nemo_jax.data.canvas import pad_to_canvas
-from nemo_jax.data.toy import toy_dataset
 from nemo_jax.mesh.subtypes import SUBTYPE_KINDS
 from nemo_jax.train.step import CATEGORY_FIELD
 
@@ -58,9 +57,9 @@ class CategoryExamples:
     ``category_index``, the image pasted onto the ``canvas`` (H, W) when its size differs."""
 
     def __init__(self, parts, fields, canvas):
-        """``parts``: ``[(source, indices, category_index)]``."""
+        """``parts``: ``[(source, indices, category_index)]`` (``None``: read from each example)."""
         self.fields, self.canvas = tuple(fields), tuple(int(v) for v in canvas)
-        self.items = [(src, int(i), int(c)) for src, idx, c in parts for i in idx]
+        self.items = [(src, int(i), c) for src, idx, c in parts for i in idx]
 
     def __len__(self):
         return len(self.items)
@@ -68,6 +67,7 @@ class CategoryExamples:
     def __getitem__(self, i):
         src, j, c = self.items[int(i)]
         ex = src[j]
+        c = int(ex[CATEGORY_FIELD]) if c is None else c  # None: the example carries it
         out = {k: np.asarray(ex[k], np.uint8 if k == "image" else np.float32) for k in self.fields}
         if "box" in ex:
             out["box"] = np.asarray(ex["box"], np.float32)
@@ -95,21 +95,17 @@ def shared_sources(config, meshes: mesh_lib.MeshSet, fields):
 
     ``meshes``: the stacked category meshes (toy data renders them). ``fields``: the step fields.
     """
-    from nemo_jax.train.subtype_data import unpadded  # noqa: PLC0415
+    from nemo_jax.train.subtype_data import toy_subtype_dataset  # noqa: PLC0415
 
     d, cats = config.data, shared_categories(config)
     canvas = tuple(int(s) for s in d.image_size)
-    if d.source == "toy":
+    if d.source == "toy":  # rendered as toy sub-types: each category in its own hue
         out = []
         for num, seed in ((int(d.num_train), int(d.seed)), (int(d.num_eval), int(d.seed) + 1)):
-            parts = []
-            for c in range(len(cats)):
-                v, f = unpadded(meshes, c)
-                flips = float(config.train.flip_prob) > 0
-                perm = mesh_lib.mirror_permutation(v) if flips else np.arange(len(v))
-                exs = toy_dataset(v, f, perm, num, canvas, seed=seed * 1000 + c, distance=float(d.distance))
-                parts.append((_ListSource(exs), range(num), c))
-            out.append(CategoryExamples(parts, fields, canvas))
+            exs = toy_subtype_dataset(meshes, num, canvas, seed, float(d.distance))
+            for ex in exs:
+                ex[CATEGORY_FIELD] = np.int32(ex.pop("cad_index") - 1)
+            out.append(CategoryExamples([(_ListSource(exs), range(num), None)], fields, canvas))
         return tuple(out)
     if d.source != "tfds":
         raise ValueError(f"config.data.source: {d.source!r} is not 'toy' or 'tfds'")

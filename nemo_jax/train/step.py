@@ -206,7 +206,7 @@ def make_train_step(
         other_bank = other_mask = None
         if cfg.cross_category_negatives:
             if not stacked:
-                raise ValueError("cross_category_negatives needs a shared multi-category run (stacked meshes)")
+                raise ValueError("cross_category_negatives needs a run of several categories")
             n_mesh, n_vert = state.mesh.vertices.shape[:2]
             other_bank = state.mesh.features.reshape(n_mesh * n_vert, -1)
             real = subtypes.vertex_mask(state.mesh.faces, n_vert)  # [C, V]
@@ -229,8 +229,8 @@ def make_train_step(
             )(jax.random.split(k_clutter, b), feats, view.object_mask)
             loss, aux = contrastive.contrastive_loss(
                 vfeat, view.visible, view.points, mesh.features, mesh.clutter, clutter,
-                valid, bank_mask, other_bank, other_mask, temperature=cfg.temperature, distance_thr=cfg.distance_thr,
-                clutter_weight=cfg.clutter_weight, reg_weight=cfg.reg_weight,
+                valid, bank_mask, other_bank, other_mask, temperature=cfg.temperature,
+                distance_thr=cfg.distance_thr, clutter_weight=cfg.clutter_weight, reg_weight=cfg.reg_weight,
             )  # fmt: skip
             return loss, (aux, updates.get("batch_stats", state.batch_stats), vfeat, clutter)
 
