@@ -4,6 +4,7 @@ the category search, the common canvas, and the errors for a category the run do
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,13 +83,25 @@ class HeldOut:
 GRID = dict(azimuths_deg=tuple(range(0, 360, 45)), elevations_deg=(15.0,), thetas_deg=(0.0,), steps=0)
 
 
+class StubBackbone(nn.Module):
+    """A one-layer stand-in for the backbone (stride 4, unit features): compiles in a moment."""
+
+    dim: int
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        y = nn.Conv(self.dim, (4, 4), strides=4)(x)
+        return y / jnp.linalg.norm(y, axis=-1, keepdims=True)
+
+
+@pytest.mark.slow  # ~30 s (compiling a train step); the trained run below checks both banks learn
 def test_mixed_batch_updates_each_category_bank_only_from_its_images():
     """A batch of category-0 images moves bank 0 and leaves bank 1 and its clutter queue alone."""
     config = shared_config(steps=4)
     config.train.batch_size = 4
     neural, meshes, _ = run.build_neural_mesh(config, jax.random.PRNGKey(0))
     assert neural.features.shape[0] == 2 and meshes.num_meshes == 2
-    model, preprocess = run.build_model(config)
+    model, preprocess = StubBackbone(int(config.model.feature_dim)), lambda x: x / 255.0
     tx = make_optimizer(config.train)
     cfg = StepConfig.from_config(config)
     state = create_train_state(jax.random.PRNGKey(1), model, neural, tx, cfg.image_size)
@@ -116,14 +129,16 @@ def test_cross_category_negatives_add_to_the_denominator():
     other = unit(jax.random.normal(k[4], (m, d)))
     visible = jnp.ones((b, v), bool)
     positions = jnp.stack([jnp.arange(v) * 10.0, jnp.zeros(v)], -1)[None].repeat(b, 0)
-    kw = dict(distance_thr=1.0)
-    base, _ = contrastive.contrastive_loss(feats, visible, positions, bank, clutter, samples, **kw)
-    more, _ = contrastive.contrastive_loss(
-        feats, visible, positions, bank, clutter, samples, None, None, other, jnp.ones((b, m), bool), **kw
-    )
-    none, _ = contrastive.contrastive_loss(
-        feats, visible, positions, bank, clutter, samples, None, None, other, jnp.zeros((b, m), bool), **kw
-    )
+
+    @jax.jit
+    def losses(other, mask):
+        args = (feats, visible, positions, bank, clutter, samples)
+        base = contrastive.contrastive_loss(*args, distance_thr=1.0)[0]
+        extra = contrastive.contrastive_loss(*args, None, None, other, mask, distance_thr=1.0)[0]
+        return base, extra
+
+    base, more = losses(other, jnp.ones((b, m), bool))
+    _, none = losses(other, jnp.zeros((b, m), bool))
     assert float(more) > float(base) + 1e-3
     np.testing.assert_allclose(float(none), float(base), rtol=1e-6)
 
@@ -186,6 +201,26 @@ def test_a_category_the_run_does_not_know_is_named_with_the_known_ones(trained, 
         )
     with pytest.raises(ValueError, match=r"knows several categories \['slab', 'tower'\]; name one"):
         estimate_app.estimate_poses(workdir, str(images), None, str(tmp_path / "out"), fill=0.6)
+
+
+def test_comparison_counts_training_and_parameters(trained):
+    from nemo_jax.apps import compare_shared
+
+    config, workdir, state, _ = trained
+    time = compare_shared.training_time(workdir)
+    assert time["steps"] == 60 and time["images"] == 60 * int(config.train.batch_size) and time["train_s"] > 0
+    counts = compare_shared.parameter_count(workdir)
+    real = int(np.sum(np.any(np.asarray(state.mesh.features) != 0, -1)))
+    assert counts["mesh"] == real * state.mesh.features.shape[-1] + state.mesh.clutter.size
+    assert counts["backbone"] == sum(x.size for x in jax.tree.leaves((state.params, state.batch_stats)))
+    fake = {
+        "results": {
+            "mean": {"L0": {"n": 2, "acc_pi6": 0.5, "acc_pi18": 0.5, "med_err_deg": 9.0, "category_acc": 1.0}}
+        }
+    }
+    row = {**fake, "runs": 1, **time, **counts}
+    table = compare_shared.format_comparison({"shared": row, "shared, category searched": row})
+    assert "100.0" in table and "50.0" in table
 
 
 def test_crops_of_different_sizes_share_one_canvas():
