@@ -283,8 +283,8 @@ def shared_records(
 
     ``category_mode``: ``"ground_truth"`` searches each image against its annotated category's mesh;
     ``"search"`` searches every category's mesh and keeps the lowest loss (the category is
-    inferred). Records carry ``pred_category`` (the mesh searched or chosen) beside ``category``
-    (the annotation). ``categories``: a subset of the run's to evaluate (default: all); a name the
+    inferred). Records carry ``category_mode``, and in ``"search"`` ``pred_category`` (the chosen
+    mesh's category) beside ``category`` (the annotation). ``categories``: a subset of the run's to evaluate (default: all); a name the
     run does not know is a ValueError listing the known ones. Images smaller than the run's canvas
     (``config.data.image_size``) are pasted onto it as in training (:mod:`nemo_jax.data.canvas`).
     """
@@ -336,7 +336,9 @@ def shared_records(
                 batch["azimuth"], batch["elevation"], batch["theta"],
             )  # fmt: skip
             for record, c in zip(batch_records, np.asarray(chosen), strict=True):
-                record.update(pred_category=known[int(c)], category_mode=category_mode)
+                record["category_mode"] = category_mode
+                if category_mode == "search":  # the inferred category (else the annotated one)
+                    record["pred_category"] = known[int(c)]
             records += batch_records
             if on_batch is not None:  # figures draw the searched (chosen) category's mesh
                 on_batch(dict(batch, subtype=np.asarray(chosen) + 1, category=names), result)
