@@ -284,9 +284,10 @@ def shared_records(
     ``category_mode``: ``"ground_truth"`` searches each image against its annotated category's mesh;
     ``"search"`` searches every category's mesh and keeps the lowest loss (the category is
     inferred). Records carry ``category_mode``, and in ``"search"`` ``pred_category`` (the chosen
-    mesh's category) beside ``category`` (the annotation). ``categories``: a subset of the run's to evaluate (default: all); a name the
-    run does not know is a ValueError listing the known ones. Images smaller than the run's canvas
-    (``config.data.image_size``) are pasted onto it as in training (:mod:`nemo_jax.data.canvas`).
+    mesh's category) beside ``category`` (the annotation). ``categories``: a subset of the run's
+    to evaluate (default: all); a name the run does not know is a ValueError listing the known ones.
+    Images smaller than the run's canvas (``config.data.image_size``) are pasted onto it as in
+    training (:mod:`nemo_jax.data.canvas`).
     """
     if category_mode not in CATEGORY_MODES:
         raise ValueError(f"category_mode {category_mode!r} is not one of {CATEGORY_MODES}")
