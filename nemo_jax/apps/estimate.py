@@ -35,6 +35,8 @@ from nemo_jax.inference import (
     trust_flags,
 )
 from nemo_jax.inference.search import pose_grid
+from nemo_jax.mesh.subtypes import unstack
+from nemo_jax.train import category_data
 from nemo_jax.train.run import load_run
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -126,7 +128,8 @@ def estimate_poses(
     (and Figure-1-style overlays). ``boxes``: ``{file name: [x0, y0, x1, y1]}`` in the usual corner
     convention (the image's top-left corner at ``(0, 0)``, the whole image ``[0, 0, w, h]``), from
     ``boxes_source`` (named in messages); a missing entry means the whole image, a key naming no
-    image is an error. ``category``, if given, must be the run's. ``fill``: overrides the run's
+    image is an error. ``category``, if given, must be the run's (one of a shared run's
+    ``config.categories``, which needs it: its mesh is searched). ``fill``: overrides the run's
     crop protocol (the box's longer side spans ``fill`` of the crop's shorter side; needed for runs
     without ``crop_protocol.json``). The search follows the run's ``inference`` settings with
     ``inference_overrides`` applied (:func:`nemo_jax.inference.run_settings`). Returns one record
@@ -154,8 +157,15 @@ def estimate_poses(
         raise ValueError(f"{boxes_source}: boxes for images not in {images_dir}: {', '.join(unmatched)}")
     config, model, variables, mesh = load_run(run_dir)
     settings = run_settings(config, inference_overrides, where=os.path.join(run_dir, "config.json"))
-    if category is not None and config.category != category:
-        raise ValueError(f"{run_dir}: the run is for category {config.category!r}, not {category!r}")
+    if category_data.is_shared_config(config):  # one backbone, one mesh per category: pick it
+        known = category_data.shared_categories(config)
+        if category is None:
+            raise ValueError(f"{run_dir}: the run knows several categories {list(known)}; name one")
+        mesh = unstack(mesh)[category_data.category_index(known, category, run_dir)]
+    elif category is not None and config.category != category:
+        raise ValueError(
+            f"{run_dir}: category {category!r} is not the run's; it knows only [{config.category!r}]"
+        )
     size = tuple(int(s) for s in config.data.image_size)
     if fill is not None:
         protocol = crop_protocol.fill_protocol(fill)

@@ -253,6 +253,9 @@ def evaluate_records(records: Iterable[Mapping]) -> dict:
       "mean": {level: ...}}, "predictions": [normalised records]}``. ``mean`` pools all categories
       per level (NeMo's image-count-weighted mean over categories). When every record has a
       ``confidence``, a ``"confidence"`` entry holds its ECE and AUROC (:func:`confidence_results`).
+      Records with ``pred_category`` (the category a shared model's search chose) add
+      ``category_acc`` to each entry: the fraction of images whose chosen category is their
+      annotated one.
     """
     preds = [normalize_record(r) for r in records]
     if not preds:
@@ -261,16 +264,22 @@ def evaluate_records(records: Iterable[Mapping]) -> dict:
     categories = sorted({p["category"] for p in preds})
     if "mean" in categories:
         raise ValueError("evaluate_records: 'mean' is reserved and cannot be a category name")
+    with_category = any("pred_category" in p for p in preds)
+
+    def entry(chosen: list[dict]) -> dict:
+        out = summarize([p["error_rad"] for p in chosen])
+        if with_category:
+            out["category_acc"] = float(np.mean([p.get("pred_category") == p["category"] for p in chosen]))
+        return out
+
     results = {}
     for cat in categories:
         results[cat] = {}
         for level in levels:
-            errs = [p["error_rad"] for p in preds if p["category"] == cat and p["level"] == level]
-            if errs:
-                results[cat][level] = summarize(errs)
-    results["mean"] = {
-        level: summarize([p["error_rad"] for p in preds if p["level"] == level]) for level in levels
-    }
+            chosen = [p for p in preds if p["category"] == cat and p["level"] == level]
+            if chosen:
+                results[cat][level] = entry(chosen)
+    results["mean"] = {level: entry([p for p in preds if p["level"] == level]) for level in levels}
     out = {"results": results}
     if all(p.get("confidence") is not None for p in preds):
         out["confidence"] = confidence_results(preds)
@@ -306,15 +315,20 @@ def format_table(results: Mapping, title: str = "") -> str:
     category and level with n, Acc@pi/6 and Acc@pi/18 in percent and the median error in degrees."""
     results = results.get("results", results)
     lines = [title] if title else []
+    with_category = any("category_acc" in r for c in results.values() for r in c.values())
     header = f"{'category':<14}{'level':<7}{'n':>6}{'Acc@pi/6':>10}{'Acc@pi/18':>11}{'MedErr':>9}"
+    header += f"{'CatAcc':>9}" if with_category else ""
     lines += [header, "-" * len(header)]
     names = [c for c in results if c != "mean"] + (["mean"] if "mean" in results else [])
     for cat in names:
         for level, r in results[cat].items():
-            lines.append(
+            line = (
                 f"{cat:<14}{level:<7}{r['n']:>6}{100 * r['acc_pi6']:>10.1f}"
                 f"{100 * r['acc_pi18']:>11.1f}{r['med_err_deg']:>9.2f}"
             )
+            if with_category:
+                line += f"{100 * r.get('category_acc', float('nan')):>9.1f}"
+            lines.append(line)
     return "\n".join(lines)
 
 

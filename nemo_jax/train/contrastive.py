@@ -87,6 +87,8 @@ def contrastive_loss(
     clutter_samples: jax.Array,
     clutter_valid: jax.Array | None = None,
     bank_mask: jax.Array | None = None,
+    other_bank: jax.Array | None = None,
+    other_mask: jax.Array | None = None,
     *,
     temperature: float = 0.07,
     distance_thr: float = 48.0,
@@ -108,6 +110,11 @@ def contrastive_loss(
       clutter_valid: optional ``[B, N]`` bool; invalid samples are left out of the regulariser.
       bank_mask: optional ``[V]`` or ``[B, V]`` bool; False marks padding bank entries, which are
         neither negatives nor in the regulariser.
+      other_bank: optional ``[M, D]`` unit features that are extra negatives for every vertex (no
+        gradient): one backbone for several categories, the other categories' vertex features
+        (``config.train.cross_category_negatives``). They enter the softmax denominator only.
+      other_mask: ``[B, M]`` bool with ``other_bank``: which entries are negatives for image ``b``
+        (False: the image's own category and padding).
       temperature: softmax temperature ``T`` (NeMo: 0.07).
       distance_thr: neighbours within this distance (units of ``positions``) are not negatives.
       clutter_weight: ``w`` multiplying the clutter terms of the softmax denominator (NeMo's
@@ -136,7 +143,15 @@ def contrastive_loss(
     per_image_clutter = "b" if clutter.ndim == 3 else ""
     clutter_logits = jnp.einsum(f"bvd,{per_image_clutter}kd->bvk", vertex_features, clutter) / temperature
     clutter_logits = clutter_logits + math.log(clutter_weight)
-    logits = jnp.concatenate([vertex_logits, clutter_logits], axis=-1)  # [B, V, V + K]
+    parts = [vertex_logits, clutter_logits]
+    if other_bank is not None:
+        other_bank = jax.lax.stop_gradient(other_bank)
+        if other_mask is None:
+            raise ValueError("contrastive_loss: other_bank needs other_mask [B, M]")
+        other_logits = jnp.einsum("bvd,md->bvm", vertex_features, other_bank) / temperature
+        other_logits = other_logits - NEIGHBOUR_PENALTY * (~other_mask[:, None, :]).astype(other_logits.dtype)
+        parts.append(other_logits)
+    logits = jnp.concatenate(parts, axis=-1)  # [B, V, V + K (+ M)]
     log_z = jax.nn.logsumexp(logits, axis=-1)
     target = jnp.diagonal(vertex_logits, axis1=1, axis2=2)  # [B, V]
     per_vertex = log_z - target

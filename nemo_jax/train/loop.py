@@ -126,7 +126,7 @@ def _train(config, workdir: str, model, preprocess) -> dict:
     ordered = bool(config.parallel.get("ordered_reductions", False)) and data_mesh.size > 1
     train_step = make_train_step(model, tx, step_cfg, preprocess, perm, data_mesh if ordered else None)
     step_fn = jit_step(train_step, replicated, split)
-    if isinstance(geometry, mesh_lib.MeshSet):  # one mesh per CAD sub-type
+    if isinstance(geometry, mesh_lib.MeshSet):  # one mesh per CAD sub-type or per category
         train_src, eval_src = build_sources(config, geometry, None, perm)
     else:
         train_src, eval_src = build_sources(config, *geometry, perm)

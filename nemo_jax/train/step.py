@@ -27,6 +27,9 @@ from nemo_jax.train.visibility import vertex_view
 BATCH_FIELDS = ("image", "azimuth", "elevation", "theta", "distance", "px", "py", "focal", "viewport")
 # The extra field a per-sub-type mesh reads (1-based, as PASCAL3D+'s cad_index).
 SUBTYPE_FIELD = "cad_index"
+# The extra field a shared multi-category run reads (0-based index into ``config.categories``); it
+# selects the image's neural mesh from the stacked meshes as ``cad_index`` does for sub-types.
+CATEGORY_FIELD = "category_index"
 #: Batch fields the step uses when present: ``box [B, 4]`` (x0, y0, x1, y1) image pixels, the region
 #: where a vertex may count as visible (the object's box within the image; default: the whole image).
 OPTIONAL_FIELDS = ("box",)
@@ -57,6 +60,10 @@ class StepConfig:
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
+    # Shared multi-category runs: other categories' vertices as negatives, and per-category flip
+    # probabilities (``None``: ``flip_prob`` for every image).
+    cross_category_negatives: bool = False
+    category_flip_probs: tuple[float, ...] | None = None
 
     @classmethod
     def from_config(cls, config) -> StepConfig:
@@ -77,7 +84,31 @@ class StepConfig:
             brightness=float(t.brightness),
             contrast=float(t.contrast),
             saturation=float(t.saturation),
+            cross_category_negatives=bool(t.get("cross_category_negatives", False)),
+            category_flip_probs=_category_flip_probs(config),
         )
+
+
+def _category_flip_probs(config) -> tuple[float, ...] | None:
+    """Per category of a shared run, ``train.flip_prob`` or 0 for ``train.no_flip_categories``."""
+    categories = tuple(config.get("categories", ()) or ())
+    if not categories:
+        return None
+    no_flip = set(config.train.get("no_flip_categories", ()) or ())
+    unknown = sorted(no_flip - set(categories))
+    if unknown:
+        raise ValueError(
+            f"config.train.no_flip_categories: {unknown} not in config.categories {list(categories)}"
+        )
+    return tuple(0.0 if c in no_flip else float(config.train.flip_prob) for c in categories)
+
+
+def stack_index(batch: dict) -> jax.Array:
+    """``[B]`` int32 0-based index into a stacked neural mesh: the batch's ``category_index`` (shared
+    multi-category run) or ``cad_index - 1`` (per-sub-type meshes)."""
+    if CATEGORY_FIELD in batch:
+        return jnp.asarray(batch[CATEGORY_FIELD]).astype(jnp.int32)
+    return jnp.asarray(batch[SUBTYPE_FIELD]).astype(jnp.int32) - 1
 
 
 def views(state_mesh, batch: dict, cfg: StepConfig):
@@ -122,7 +153,11 @@ def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm, shard=None
     n = b if shard is None else b * shard.count
     k_flip, k_jit = jax.random.split(key)
     batch = dict(batch, image=batch["image"].astype(jnp.float32))
-    if cfg.flip_prob > 0:
+    if cfg.category_flip_probs is not None and max(cfg.category_flip_probs) > 0:
+        probs = jnp.asarray(cfg.category_flip_probs, jnp.float32)[stack_index(batch)]
+        flips = rows(jax.random.uniform(k_flip, (n,))) < probs  # bernoulli(k_flip, probs), row by row
+        batch = jax.vmap(lambda ex, f: augment.flip_example(ex, f, perm))(batch, flips)
+    elif cfg.category_flip_probs is None and cfg.flip_prob > 0:
         flips = rows(jax.random.bernoulli(k_flip, cfg.flip_prob, (n,)))
         batch = jax.vmap(lambda ex, f: augment.flip_example(ex, f, perm))(batch, flips)
     if max(cfg.brightness, cfg.contrast, cfg.saturation) > 0:
@@ -195,7 +230,10 @@ def make_train_step(
 
     With a per-sub-type mesh (``state.mesh.vertices [S, V, 3]``, :mod:`nemo_jax.mesh.subtypes`), the
     batch also carries ``cad_index`` ``[B]`` (1-based): each image is projected with, scored against
-    and updates the bank and clutter queue of its own sub-type; one backbone serves all.
+    and updates the bank and clutter queue of its own sub-type; one backbone serves all. A shared
+    multi-category run stacks one mesh per category the same way and the batch carries
+    ``category_index`` ``[B]`` (0-based); with ``cfg.cross_category_negatives`` the other
+    categories' (real) vertex features are negatives too.
 
     A step whose loss, gradient or updated parameters are not finite leaves the state unchanged
     (except ``step`` and ``rng``) and reports ``finite = False``; the training loop stops on it.
@@ -209,11 +247,20 @@ def make_train_step(
         batch = augment_batch(k_aug, batch, cfg, perm, shard)
         stacked = subtypes.is_stacked(state.mesh)
         if stacked:  # static: one mesh, bank and clutter queue per image, chosen by its sub-type
-            subtype = jnp.asarray(batch[SUBTYPE_FIELD]).astype(jnp.int32) - 1  # [B]
+            subtype = stack_index(batch)  # [B]
             mesh = subtypes.select_subtype(state.mesh, subtype)
             bank_mask = subtypes.vertex_mask(mesh.faces, mesh.vertices.shape[1])
         else:
             mesh, bank_mask = state.mesh, None
+        other_bank = other_mask = None
+        if cfg.cross_category_negatives:
+            if not stacked:
+                raise ValueError("cross_category_negatives needs a run of several categories")
+            n_mesh, n_vert = state.mesh.vertices.shape[:2]
+            other_bank = state.mesh.features.reshape(n_mesh * n_vert, -1)
+            real = subtypes.vertex_mask(state.mesh.faces, n_vert)  # [C, V]
+            owner = jnp.arange(n_mesh)[:, None]
+            other_mask = (real[None] & (owner[None] != subtype[:, None, None])).reshape(-1, n_mesh * n_vert)
         view = views(mesh, batch, cfg)
         images = preprocess(batch["image"])
         points = feature_coordinates(view.points, cfg.feature_stride)  # [B, V, 2]
@@ -238,8 +285,9 @@ def make_train_step(
             )(clutter_keys, feats, view.object_mask)
             loss, aux = contrastive.contrastive_loss(
                 vfeat, view.visible, view.points, mesh.features, mesh.clutter, clutter,
-                valid, bank_mask, temperature=cfg.temperature, distance_thr=cfg.distance_thr,
-                clutter_weight=cfg.clutter_weight, reg_weight=cfg.reg_weight, total=total,
+                valid, bank_mask, other_bank, other_mask, temperature=cfg.temperature,
+                distance_thr=cfg.distance_thr, clutter_weight=cfg.clutter_weight, reg_weight=cfg.reg_weight,
+                total=total,
             )  # fmt: skip
             return loss, (aux, updates.get("batch_stats", state.batch_stats), vfeat, clutter)
 
