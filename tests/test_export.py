@@ -30,7 +30,8 @@ SIZE = 32
 def artifact(tmp_path_factory):
     """``(run dir, artifact path, images uint8 [3, 32, 32, 3])``: a run trained 20 steps on a tiny
     synthetic set (enough for poses that beat the empty image), with a small search in its stored
-    inference settings (8 grid poses, 40 refinement steps, lr x0.2 every 10), exported for cpu (and cuda if lowerable)."""
+    inference settings (8 grid poses, 40 refinement steps, lr x0.2 every 10), exported for cpu (and
+    cuda if lowerable)."""
     from nemo_jax.train.loop import train
 
     root = tmp_path_factory.mktemp("export")
