@@ -16,11 +16,16 @@ def load(path):
     try:
         with zipfile.ZipFile(path) as zf:
             manifest = json.loads(zf.read("manifest.json"))
-            members = {name: zf.read(name) for name in manifest["sha256"]}
-    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError) as err:
-        raise ValueError(f"{path}: not a complete nemo_jax export ({err})") from None
-    for name, digest in manifest["sha256"].items():
-        if hashlib.sha256(members[name]).hexdigest() != digest:
+            digests = dict(manifest["sha256"])
+            members = {
+                name: zf.read(name) for name in sorted({*digests, "metadata.json", "estimator.stablehlo"})
+            }
+    except (zipfile.BadZipFile, KeyError, TypeError, ValueError, EOFError, OSError) as err:
+        raise ValueError(f"{path}: not a complete nemo_jax export ({type(err).__name__}: {err})") from None
+    if manifest.get("format") != "nemo_jax.export/1":
+        raise ValueError(f"{path}: format {manifest.get('format')!r}; this loader reads 'nemo_jax.export/1'")
+    for name, payload in members.items():
+        if hashlib.sha256(payload).hexdigest() != digests.get(name):
             raise ValueError(f"{path}: member {name} is corrupt (its SHA-256 differs from manifest.json)")
     meta = json.loads(members["metadata.json"])
     exported = jax.export.deserialize(bytearray(members["estimator.stablehlo"]))

@@ -257,6 +257,14 @@ def test_corrupt_or_truncated_artifact_is_refused_by_name(small_artifact, tmp_pa
             )
     with pytest.raises(ValueError, match=r"altered.nemo: member estimator.stablehlo is corrupt"):
         serving.load(str(altered))
+    # Another format version is refused by name.
+    future = tmp_path / "future.nemo"
+    with zipfile.ZipFile(small_artifact) as src, zipfile.ZipFile(future, "w") as dst:
+        for name in src.namelist():
+            payload = src.read(name)
+            dst.writestr(name, payload.replace(b"nemo_jax.export/1", b"nemo_jax.export/2"))
+    with pytest.raises(ValueError, match=r"future.nemo: format 'nemo_jax.export/2'; this loader reads"):
+        serving.load(str(future))
     # A flipped byte inside a member's stored data: the zip's own CRC-32 check names the member.
     with zipfile.ZipFile(small_artifact) as zf:
         info = zf.getinfo(export.ESTIMATOR)
