@@ -51,15 +51,23 @@ def artifact(tmp_path_factory):
     # the lr decaying (as NeMo's x0.2 every 100 of 300 steps) the search converges and they agree.
     config.inference.lr, config.inference.decay_every, config.inference.decay_rate = 0.02, 10, 0.2
     train(config, str(root / "run"))
+    lib = export._calibration_lib()
+    if lib is not None:  # a calibration (made-up numbers): the calibrated confidence is exported
+        f = len(lib.FEATURE_NAMES)
+        calibration = lib.Calibration(
+            mean=np.linspace(0.5, 0.0, f), scale=np.full(f, 0.1), weights=np.linspace(-1.0, 1.0, f), bias=0.2
+        )
+        lib.save_calibration(str(root / "run"), calibration, {"note": "test values"})
     source = data.load("synthetic", "test_l0", str(root / "data"))
     images = np.stack([source[i]["image"] for i in range(3)])
     out = root / "model.nemo"
-    export.export_run(str(root / "run"), str(out), allow_uncalibrated=True, log=lambda *_: None)
+    export.export_run(str(root / "run"), str(out), allow_uncalibrated=lib is None, log=lambda *_: None)
     return root / "run", out, images
 
 
 def _library_poses(run_dir, images):
-    """The library path (as :func:`nemo_jax.apps.estimate.estimate_poses` runs it on crops)."""
+    """The library path (as :func:`nemo_jax.apps.estimate.estimate_poses` runs it on crops):
+    ``(batched PoseResult, SearchConfig)``."""
     from nemo_jax.geometry.camera import feature_coordinates
     from nemo_jax.inference import neural_mesh_inputs, run_settings, search_config_from_settings, search_pose
     from nemo_jax.models import preprocess
@@ -74,7 +82,7 @@ def _library_poses(run_dir, images):
         settings, mesh, observed.shape[1:3], focal, principal, config.data.distance
     )
     inputs = neural_mesh_inputs(mesh, observed, focal, principal, config.data.distance)
-    return search_pose(inputs, search)
+    return search_pose(inputs, search), search
 
 
 # Runs in a fresh interpreter whose only path entry is a folder holding serving.py alone, with the
@@ -153,7 +161,9 @@ def test_exported_estimator_matches_the_library_without_nemo_jax(artifact, tmp_p
     served, log = _serve_isolated(path, images, tmp_path)
     assert "crops, got uint8 [1, 24, 32, 3]" in log["errors"][0]
 
-    expected = _library_poses(run_dir, images)
+    from nemo_jax.inference import pose_grid
+
+    expected, search = _library_poses(run_dir, images)
     for key in ("azimuth", "elevation", "theta"):  # radians
         np.testing.assert_allclose(
             served[key], np.asarray(getattr(expected, key)), rtol=0, atol=1e-4, err_msg=key
@@ -166,6 +176,10 @@ def test_exported_estimator_matches_the_library_without_nemo_jax(artifact, tmp_p
     assert np.any(np.asarray(expected.steps) > 0)
     conf = served["confidence"]
     assert conf.shape == (3,) and np.all(np.isfinite(conf)) and np.all((conf >= 0) & (conf <= 1))
+    # The confidence step on the library's search outputs (calibrated if the package can).
+    _, calibration = export.run_calibration(str(run_dir), allow_uncalibrated=True)
+    library_conf = export.confidence_step(expected, pose_grid(search), calibration)
+    np.testing.assert_allclose(conf, np.asarray(library_conf), rtol=0, atol=1e-4)
 
 
 @pytest.mark.slow  # shares the trained run of the test above
@@ -190,7 +204,8 @@ def test_artifact_layout_and_metadata(artifact):
     assert (
         meta["category"] == "car" and meta["image_size"] == [SIZE, SIZE] and meta["angle_units"] == "radians"
     )
-    assert meta["confidence"] == "uncalibrated" and "cpu" in meta["platforms"]
+    assert meta["confidence"] == ("uncalibrated" if export._calibration_lib() is None else "calibrated")
+    assert "cpu" in meta["platforms"]
     assert set(meta["platforms"]) | set(meta["platforms_skipped"]) == {"cpu", "cuda"}
     assert meta["inference"]["azimuths_deg"] == [0.0, 90.0, 180.0, 270.0]  # the run's stored settings
     assert tuple(exported.platforms) == tuple(meta["platforms"])

@@ -27,11 +27,11 @@ The artifact is a zip file (:data:`FORMAT`) of:
 * ``manifest.json``: the format version and the SHA-256 of every other member, so a truncated or
   altered file is refused by name (the zip's CRC-32 covers the manifest itself).
 
-Confidence. A run that stores a calibration (``calibration.json``, written by confidence
-calibration) exports calibrated confidences once the calibration code is part of the package;
-until then, and for runs without one, export fails unless ``allow_uncalibrated``, which exports
-the documented uncalibrated score :func:`uncalibrated_confidence` and says
-``"confidence": "uncalibrated"`` in the metadata.
+Confidence. A run that stores a calibration (``calibration.json``,
+:mod:`nemo_jax.inference.confidence`) exports the calibrated confidence (metadata ``"confidence":
+"calibrated"``); for a run without one export fails unless ``allow_uncalibrated``, which exports
+the documented uncalibrated score :func:`uncalibrated_confidence` and says ``"confidence":
+"uncalibrated"`` in the metadata.
 """
 
 from __future__ import annotations
@@ -82,28 +82,49 @@ def uncalibrated_confidence(result, grid: jax.Array) -> jax.Array:
     return jnp.clip(score, 0.0, 1.0)
 
 
-def confidence_step(result, grid: jax.Array, kind: str) -> jax.Array:
-    """The estimator's confidence ``[B]`` from the search's outputs (``kind``: ``"uncalibrated"``,
-    see :func:`uncalibrated_confidence`)."""
-    if kind != "uncalibrated":
-        raise ValueError(f"confidence: unknown kind {kind!r}")
-    return uncalibrated_confidence(result, grid)
+def _calibration_lib():
+    """:mod:`nemo_jax.inference.confidence` (calibrated confidence), or None where this version of
+    the package has none."""
+    try:
+        from nemo_jax.inference import confidence
+    except ImportError:
+        return None
+    return confidence
 
 
-def confidence_kind(workdir: str, allow_uncalibrated: bool) -> str:
-    """``"uncalibrated"`` if allowed, else ``ValueError`` naming the run and the way out."""
+def confidence_step(result, grid: jax.Array, calibration=None) -> jax.Array:
+    """The estimator's confidence ``[B]`` in ``[0, 1]`` from the search's outputs: the run's
+    calibration applied to the search's confidence features
+    (:mod:`nemo_jax.inference.confidence`), or with ``calibration=None`` the uncalibrated score
+    (:func:`uncalibrated_confidence`).
+
+    Args:
+      result: batched :class:`nemo_jax.inference.PoseResult`.
+      grid: ``[G, 3]`` the search's initial grid, radians.
+      calibration: ``nemo_jax.inference.confidence.Calibration`` or None.
+    """
+    if calibration is None:
+        return uncalibrated_confidence(result, grid)
+    lib = _calibration_lib()
+    return lib.apply_calibration(calibration, lib.batch_features(result, grid))
+
+
+def run_calibration(workdir: str, allow_uncalibrated: bool):
+    """``(kind, calibration)``: ``("calibrated", Calibration)`` for a run that stores one
+    (``calibration.json``), else ``("uncalibrated", None)`` if ``allow_uncalibrated``; otherwise
+    ``ValueError`` naming the run (or the file this version cannot apply) and the way out."""
     path = os.path.join(workdir, CALIBRATION)
+    lib = _calibration_lib()
+    if lib is not None and os.path.isfile(path):
+        return "calibrated", lib.load_calibration(path)  # ValueError naming the field if malformed
     if allow_uncalibrated:
-        return "uncalibrated"
+        return "uncalibrated", None
+    hint = "pass --allow_uncalibrated to export the uncalibrated confidence "
+    hint += "(metadata 'confidence': 'uncalibrated')"
     if os.path.isfile(path):
-        raise ValueError(
-            f"{path}: this version of nemo_jax cannot apply a stored calibration yet; pass "
-            "--allow_uncalibrated to export the uncalibrated confidence "
-            "(metadata 'confidence': 'uncalibrated')"
-        )
+        raise ValueError(f"{path}: this version of nemo_jax cannot apply a stored calibration; {hint}")
     raise ValueError(
-        f"{workdir}: the run stores no confidence calibration ({CALIBRATION}); calibrate it, or pass "
-        "--allow_uncalibrated to export the uncalibrated confidence (metadata 'confidence': 'uncalibrated')"
+        f"{workdir}: the run stores no confidence calibration ({CALIBRATION}); calibrate it, or {hint}"
     )
 
 
@@ -230,12 +251,12 @@ def export_run(
     its metadata. Platforms that jax cannot lower for here are dropped (with the reason in the
     metadata's ``platforms_skipped``); ``cpu`` must succeed. The file appears whole or not at all."""
     check_run(workdir, category)
-    kind = confidence_kind(workdir, allow_uncalibrated)
+    kind, calibration = run_calibration(workdir, allow_uncalibrated)
     estimate, metadata, mesh, grid = build_estimator(workdir, category, inference_overrides, step)
 
     def estimator(images):
         out, result = estimate(images)
-        out["confidence"] = confidence_step(result, grid, kind)
+        out["confidence"] = confidence_step(result, grid, calibration)
         return {k: out[k] for k in OUTPUTS}
 
     size = metadata["image_size"]
