@@ -253,6 +253,24 @@ def test_loader_runs_any_batch_and_refuses_other_sizes(small_artifact):
             estimate(bad)
 
 
+def test_platforms_that_do_not_lower_are_skipped_with_the_reason():
+    import jax
+    import jax.numpy as jnp
+
+    spec = jax.ShapeDtypeStruct((3, 3), jnp.float32)
+    exported, skipped = export.lower(lambda x: x + 1, spec, ("cuda",), log=lambda *_: None)
+    assert exported.platforms == ("cpu", "cuda") and skipped == {}
+    # eig has no stable CUDA lowering (and none for TPU): the export falls back to cpu, saying why.
+    messages = []
+    exported, skipped = export.lower(
+        lambda x: jnp.linalg.eig(x)[0].real, spec, ("cpu", "cuda", "tpu"), messages.append
+    )
+    assert exported.platforms == ("cpu",) and set(skipped) == {"cuda", "tpu"} and skipped["cuda"]
+    assert len(messages) == 1 and "cuda" in messages[0]
+    with pytest.raises(ValueError, match=r"platforms: unknown \['gpu'\]"):
+        export.lower(lambda x: x, spec, ("cpu", "gpu"))
+
+
 def test_corrupt_or_truncated_artifact_is_refused_by_name(small_artifact, tmp_path):
     from nemo_jax import serving
 

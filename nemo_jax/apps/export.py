@@ -248,9 +248,11 @@ def export_run(
     log=print,
 ) -> dict:
     """Writes the run in ``workdir`` as one artifact ``out`` (see the module docstring); returns
-    its metadata. Platforms that jax cannot lower for here are dropped (with the reason in the
-    metadata's ``platforms_skipped``); ``cpu`` must succeed. The file appears whole or not at all."""
+    its metadata. ``platforms``: see :func:`lower` (a platform that jax cannot lower for here is
+    dropped, its reason in the metadata's ``platforms_skipped``). The file appears whole or not at
+    all."""
     check_run(workdir, category)
+    check_platforms(platforms)
     kind, calibration = run_calibration(workdir, allow_uncalibrated)
     estimate, metadata, mesh, grid = build_estimator(workdir, category, inference_overrides, step)
 
@@ -261,19 +263,7 @@ def export_run(
 
     size = metadata["image_size"]
     args = jax.ShapeDtypeStruct(jax.export.symbolic_shape(f"b, {size[0]}, {size[1]}, 3"), jnp.uint8)
-    exported, skipped = None, {}
-    wanted = tuple(platforms)
-    while wanted:
-        try:
-            exported = jax.export.export(jax.jit(estimator), platforms=wanted)(args)
-            break
-        except Exception as err:  # noqa: BLE001 (lowering errors come in many types)
-            if wanted == ("cpu",) or "cpu" not in wanted:
-                raise
-            dropped = [p for p in wanted if p != "cpu"]
-            skipped.update({p: f"{type(err).__name__}: {str(err).splitlines()[0][:300]}" for p in dropped})
-            log(f"export: cannot lower for {dropped} here ({skipped[dropped[0]]}); exporting for cpu only")
-            wanted = ("cpu",)
+    exported, skipped = lower(estimator, args, platforms, log)
     metadata.update(
         confidence=kind,
         platforms=list(exported.platforms),
@@ -284,6 +274,33 @@ def export_run(
         out, exported, {k: getattr(mesh, k) for k in ("vertices", "faces", "features", "clutter")}, metadata
     )
     return metadata
+
+
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+
+
+def check_platforms(platforms) -> None:
+    """``ValueError`` naming platform names jax.export does not know (jax itself accepts any)."""
+    unknown = sorted(set(platforms) - set(PLATFORMS))
+    if unknown:
+        raise ValueError(f"platforms: unknown {unknown}; expected names from {list(PLATFORMS)}")
+
+
+def lower(fn, args, platforms=("cpu", "cuda"), log=print):
+    """``(exported, skipped)``: ``jax.export`` of ``jax.jit(fn)`` at ``args`` for ``platforms``
+    (names from :data:`PLATFORMS`; ``cpu`` always included); if that fails, for ``cpu`` alone,
+    with ``skipped = {platform: why}`` for the others (reported through ``log``)."""
+    check_platforms(platforms)
+    wanted = ("cpu", *(p for p in dict.fromkeys(platforms) if p != "cpu"))
+    try:
+        return jax.export.export(jax.jit(fn), platforms=wanted)(args), {}
+    except Exception as err:  # noqa: BLE001 (lowering errors come in many types)
+        if wanted == ("cpu",):
+            raise
+        why = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+        skipped = {p: why for p in wanted[1:]}
+        log(f"export: cannot lower for {list(wanted[1:])} with jax {jax.__version__} ({why}); cpu only")
+    return jax.export.export(jax.jit(fn), platforms=("cpu",))(args), skipped
 
 
 def write_artifact(out: str, exported, meshes: dict, metadata: dict) -> None:
