@@ -111,20 +111,20 @@ def confidence_step(result, grid: jax.Array, calibration=None) -> jax.Array:
 
 def run_calibration(workdir: str, allow_uncalibrated: bool):
     """``(kind, calibration)``: ``("calibrated", Calibration)`` for a run that stores one
-    (``calibration.json``), else ``("uncalibrated", None)`` if ``allow_uncalibrated``; otherwise
-    ``ValueError`` naming the run (or the file this version cannot apply) and the way out."""
+    (``calibration.json``; ``ValueError`` naming the file if it cannot be applied), else
+    ``("uncalibrated", None)`` if ``allow_uncalibrated``, else ``ValueError`` naming the run and
+    the way out."""
     path = os.path.join(workdir, CALIBRATION)
-    lib = _calibration_lib()
-    if lib is not None and os.path.isfile(path):
+    if os.path.isfile(path):  # applied, or refused: never silently left out
+        lib = _calibration_lib()
+        if lib is None:
+            raise ValueError(f"{path}: this version of nemo_jax cannot apply a stored calibration")
         return "calibrated", lib.load_calibration(path)  # ValueError naming the field if malformed
     if allow_uncalibrated:
         return "uncalibrated", None
-    hint = "pass --allow_uncalibrated to export the uncalibrated confidence "
-    hint += "(metadata 'confidence': 'uncalibrated')"
-    if os.path.isfile(path):
-        raise ValueError(f"{path}: this version of nemo_jax cannot apply a stored calibration; {hint}")
     raise ValueError(
-        f"{workdir}: the run stores no confidence calibration ({CALIBRATION}); calibrate it, or {hint}"
+        f"{workdir}: the run stores no confidence calibration ({CALIBRATION}); calibrate it, or pass "
+        "--allow_uncalibrated to export the uncalibrated confidence (metadata 'confidence': 'uncalibrated')"
     )
 
 
