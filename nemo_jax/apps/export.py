@@ -232,7 +232,7 @@ def build_estimator(workdir: str, category: str | None = None, inference_overrid
             "object_mask": "[B, h, w] bool at feature resolution: the rendered object",
         },
         "inference": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.to_dict().items()},
-        "run": os.path.abspath(workdir),
+        "run": os.path.basename(os.path.abspath(workdir)),  # the folder name, no local path
     }
     return estimate, metadata, mesh, grid
 
