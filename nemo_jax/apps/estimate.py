@@ -21,10 +21,12 @@ import numpy as np
 from PIL import Image
 
 from nemo_jax.apps import output
+from nemo_jax.apps.calibrate import how_to_calibrate
 from nemo_jax.apps.evaluate import _preprocess
 from nemo_jax.data import crop_protocol
 from nemo_jax.data.pascal3d import crop as crop_image
 from nemo_jax.geometry.camera import feature_coordinates
+from nemo_jax.inference import confidence as confidence_lib
 from nemo_jax.inference import (
     neural_mesh_inputs,
     run_settings,
@@ -32,6 +34,7 @@ from nemo_jax.inference import (
     search_pose,
     trust_flags,
 )
+from nemo_jax.inference.search import pose_grid
 from nemo_jax.train.run import load_run
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -128,7 +131,9 @@ def estimate_poses(
     without ``crop_protocol.json``). The search follows the run's ``inference`` settings with
     ``inference_overrides`` applied (:func:`nemo_jax.inference.run_settings`). Returns one record
     per image: angles in degrees and radians, ``distance`` (the search's: the start value unless the
-    refinement moves it, e.g. ``parametrization="camera_position"``), ``loss`` and ``flags``
+    refinement moves it, e.g. ``parametrization="camera_position"``), ``loss``, ``confidence``
+    (an estimate of P(rotation error < pi/6), only when the run has a ``calibration.json``, see
+    :mod:`nemo_jax.apps.calibrate`; else ``log`` says how to make one) and ``flags``
     (reasons not to trust the pose, see
     :func:`box_flags` and :func:`nemo_jax.inference.trust_flags`; empty when none), or, for an image
     that could not be processed (unreadable, a bad box, non-finite features), only ``image`` and
@@ -172,6 +177,9 @@ def estimate_poses(
     focal_px = 3000.0 / stride  # NeMo's focal 1 x viewport 3000 image pixels, at feature resolution
     principal_px = np.array([size[1] / 2, size[0] / 2])  # crop_protocol's principal point
     principal = feature_coordinates(principal_px, stride)
+    calibration = confidence_lib.load_calibration(run_dir)
+    if calibration is None:
+        log(f"note: {how_to_calibrate(run_dir)}")
     records, search_config = [], None
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}-", dir=os.path.dirname(out_dir))
@@ -212,6 +220,9 @@ def estimate_poses(
                 "loss": float(np.asarray(result.loss)[0]),
                 "flags": flags,
             }
+            if calibration is not None:
+                outputs = confidence_lib.batch_outputs(result, pose_grid(search_config), calibration)
+                record["confidence"] = float(outputs["confidence"][0])
             if flags:
                 log(f"warning: {name}: pose not to be trusted ({', '.join(flags)})")
             records.append(record)

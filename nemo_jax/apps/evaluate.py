@@ -17,6 +17,7 @@ import numpy as np
 
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
+from nemo_jax.apps import calibrate as calibrate_lib
 from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.inference import (
     SearchInputs,
@@ -29,6 +30,8 @@ from nemo_jax.inference import (
     sharding,
     stacked_search_setup,
 )
+from nemo_jax.inference import confidence as confidence_lib
+from nemo_jax.inference.search import pose_grid
 from nemo_jax.inference.settings import search_fields
 from nemo_jax.mesh import clutter_feature, subtypes
 from nemo_jax.render import RasterSettings
@@ -137,6 +140,7 @@ def nemo_records(
     devices = sharding.image_mesh()  # every batch is spread over all local devices
     variables = sharding.replicate(variables, devices)
     records, search_config = [], None
+    calibration = confidence_lib.load_calibration(workdir)
     for level, batch, focal_px, principal in _level_batches(
         workdir, config, dataset, data_dir, levels, batch_size
     ):
@@ -162,7 +166,7 @@ def nemo_records(
         (clutters, *camera), _ = sharding.shard_images(per_image, devices)  # padded like observed
         inputs = SearchInputs(observed, vertex_features, clutters, vertices, faces, *camera)
         result = _checked(sharding.unpad(search_batch(inputs, search_config), b))
-        records += _batch_records(result, batch, category, level)
+        records += _batch_records(result, batch, category, level, pose_grid(search_config), calibration)
         if on_batch is not None:
             on_batch(batch, result)
     return records
@@ -198,6 +202,7 @@ def _subtype_records(
     num_subtypes = int(mesh.vertices.shape[0])
     features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
     records, search_config, mesh_inputs = [], None, None
+    calibration = confidence_lib.load_calibration(workdir)
     for level, batch, focal_px, principal in _level_batches(
         workdir, config, dataset, data_dir, levels, batch_size
     ):
@@ -213,7 +218,9 @@ def _subtype_records(
         inputs = SearchInputs(observed=observed, **mesh_inputs, focal_px=camera[0], principal=camera[1],
                               distance=camera[2])  # fmt: skip
         result, chosen, _ = search_subtypes(inputs, jnp.asarray(labels), search_config, mode)
-        batch_records = _batch_records(_checked(result), batch, category, level)
+        batch_records = _batch_records(
+            _checked(result), batch, category, level, pose_grid(search_config), calibration
+        )
         for record, s, true_s in zip(batch_records, np.asarray(chosen), labels, strict=True):
             record.update(subtype=int(s) + 1, true_subtype=int(true_s) + 1, subtype_mode=mode)
         records += batch_records
@@ -248,11 +255,15 @@ def _checked(result):
     return result
 
 
-def _batch_records(result, batch, category: str, level: int) -> list[dict]:
-    """Prediction records of one searched batch (see :func:`nemo_jax.eval.records_from_search`)."""
+def _batch_records(result, batch, category: str, level: int, grid=None, calibration=None) -> list[dict]:
+    """Prediction records of one searched batch (see :func:`nemo_jax.eval.records_from_search`);
+    with the search's ``grid`` (:func:`nemo_jax.inference.pose_grid`) each record gets its confidence
+    features and, with a ``calibration``, its ``confidence`` (:mod:`nemo_jax.inference.confidence`)."""
     b = len(batch["id"])
+    confidence = None if grid is None else confidence_lib.batch_outputs(result, grid, calibration)
+    truth = (batch["azimuth"], batch["elevation"], batch["theta"])
     return eval_lib.records_from_search(
-        result, batch["id"], [category] * b, [level] * b, batch["azimuth"], batch["elevation"], batch["theta"]
+        result, batch["id"], [category] * b, [level] * b, *truth, confidence=confidence
     )
 
 
@@ -398,9 +409,15 @@ def evaluate(
     inference_overrides: dict | None = None,
     dtype: str = "",
     subtype: str | None = None,
+    calibrate: bool = False,
 ) -> dict:
     """NeMo (or the baseline) on ``dataset``'s occlusion ``levels``: NeMo's results dict
         (:func:`nemo_jax.eval.evaluate_records`).
+
+    Confidence (NeMo): a run with a ``calibration.json`` gives every prediction a ``confidence``
+    and the results their ECE and AUROC; ``calibrate=True`` first fits that file on these images
+    (a validation set, :mod:`nemo_jax.apps.calibrate`), replacing the run's. ``figures_dir`` then
+    also gets ``reliability.png`` and ``selective_accuracy.png``.
 
     ``workdir``: one NeMo training run (``config.json`` + checkpoints), a folder of runs (one per
     category), or the baseline's run (``method="baseline"``; ``categories`` then selects a subset).
@@ -426,13 +443,16 @@ def evaluate(
                 with open(os.path.join(run_dir, "config.json")) as fh:
                     cats.append(json.load(fh)["category"])
         ensure_datasets(dataset, data_dir, manual_dir, cats, options)
+    if calibrate and method == "nemo":
+        for run_dir in runs.values():
+            calibrate_lib.check_not_training_data(run_dir, data_dir)
     if method == "baseline":
         records = baseline_records(workdir, dataset, data_dir, levels, cats or None)
     else:
         records = []
         for category, run_dir in runs.items():
             hook = figure_hook(run_dir, figures_dir, category) if figures_dir else None
-            records += nemo_records(
+            run_records = nemo_records(
                 run_dir,
                 dataset,
                 data_dir,
@@ -442,4 +462,12 @@ def evaluate(
                 dtype=dtype,
                 subtype=subtype,
             )
-    return eval_lib.evaluate_records(records)
+            if calibrate:
+                sources = [level_source(dataset, level, data_dir) for level in levels]
+                fitted = calibrate_lib.fitted_on(dataset, data_dir, levels, sources)
+                run_records = calibrate_lib.calibrate_run(run_dir, run_records, fitted)
+            records += run_records
+    results = eval_lib.evaluate_records(records)
+    if figures_dir and method == "nemo":
+        calibrate_lib.confidence_figures(figures_dir, results)
+    return results

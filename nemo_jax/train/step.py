@@ -5,6 +5,7 @@ once at the outermost level with the state donated.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 
@@ -12,11 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
+from jax.sharding import PartitionSpec
 
 from nemo_jax.geometry.camera import camera_from_viewpoint, feature_coordinates
 from nemo_jax.mesh import subtypes
 from nemo_jax.mesh.neural import momentum_update, push_clutter
-from nemo_jax.train import augment, contrastive
+from nemo_jax.models import layers
+from nemo_jax.train import augment, contrastive, parallel
 from nemo_jax.train.state import TrainState
 from nemo_jax.train.visibility import vertex_view
 
@@ -107,20 +111,54 @@ def views(state_mesh, batch: dict, cfg: StepConfig):
     )(cams, jnp.asarray(boxes, jnp.float32), state_mesh.vertices, state_mesh.faces)
 
 
-def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm) -> dict:
-    """Random flips and colour jitter; returns the batch with ``image`` as float32 in [0, 255]."""
+def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm, shard=None) -> dict:
+    """Random flips and colour jitter; returns the batch with ``image`` as float32 in [0, 255].
+
+    ``shard``: inside the sharded step, this device's rows of the global batch (:class:`Shard`):
+    the draws are those of the global batch, so every image gets the same augmentation whatever
+    the device count."""
     b = batch["image"].shape[0]
+    rows = (lambda x: x) if shard is None else shard.rows
+    n = b if shard is None else b * shard.count
     k_flip, k_jit = jax.random.split(key)
     batch = dict(batch, image=batch["image"].astype(jnp.float32))
     if cfg.flip_prob > 0:
-        flips = jax.random.bernoulli(k_flip, cfg.flip_prob, (b,))
+        flips = rows(jax.random.bernoulli(k_flip, cfg.flip_prob, (n,)))
         batch = jax.vmap(lambda ex, f: augment.flip_example(ex, f, perm))(batch, flips)
     if max(cfg.brightness, cfg.contrast, cfg.saturation) > 0:
-        keys = jax.random.split(k_jit, b)
+        keys = rows(jax.random.split(k_jit, n))
         batch["image"] = jax.vmap(
             lambda k, im: augment.colour_jitter(k, im, cfg.brightness, cfg.contrast, cfg.saturation)
         )(keys, batch["image"])
     return batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """This device's place in the sharded step (inside ``shard_map`` over ``axis``): ``count``
+    devices, each holding ``rows_per_device`` consecutive rows of the global batch, in device order.
+    Every cross-device sum is :func:`nemo_jax.train.parallel.ordered_sum` (fixed order)."""
+
+    count: int
+    rows_per_device: int
+    axis: str = parallel.DATA_AXIS
+
+    def rows(self, x: jax.Array) -> jax.Array:
+        """This device's rows of a global-batch array ``[count * rows_per_device, ...]``."""
+        start = jax.lax.axis_index(self.axis) * self.rows_per_device
+        return jax.lax.dynamic_slice_in_dim(x, start, self.rows_per_device, axis=0)
+
+    def total(self, x: jax.Array) -> jax.Array:
+        return parallel.ordered_sum(x, self.axis)
+
+    def total_tree(self, tree):
+        """:meth:`total` of every leaf, with one all-gather for the whole tree."""
+        flat, unravel = ravel_pytree(tree)
+        return unravel(self.total(flat))
+
+    def gather(self, x: jax.Array) -> jax.Array:
+        """The global batch's ``[count * rows, ...]`` from every device's ``[rows, ...]`` (exact)."""
+        return jax.lax.all_gather(x, self.axis, axis=0, tiled=True)
 
 
 def select_fields(batch: dict, fields=BATCH_FIELDS) -> dict:
@@ -135,7 +173,7 @@ def select_fields(batch: dict, fields=BATCH_FIELDS) -> dict:
 
 
 def make_train_step(
-    model, tx: optax.GradientTransformation, cfg: StepConfig, preprocess: Callable, perm=None
+    model, tx: optax.GradientTransformation, cfg: StepConfig, preprocess: Callable, perm=None, mesh=None
 ) -> Callable:
     """Builds ``train_step(state, batch) -> (state, metrics)`` (not jitted; see :func:`jit_step`).
 
@@ -145,6 +183,15 @@ def make_train_step(
       cfg: static step settings.
       preprocess: uint8-range float images ``[B,H,W,3]`` -> normalised network input.
       perm: ``[V]`` mirror permutation of the mesh vertices (only used on precomputed kp2d/visible).
+      mesh: a data mesh (:func:`nemo_jax.train.parallel.data_mesh`): the step runs under
+        ``shard_map``, each device on its rows of the batch, and every cross-device sum (batch
+        statistics, loss normalisers, gradient, memory-bank update) is a fixed-order
+        :func:`nemo_jax.train.parallel.ordered_sum`, so the sums' rounding does not depend on how the
+        devices are spread over processes. The model's batch normalisation must be
+        :class:`nemo_jax.models.layers.BatchNorm` (every backbone's is) for its statistics to span
+        the devices; a plain ``flax.linen.BatchNorm`` would see only its device's rows. ``None``:
+        one function of the whole batch (one device, or partitioned by XLA under :func:`jit_step`
+        with shardings).
 
     With a per-sub-type mesh (``state.mesh.vertices [S, V, 3]``, :mod:`nemo_jax.mesh.subtypes`), the
     batch also carries ``cad_index`` ``[B]`` (1-based): each image is projected with, scored against
@@ -155,9 +202,11 @@ def make_train_step(
     """
     perm = None if perm is None else jnp.asarray(np.asarray(perm), jnp.int32)
 
-    def train_step(state: TrainState, batch: dict):
+    def train_step(state: TrainState, batch: dict, shard: Shard | None = None):
+        total = None if shard is None else shard.total
+        gather = (lambda x: x) if shard is None else shard.gather
         rng, k_aug, k_clutter = jax.random.split(state.rng, 3)
-        batch = augment_batch(k_aug, batch, cfg, perm)
+        batch = augment_batch(k_aug, batch, cfg, perm, shard)
         stacked = subtypes.is_stacked(state.mesh)
         if stacked:  # static: one mesh, bank and clutter queue per image, chosen by its sub-type
             subtype = jnp.asarray(batch[SUBTYPE_FIELD]).astype(jnp.int32) - 1  # [B]
@@ -169,40 +218,51 @@ def make_train_step(
         images = preprocess(batch["image"])
         points = feature_coordinates(view.points, cfg.feature_stride)  # [B, V, 2]
         b = images.shape[0]
+        global_b = b if shard is None else b * shard.count
+        clutter_keys = jax.random.split(k_clutter, global_b)
+        clutter_keys = clutter_keys if shard is None else shard.rows(clutter_keys)
 
         def loss_fn(params):
-            feats, updates = model.apply(
-                {"params": params, "batch_stats": state.batch_stats}, images, train=True,
-                mutable=["batch_stats"],
-            )  # fmt: skip
+            stats = contextlib.nullcontext()
+            if shard is not None:
+                stats = layers.batch_stat_mean(lambda x: parallel.ordered_mean(x, shard.axis))
+            with stats:
+                feats, updates = model.apply(
+                    {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+                    mutable=["batch_stats"],
+                )  # fmt: skip
             vfeat = jax.vmap(contrastive.bilinear_sample)(feats, points)
             vfeat = contrastive.unit_samples(vfeat)
             clutter, valid = jax.vmap(
                 lambda k, f, m: contrastive.sample_clutter(k, f, m, cfg.clutter_per_image)
-            )(jax.random.split(k_clutter, b), feats, view.object_mask)
+            )(clutter_keys, feats, view.object_mask)
             loss, aux = contrastive.contrastive_loss(
                 vfeat, view.visible, view.points, mesh.features, mesh.clutter, clutter,
                 valid, bank_mask, temperature=cfg.temperature, distance_thr=cfg.distance_thr,
-                clutter_weight=cfg.clutter_weight, reg_weight=cfg.reg_weight,
+                clutter_weight=cfg.clutter_weight, reg_weight=cfg.reg_weight, total=total,
             )  # fmt: skip
             return loss, (aux, updates.get("batch_stats", state.batch_stats), vfeat, clutter)
 
         (loss, (aux, batch_stats, vfeat, clutter)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params
         )
+        if shard is not None:  # this device's shares -> the whole batch's
+            grads = shard.total_tree(grads)
+            loss = total(loss)
+            aux = dict(aux, loss_main=total(aux["loss_main"]), loss_reg=total(aux["loss_reg"]))
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(params))
         vfeat = jax.lax.stop_gradient(vfeat)
-        clutter = jax.lax.stop_gradient(clutter)
+        clutter = gather(jax.lax.stop_gradient(clutter))  # [global B, N, D], in batch order
         if stacked:
             n_sub = state.mesh.features.shape[0]
-            target, count = subtypes.subtype_bank_targets(vfeat, view.visible, subtype, n_sub)
+            target, count = subtypes.subtype_bank_targets(vfeat, view.visible, subtype, n_sub, total)
             features = subtypes.subtype_momentum_update(state.mesh.features, target, count, cfg.momentum)
-            queue = subtypes.push_clutter_by_subtype(state.mesh.clutter, clutter, subtype)
+            queue = subtypes.push_clutter_by_subtype(state.mesh.clutter, clutter, gather(subtype))
         else:
-            target, count = contrastive.bank_targets(vfeat, view.visible)
+            target, count = contrastive.bank_targets(vfeat, view.visible, total)
             features = momentum_update(state.mesh.features, target, count, cfg.momentum)
             queue = push_clutter(state.mesh.clutter, clutter.reshape(-1, clutter.shape[-1]))
         new = state.replace(
@@ -217,14 +277,30 @@ def make_train_step(
             "loss": loss,
             "loss_main": aux["loss_main"],
             "loss_reg": aux["loss_reg"],
-            "visible_per_image": aux["num_visible"] / b,
+            "visible_per_image": aux["num_visible"] / global_b,
             "grad_norm": grad_norm,
             "finite": finite,
-            "render_overflow": jnp.max(view.overflow),
+            "render_overflow": jnp.max(gather(jnp.max(view.overflow)[None])),
         }
         return new, metrics
 
-    return train_step
+    if mesh is None:
+        return train_step
+    count = int(mesh.shape[parallel.DATA_AXIS])
+
+    def sharded_step(state: TrainState, batch: dict):
+        rows = jax.tree.leaves(batch)[0].shape[0]
+        return train_step(state, batch, Shard(count, rows))
+
+    # check_vma=False: the body states its own cross-device sums (ordered_sum); the gradient of
+    # each device's loss share stays that device's until shard.total_tree adds them up.
+    return jax.shard_map(
+        sharded_step,
+        mesh=mesh,
+        in_specs=(PartitionSpec(), PartitionSpec(parallel.DATA_AXIS)),
+        out_specs=(PartitionSpec(), PartitionSpec()),
+        check_vma=False,
+    )
 
 
 def jit_step(train_step: Callable, state_sharding=None, batch_sharding=None) -> Callable:
