@@ -33,6 +33,7 @@ COMMANDS = (
     "compare_variants",
     "write_fixture_tree",
     "compare_shared",
+    "export",
 )
 
 
