@@ -219,25 +219,18 @@ def _subtype_records(
     category = config.category
     num_subtypes = int(mesh.vertices.shape[0])
     features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
-    records, search_config, mesh_inputs = [], None, None
+    records, setup = [], {}
     calibration = confidence_lib.load_calibration(workdir)
     for level, batch, focal_px, principal in _level_batches(
         workdir, config, dataset, data_dir, levels, batch_size
     ):
         labels = check_subtypes(workdir, num_subtypes, batch)
         observed = features_fn(batch["image"])
-        _, h, w, _ = observed.shape
-        if search_config is None:
-            search_config, mesh_inputs = stacked_search_setup(
-                mesh, (h, w), float(focal_px[0]), principal[0], float(batch["distance"][0]),
-                variant=settings.variant, **search_fields(settings),
-            )  # fmt: skip
-        camera = [jnp.asarray(x, jnp.float32) for x in (focal_px, principal, batch["distance"])]
-        inputs = SearchInputs(observed=observed, **mesh_inputs, focal_px=camera[0], principal=camera[1],
-                              distance=camera[2])  # fmt: skip
-        result, chosen, _ = search_subtypes(inputs, jnp.asarray(labels), search_config, mode)
+        result, chosen = _stacked_search(
+            mesh, settings, setup, observed, batch, focal_px, principal, labels, mode
+        )
         batch_records = _batch_records(
-            _checked(result), batch, category, level, pose_grid(search_config), calibration
+            result, batch, category, level, pose_grid(setup["config"]), calibration
         )
         for record, s, true_s in zip(batch_records, np.asarray(chosen), labels, strict=True):
             record.update(subtype=int(s) + 1, true_subtype=int(true_s) + 1, subtype_mode=mode)
@@ -245,6 +238,25 @@ def _subtype_records(
         if on_batch is not None:  # figures draw the chosen sub-type's mesh
             on_batch(dict(batch, subtype=np.asarray(chosen) + 1), result)
     return records
+
+
+def _stacked_search(mesh, settings, setup: dict, observed, batch, focal_px, principal, labels, mode):
+    """One batch searched against a stacked neural mesh (one mesh per sub-type or category,
+    :func:`nemo_jax.inference.search_subtypes` in ``mode``, ``labels [B]`` the annotated indices).
+    ``setup`` caches the search config (``"config"``) and mesh inputs of the first batch. Returns
+    ``(result, chosen [B])``; a tile-budget overflow is a RuntimeError."""
+    if not setup:
+        _, h, w, _ = observed.shape
+        setup["config"], setup["mesh"] = stacked_search_setup(
+            mesh, (h, w), float(focal_px[0]), principal[0], float(batch["distance"][0]),
+            variant=settings.variant, **search_fields(settings),
+        )  # fmt: skip
+    camera = [jnp.asarray(x, jnp.float32) for x in (focal_px, principal, batch["distance"])]
+    inputs = SearchInputs(
+        observed, **setup["mesh"], focal_px=camera[0], principal=camera[1], distance=camera[2]
+    )
+    result, chosen, _ = search_subtypes(inputs, jnp.asarray(labels), setup["config"], mode)
+    return _checked(result), chosen
 
 
 def _level_batches(workdir, config, dataset, data_dir, levels, batch_size):
@@ -314,7 +326,7 @@ def shared_records(
     stride = int(config.model.get("stride", 8))
     features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
     calibration = confidence_lib.load_calibration(workdir)
-    records, search_config, mesh_inputs = [], None, None
+    records, setup = [], {}
     for level in levels:
         source = level_source(dataset, level, data_dir)
         indices = []
@@ -332,22 +344,15 @@ def shared_records(
                 )
             batch = pad_batch_to_canvas(batch, canvas)
             observed = features_fn(batch["image"])
-            b, h, w, _ = observed.shape
             names = [source.categories[int(c)] for c in np.asarray(batch["category"]).reshape(-1)]
             labels = np.array([known.index(n) for n in names], np.int32)
             focal_px = batch["focal"] * batch["viewport"] / stride
             principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
-            if search_config is None:
-                search_config, mesh_inputs = stacked_search_setup(
-                    mesh, (h, w), float(focal_px[0]), principal[0], float(batch["distance"][0]),
-                    variant=settings.variant, **search_fields(settings),
-                )  # fmt: skip
-            camera = [jnp.asarray(x, jnp.float32) for x in (focal_px, principal, batch["distance"])]
-            inputs = SearchInputs(observed=observed, **mesh_inputs, focal_px=camera[0],
-                                  principal=camera[1], distance=camera[2])  # fmt: skip
-            result, chosen, _ = search_subtypes(inputs, jnp.asarray(labels), search_config, category_mode)
+            result, chosen = _stacked_search(
+                mesh, settings, setup, observed, batch, focal_px, principal, labels, category_mode
+            )
             batch_records = _batch_records(
-                _checked(result), batch, names, level, pose_grid(search_config), calibration
+                result, batch, names, level, pose_grid(setup["config"]), calibration
             )
             for record, c in zip(batch_records, np.asarray(chosen), strict=True):
                 record["category_mode"] = category_mode
