@@ -15,8 +15,10 @@ image of the CAD origin, in FEATURE-map pixels) and the distance are unknowns to
 3. fine: the ``search.num_starts`` best coarse poses are refined in parallel with the pose
    search's Adam (:func:`nemo_jax.inference.refine_optimizer`, :func:`nemo_jax.inference.refine_step`)
    over six parameters: the search's four (``search.parametrization``; with ``"angles"`` the
-   distance always moves here) and the principal point, scaled so that one unit is
-   ``centre_step_px`` feature cells (Adam's steps are about ``lr`` per unit);
+   distance always moves here) with the distance in units of ``inputs.distance`` (so ``lr`` is
+   a fraction of it, whatever the dataset's distance: 78 CAD units on the synthetic set, 5 on
+   PASCAL3D+), and the principal point, scaled so that one unit is ``centre_step_px`` feature
+   cells (Adam's steps are about ``lr`` per unit);
 4. the lowest final loss wins (never worse than its coarse pose).
 
 The object is rendered with the camera's principal point moved to the found position, so the
@@ -186,9 +188,10 @@ def six_d_single(inputs: SearchInputs, config: SixDConfig) -> SixDResult:
     step_px = config.centre_step_px
 
     def loss_fn(params6):
-        """``[6]`` = pose ``[4]`` + principal point ``[2]`` in units of ``centre_step_px``."""
+        """``[6]`` = pose ``[4]`` with the distance relative to ``inputs.distance``, then the
+        principal point ``[2]`` in units of ``centre_step_px``."""
         return pose_loss(
-            params6[:4],
+            params6[:4].at[3].multiply(inputs.distance),
             table,
             clutter_sim,
             inputs.vertices,
@@ -203,7 +206,7 @@ def six_d_single(inputs: SearchInputs, config: SixDConfig) -> SixDResult:
 
     # 2. Coarse: candidates x distances x rotation grid; one vmapped render per candidate.
     rotations = pose_grid(search)  # [G, 3]
-    distances = inputs.distance * jnp.asarray(config.distance_factors, jnp.float32)  # [D]
+    distances = jnp.asarray(config.distance_factors, jnp.float32)  # [D], relative to inputs.distance
     d, g = distances.shape[0], rotations.shape[0]
     poses = jnp.concatenate(
         [jnp.tile(rotations, (d, 1)), jnp.repeat(distances, g)[:, None]], axis=1
@@ -252,13 +255,20 @@ def six_d_single(inputs: SearchInputs, config: SixDConfig) -> SixDResult:
     winner = jnp.argmin(final_loss)
     pose, principal = refined[winner, :4], refined[winner, 4:] * step_px
     occluder, mask = occlusion_maps(
-        pose, table, clutter_sim, inputs.vertices, inputs.faces, inputs.focal_px, principal, settings
+        pose.at[3].multiply(inputs.distance),
+        table,
+        clutter_sim,
+        inputs.vertices,
+        inputs.faces,
+        inputs.focal_px,
+        principal,
+        settings,
     )
     return SixDResult(
         azimuth=jnp.mod(pose[0], 2 * jnp.pi),
         elevation=pose[1],
         theta=pose[2],
-        distance=pose[3],
+        distance=pose[3] * inputs.distance,
         principal=principal,
         loss=final_loss[winner],
         candidates=centres,
