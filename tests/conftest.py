@@ -31,3 +31,19 @@ def run_tool(name: str, *args, env: dict | None = None, timeout: int = 600) -> s
 def tool():
     """:func:`run_tool` as a fixture."""
     return run_tool
+
+
+@pytest.fixture(scope="session")
+def random_batch():
+    """:func:`random_inputs.random_train_batch`: ``random_batch(b, size, seed=0)``."""
+    import random_inputs  # noqa: PLC0415 (a helper module on pytest's pythonpath)
+
+    return random_inputs.random_train_batch
+
+
+@pytest.fixture(scope="session")
+def random_state_dict():
+    """:func:`random_inputs.random_state_dict`: ``random_state_dict(arch, seed=0, std=1.0, max_var=2.0)``."""
+    import random_inputs  # noqa: PLC0415
+
+    return random_inputs.random_state_dict

@@ -20,24 +20,10 @@ from nemo_jax.train.checkpoint import absolute_paths
 from nemo_jax.train.loop import train
 
 
-def _fake_torchvision(arch: str, seed: int = 0) -> dict:
-    """A torchvision-layout state_dict of ``arch`` with random values."""
-    rng = np.random.default_rng(seed)
-    sd = {}
-    for k, shape in models.torchvision_resnet_shapes(arch).items():
-        if k.endswith("num_batches_tracked"):
-            sd[k] = np.array(7, np.int64)
-        elif k.endswith("running_var"):
-            sd[k] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-        else:
-            sd[k] = rng.normal(0, 0.05, shape).astype(np.float32)
-    return sd
-
-
 @pytest.fixture(scope="module")
-def resnet18_pth(tmp_path_factory):
+def resnet18_pth(tmp_path_factory, random_state_dict):
     path = tmp_path_factory.mktemp("weights") / "resnet18-f37072fd.pth"
-    sd = _fake_torchvision("resnet18")
+    sd = random_state_dict("resnet18", std=0.05, max_var=1.5)
     save_torch_zip(path, sd)
     return str(path), sd
 

@@ -2,7 +2,6 @@
 poses, and the bfloat16 train step stays finite and close to float32."""
 
 import os
-import sys
 
 import jax
 import numpy as np
@@ -51,11 +50,8 @@ def test_search_on_gpu_matches_cpu():
     np.testing.assert_allclose(poses["gpu"], poses["cpu"], rtol=1e-3, atol=1e-3)
 
 
-def test_bfloat16_train_step_on_gpu_is_finite_and_close_to_float32():
+def test_bfloat16_train_step_on_gpu_is_finite_and_close_to_float32(random_batch):
     gpu = _gpu()
-    sys.path.insert(0, os.path.dirname(HERE))
-    sys.path.insert(0, HERE)
-    from test_train_parallel import _random_batch
 
     from configs import smoke
     from nemo_jax import mesh as mesh_lib
@@ -74,7 +70,7 @@ def test_bfloat16_train_step_on_gpu_is_finite_and_close_to_float32():
             fn = jax.jit(
                 step.make_train_step(model, tx, step.StepConfig.from_config(config), preprocess, None)
             )
-            batch = jax.device_put(_random_batch(8, 64), gpu)
+            batch = jax.device_put(random_batch(8, 64), gpu)
             out = []
             for _ in range(3):
                 s, metrics = fn(s, batch)

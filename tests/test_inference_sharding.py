@@ -81,7 +81,6 @@ def _predict(root: str, out: str) -> None:
 
 @pytest.mark.slow  # an acceptance test: .ci/run runs it (build + 1 train step + 2 subprocesses)
 def test_four_devices_predict_what_one_device_predicts(tmp_path):
-    sys.path.insert(0, ROOT)
     from configs import synthetic_cpu
     from nemo_jax import data
     from nemo_jax.train.loop import train
@@ -102,7 +101,7 @@ def test_four_devices_predict_what_one_device_predicts(tmp_path):
         env = dict(
             os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu"
         )
-        code = f"import sys; sys.path.insert(0, {HERE!r}); import test_inference_sharding as t; "
+        code = "import test_inference_sharding as t; "  # tests/ is on PYTHONPATH (conftest)
         code += f"t._predict({str(tmp_path)!r}, {out!r})"
         proc = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600

@@ -206,19 +206,6 @@ def test_upsample_align_corners_matches_formula():
     np.testing.assert_allclose(y[0, [0, -1]][:, [0, -1]], x[0, [0, -1]][:, [0, -1]], atol=1e-6)
 
 
-def _random_state_dict(arch, seed=0):
-    rng = np.random.default_rng(seed)
-    sd = {}
-    for k, shape in models.torchvision_resnet_shapes(arch).items():
-        if k.endswith("num_batches_tracked"):
-            sd[k] = np.array(7, np.int64)
-        elif k.endswith("running_var"):
-            sd[k] = rng.uniform(0.5, 2.0, shape).astype(np.float32)
-        else:
-            sd[k] = rng.normal(size=shape).astype(np.float32)
-    return sd
-
-
 def _write_safetensors(path, sd):
     header, blobs, offset = {}, [], 0
     for k, v in sd.items():
@@ -234,9 +221,9 @@ def _write_safetensors(path, sd):
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
-def test_state_dict_file_round_trips_into_exact_flax_tree(tmp_path, suffix):
+def test_state_dict_file_round_trips_into_exact_flax_tree(tmp_path, suffix, random_state_dict):
     cfg = _cfg("resnet18", feature_dim=8, pretrained=str(tmp_path / f"r18{suffix}"))
-    sd = _random_state_dict("resnet18")
+    sd = random_state_dict("resnet18")
     if suffix == ".npz":
         models.save_npz(cfg.pretrained, sd)
     else:
@@ -262,9 +249,9 @@ def test_state_dict_file_round_trips_into_exact_flax_tree(tmp_path, suffix):
     assert isinstance(loaded["params"]["head"]["up0"]["conv0"]["kernel"], jax.ShapeDtypeStruct)
 
 
-def test_wrong_architecture_checkpoint_names_file_and_key(tmp_path):
+def test_wrong_architecture_checkpoint_names_file_and_key(tmp_path, random_state_dict):
     path = str(tmp_path / "r50.npz")
-    models.save_npz(path, _random_state_dict("resnet50"))
+    models.save_npz(path, random_state_dict("resnet50"))
     cfg = _cfg("resnet18", feature_dim=8, pretrained=path)
     module = models.build_backbone(cfg)
     abstract = jax.eval_shape(lambda k: module.init(k, jnp.zeros((1, 64, 64, 3))), jax.random.key(0))
@@ -324,9 +311,9 @@ def test_lite0_pretrained_backbone_gives_unit_features():
     np.testing.assert_allclose(np.linalg.norm(feats, axis=-1), 1.0, atol=1e-5)
 
 
-def test_convert_weights_tool_checks_and_exports(tmp_path):
+def test_convert_weights_tool_checks_and_exports(tmp_path, random_state_dict):
     src, out = tmp_path / "r18.npz", tmp_path / "r18.safetensors"
-    sd = _random_state_dict("resnet18")
+    sd = random_state_dict("resnet18")
     models.save_npz(src, sd)
     tool = os.path.join(os.path.dirname(__file__), "..", "tools", "convert_weights.py")
     run = subprocess.run(

@@ -6,7 +6,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import pytest
 
 from nemo_jax import mesh
@@ -25,20 +24,7 @@ class _StandIn(nn.Module):
         return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def _batch(seed: int, b: int = BATCH) -> dict:
-    """Random images with poses that keep the cuboid in view (what the data pipeline yields)."""
-    rng = np.random.default_rng(seed)
-    f32 = lambda x: np.asarray(x, np.float32)
-    return {
-        "image": rng.integers(0, 256, (b, SIZE, SIZE, 3), dtype=np.uint8),
-        "azimuth": f32(rng.uniform(0, 6.28, b)), "elevation": f32(rng.uniform(0, 0.6, b)),
-        "theta": f32(rng.uniform(-0.1, 0.1, b)), "distance": f32(np.full(b, 5.0)),
-        "px": f32(np.full(b, (SIZE - 1) / 2)), "py": f32(np.full(b, (SIZE - 1) / 2)),
-        "focal": f32(np.ones(b)), "viewport": f32(np.full(b, 0.3 * SIZE * 5.0)),
-    }  # fmt: skip
-
-
-def test_train_step_traces_once_over_steps():
+def test_train_step_traces_once_over_steps(random_batch):
     """Steps 0..3 (warmup schedule, 2-step gradient accumulation, the state fed back donated, new
     batches each step) run one compilation; a batch of another size is a new trace."""
     v, f = mesh.cuboid_mesh([-1, -0.6, -0.4], [1, 0.6, 0.4], 30)
@@ -60,9 +46,9 @@ def test_train_step_traces_once_over_steps():
     fn = step.jit_step(train_step)
     losses = []
     for i in range(4):
-        s, metrics = fn(s, step.select_fields(_batch(i)))
+        s, metrics = fn(s, step.select_fields(random_batch(BATCH, SIZE, seed=i)))
         assert bool(metrics["finite"]), i
         losses.append(float(metrics["loss"]))
     assert int(s.step) == 4 and len(set(losses)) == 4  # four real steps on four batches
     with pytest.raises(AssertionError, match="traced > 1 times"):
-        fn(s, step.select_fields(_batch(9, b=BATCH + 1)))
+        fn(s, step.select_fields(random_batch(BATCH + 1, SIZE, seed=9)))

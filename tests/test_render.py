@@ -250,62 +250,6 @@ def test_overflow_is_reported():
     assert int(full.overflow) == 0
 
 
-def _nasty_cases():
-    tri = np.array([[0.0, 0.0, -0.5], [0.0, 0.0, 0.5], [0.0, 0.5, 0.0]])  # in the plane x = 0
-    box_v, box_f = cuboid_mesh([-3, -3, -3], [3, 3, 3], 100)
-    cube_v, cube_f = cuboid_mesh([-0.5, -0.5, -0.5], [0.5, 0.5, 0.5], 100)
-    degenerate_v = np.array([[0, 0, 0], [0.5, 0, 0], [1, 0, 0], [0, 0.3, 0.1]], np.float64)
-    degenerate_f = np.array([[0, 1, 2], [0, 0, 3], [1, 1, 1], [0, 1, 3]])
-    return {
-        # Camera at azimuth 0 sits on the -y axis: the plane x = 0 contains it (edge-on face).
-        "edge_on": (tri, np.array([[0, 1, 2]]), [0.0, 0.0, 0.0, 4.0]),
-        # Camera inside a big box: faces behind the camera and crossing the near plane.
-        "behind_camera": (box_v, box_f, [0.3, 0.2, 0.1, 1.0]),
-        "degenerate": (degenerate_v, degenerate_f, [0.2, 0.4, 0.0, 3.0]),
-        "empty": (cube_v + np.array([50.0, 0, 0]), cube_f, [0.0, 0.0, 0.0, 4.0]),
-        "very_close": (cube_v, cube_f, [0.3, 0.2, 0.1, 0.51]),
-        "inside_near_plane": (cube_v, cube_f, [0.3, 0.2, 0.1, 0.0]),
-    }
-
-
-@pytest.mark.parametrize("variant", ["hard", "soft"])
-def test_no_nan_values_or_gradients(variant):
-    """Every nasty case, padded to one shape and vmapped: one compile per variant."""
-    cases = _nasty_cases()
-    num_v = max(len(v) for v, _, _ in cases.values())
-    num_f = max(len(f) for _, f, _ in cases.values())
-    verts = np.zeros((len(cases), num_v, 3), np.float32)
-    faces = -np.ones((len(cases), num_f, 3), np.int32)
-    for i, (v, f, _) in enumerate(cases.values()):
-        verts[i, : len(v)], faces[i, : len(f)] = v, f
-    poses = jnp.asarray([pose for _, _, pose in cases.values()], jnp.float32)
-    settings = RasterSettings(height=24, width=32, variant=variant)
-    attrs = jnp.ones((len(cases), num_v, 3))
-    table = jnp.ones((num_v, 24 * 32))
-
-    def parts(pose, verts, faces, attrs):
-        cam = camera_from_viewpoint(pose[0], pose[1], pose[2], pose[3], 16.0, 12.0, 1.0, 30.0)
-        out = render(verts, faces, cam, settings, attributes=attrs, pixel_table=table)
-        return [out.features, out.pixel_values, out.coverage, out.depth, out.bary]
-
-    def total(pose, verts, faces, attrs):
-        return sum(jnp.sum(p) for p in parts(pose, verts, faces, attrs))
-
-    values = jax.jit(jax.vmap(parts))(poses, jnp.asarray(verts), jnp.asarray(faces), attrs)
-    grads = jax.jit(jax.vmap(jax.grad(total, argnums=(0, 1, 3))))(
-        poses, jnp.asarray(verts), jnp.asarray(faces), attrs
-    )
-    for i, name in enumerate(cases):
-        for part in values:
-            assert np.all(np.isfinite(np.asarray(part[i]))), name
-        for g in grads:
-            assert np.all(np.isfinite(np.asarray(g[i]))), name
-    empty = list(cases).index("empty")
-    assert float(jnp.max(values[2][empty])) == 0.0  # nothing drawn, nothing NaN
-    close = list(cases).index("very_close")
-    assert float(jnp.max(values[2][close])) > 0.0  # the near faces still draw
-
-
 def test_nan_vertex_is_masked_under_jit():
     verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 100)
     bad = verts.copy()

@@ -237,8 +237,11 @@ def _degenerate_cases():
     }
 
 
-@pytest.mark.parametrize("variant", ["pytorch3d", "gaussian"])
+@pytest.mark.parametrize("variant", ["hard", "soft", "pytorch3d", "gaussian"])
 def test_no_nan_values_or_gradients(variant):
+    """Every degenerate case (edge-on face, camera inside the mesh, collapsed faces, nothing in
+    view, a face across the near plane), padded to one shape and vmapped: finite values and
+    gradients, nothing drawn when nothing is in view, one compile per variant."""
     cases = _degenerate_cases()
     num_v = max(len(v) for v, _, _ in cases.values())
     num_f = max(len(f) for _, f, _ in cases.values())

@@ -142,7 +142,7 @@ def test_evaluation_refuses_data_the_run_does_not_match():
     with pytest.raises(ValueError, match=r"32x32 crops.*48x32 images"):
         evaluate_app.check_crop_size("/runs/car", config, source, batch)
     with pytest.raises(ValueError, match=r"example 'n01_b' has cad_index 4.*1\.\.3"):
-        evaluate_app.check_subtypes("/runs/car", 3, source, batch)
+        evaluate_app.check_subtypes("/runs/car", 3, dict(batch, source="/data/pascal3d/1.0.0 [val]"))
 
 
 def _tiny_subtype_config(cad_dir, steps):

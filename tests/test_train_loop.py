@@ -125,7 +125,7 @@ def test_incompatible_config_or_mesh_refused_nothing_overwritten(tmp_path):
     ck.close()
 
 
-def test_nonfinite_step_leaves_state_and_loop_stops():
+def test_nonfinite_step_leaves_state_and_loop_stops(random_batch):
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
@@ -141,9 +141,7 @@ def test_nonfinite_step_leaves_state_and_loop_stops():
             return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
     v, f = mesh.cuboid_mesh([-1, -0.6, -0.4], [1, 0.6, 0.4], 30)
-    from test_train_parallel import _random_batch
-
-    batch = _random_batch(2, 32)
+    batch = random_batch(2, 32)
     tc = ml_collections.ConfigDict(
         dict(lr=float("nan"), schedule="constant", warmup_steps=0, steps=10, grad_accum=1, weight_decay=0.0)
     )

@@ -45,10 +45,6 @@ def test_nemo_schedule_is_the_rate_nemo_trained_with():
 def test_pascal3d_configs_do_not_decay_to_nothing():
     """The PASCAL3D+ configs' last quarter trains at NeMo's effective 2e-5, not at ~1e-6, and
     without augmentation."""
-    import os
-    import sys
-
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from configs import nemo_pascal3d
 
     for category in ("car", "chair", "aeroplane"):

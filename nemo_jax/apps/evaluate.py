@@ -126,7 +126,6 @@ def nemo_records(
         config.model.dtype = dtype
         model = models.build_backbone(config.model)
     category = config.category
-    stride = int(config.model.get("stride", 8))
     stacked = subtypes.is_stacked(mesh)
     if stacked:
         return _subtype_records(
@@ -138,53 +137,34 @@ def nemo_records(
     devices = sharding.image_mesh()  # every batch is spread over all local devices
     variables = sharding.replicate(variables, devices)
     records, search_config = [], None
-    for level in levels:
-        source = level_source(dataset, level, data_dir)
-        indices = _examples(source, category)
-        if not indices:
-            raise ValueError(f"{source.path}: no {category!r} examples in split {source.split}")
-        for batch in _batches(source, indices, batch_size):
-            check_crop_size(workdir, config, source, batch)
-            images, b = sharding.shard_images(batch["image"], devices)
-            observed = features_fn(variables, images)  # [B', h, w, C], B' = b padded, split over devices
-            _, h, w, _ = observed.shape
-            # PASCAL3D+-style focal (1) x viewport (3000) image pixels -> feature-map pixels.
-            focal_px = batch["focal"] * batch["viewport"] / stride
-            principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
-            if search_config is None:
-                search_config = search_config_from_settings(
-                    settings,
-                    mesh,
-                    (h, w),
-                    float(focal_px[0]),
-                    principal[0],
-                    float(batch["distance"][0]),
-                    where=os.path.join(workdir, "config.json"),
-                )
-                vertices, faces, vertex_features, search_config = bucketed_search_inputs(
-                    mesh.vertices, mesh.faces, mesh.features, search_config
-                )
-                vertices, faces, vertex_features = sharding.replicate(
-                    (vertices, faces, vertex_features), devices
-                )
-            per_image = (np.broadcast_to(np.asarray(clutter, np.float32), (b, clutter.shape[0])),)
-            per_image += tuple(np.asarray(x, np.float32) for x in (focal_px, principal, batch["distance"]))
-            (clutters, *camera), _ = sharding.shard_images(per_image, devices)  # padded like observed
-            inputs = SearchInputs(observed, vertex_features, clutters, vertices, faces, *camera)
-            result = sharding.unpad(search_batch(inputs, search_config), b)
-            if int(np.max(np.asarray(result.overflow))) > 0:
-                raise RuntimeError("pose search: tile budget overflow; raise the search tile budget")
-            records += eval_lib.records_from_search(
-                result,
-                batch["id"],
-                [category] * b,
-                [level] * b,
-                batch["azimuth"],
-                batch["elevation"],
-                batch["theta"],
+    for level, batch, focal_px, principal in _level_batches(
+        workdir, config, dataset, data_dir, levels, batch_size
+    ):
+        images, b = sharding.shard_images(batch["image"], devices)
+        observed = features_fn(variables, images)  # [B', h, w, C], B' = b padded, split over devices
+        _, h, w, _ = observed.shape
+        if search_config is None:
+            search_config = search_config_from_settings(
+                settings,
+                mesh,
+                (h, w),
+                float(focal_px[0]),
+                principal[0],
+                float(batch["distance"][0]),
+                where=os.path.join(workdir, "config.json"),
             )
-            if on_batch is not None:
-                on_batch(batch, result)
+            vertices, faces, vertex_features, search_config = bucketed_search_inputs(
+                mesh.vertices, mesh.faces, mesh.features, search_config
+            )
+            vertices, faces, vertex_features = sharding.replicate((vertices, faces, vertex_features), devices)
+        per_image = (np.broadcast_to(np.asarray(clutter, np.float32), (b, clutter.shape[0])),)
+        per_image += tuple(np.asarray(x, np.float32) for x in (focal_px, principal, batch["distance"]))
+        (clutters, *camera), _ = sharding.shard_images(per_image, devices)  # padded like observed
+        inputs = SearchInputs(observed, vertex_features, clutters, vertices, faces, *camera)
+        result = _checked(sharding.unpad(search_batch(inputs, search_config), b))
+        records += _batch_records(result, batch, category, level)
+        if on_batch is not None:
+            on_batch(batch, result)
     return records
 
 
@@ -200,10 +180,11 @@ def check_crop_size(workdir: str, config, source, batch) -> None:
         )
 
 
-def check_subtypes(workdir: str, num_subtypes: int, source, batch) -> np.ndarray:
-    """``cad_index - 1`` of a batch; raises ValueError naming the example and its ``cad_index`` if
-    the run has no mesh for it (the run's sub-types do not match the data)."""
-    where = f"{source.path} [{source.split}] (run {workdir})"
+def check_subtypes(workdir: str, num_subtypes: int, batch) -> np.ndarray:
+    """``cad_index - 1`` of a batch (from :func:`_level_batches`); raises ValueError naming the
+    example and its ``cad_index`` if the run has no mesh for it (the run's sub-types do not match
+    the data)."""
+    where = f"{batch['source']} (run {workdir})"
     check_cad_indices(batch["cad_index"], batch["id"], num_subtypes, where)
     return (np.asarray(batch["cad_index"]).reshape(-1) - 1).astype(np.int32)
 
@@ -214,10 +195,40 @@ def _subtype_records(
 ) -> list[dict]:  # fmt: skip
     """:func:`nemo_records` for a per-sub-type neural mesh (``mesh.vertices [S, V, 3]``)."""
     category = config.category
-    stride = int(config.model.get("stride", 8))
     num_subtypes = int(mesh.vertices.shape[0])
     features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
     records, search_config, mesh_inputs = [], None, None
+    for level, batch, focal_px, principal in _level_batches(
+        workdir, config, dataset, data_dir, levels, batch_size
+    ):
+        labels = check_subtypes(workdir, num_subtypes, batch)
+        observed = features_fn(batch["image"])
+        _, h, w, _ = observed.shape
+        if search_config is None:
+            search_config, mesh_inputs = stacked_search_setup(
+                mesh, (h, w), float(focal_px[0]), principal[0], float(batch["distance"][0]),
+                variant=settings.variant, **search_fields(settings),
+            )  # fmt: skip
+        camera = [jnp.asarray(x, jnp.float32) for x in (focal_px, principal, batch["distance"])]
+        inputs = SearchInputs(observed=observed, **mesh_inputs, focal_px=camera[0], principal=camera[1],
+                              distance=camera[2])  # fmt: skip
+        result, chosen, _ = search_subtypes(inputs, jnp.asarray(labels), search_config, mode)
+        batch_records = _batch_records(_checked(result), batch, category, level)
+        for record, s, true_s in zip(batch_records, np.asarray(chosen), labels, strict=True):
+            record.update(subtype=int(s) + 1, true_subtype=int(true_s) + 1, subtype_mode=mode)
+        records += batch_records
+        if on_batch is not None:  # figures draw the chosen sub-type's mesh
+            on_batch(dict(batch, subtype=np.asarray(chosen) + 1), result)
+    return records
+
+
+def _level_batches(workdir, config, dataset, data_dir, levels, batch_size):
+    """Yields ``(level, batch, focal_px [B], principal [B, 2])`` over the run's category's examples
+    of each occlusion level, each batch checked against the run's crop size; ``focal_px`` and
+    ``principal`` in feature-map pixels (PASCAL3D+-style focal (1) x viewport (3000) image pixels,
+    divided by the backbone's stride). ``batch["source"]`` names the split for error messages."""
+    category = config.category
+    stride = int(config.model.get("stride", 8))
     for level in levels:
         source = level_source(dataset, level, data_dir)
         indices = _examples(source, category)
@@ -225,32 +236,24 @@ def _subtype_records(
             raise ValueError(f"{source.path}: no {category!r} examples in split {source.split}")
         for batch in _batches(source, indices, batch_size):
             check_crop_size(workdir, config, source, batch)
-            labels = check_subtypes(workdir, num_subtypes, source, batch)
-            observed = features_fn(batch["image"])
-            b, h, w, _ = observed.shape
             focal_px = batch["focal"] * batch["viewport"] / stride
             principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
-            if search_config is None:
-                search_config, mesh_inputs = stacked_search_setup(
-                    mesh, (h, w), float(focal_px[0]), principal[0], float(batch["distance"][0]),
-                    variant=settings.variant, **search_fields(settings),
-                )  # fmt: skip
-            camera = [jnp.asarray(x, jnp.float32) for x in (focal_px, principal, batch["distance"])]
-            inputs = SearchInputs(observed=observed, **mesh_inputs, focal_px=camera[0], principal=camera[1],
-                                  distance=camera[2])  # fmt: skip
-            result, chosen, _ = search_subtypes(inputs, jnp.asarray(labels), search_config, mode)
-            if int(np.max(np.asarray(result.overflow))) > 0:
-                raise RuntimeError("pose search: tile budget overflow; raise the search tile budget")
-            batch_records = eval_lib.records_from_search(
-                result, batch["id"], [category] * b, [level] * b,
-                batch["azimuth"], batch["elevation"], batch["theta"],
-            )  # fmt: skip
-            for record, s, true_s in zip(batch_records, np.asarray(chosen), labels, strict=True):
-                record.update(subtype=int(s) + 1, true_subtype=int(true_s) + 1, subtype_mode=mode)
-            records += batch_records
-            if on_batch is not None:  # figures draw the chosen sub-type's mesh
-                on_batch(dict(batch, subtype=np.asarray(chosen) + 1), result)
-    return records
+            yield level, dict(batch, source=f"{source.path} [{source.split}]"), focal_px, principal
+
+
+def _checked(result):
+    """``result`` of a pose search; raises RuntimeError if any render overflowed its tile budget."""
+    if int(np.max(np.asarray(result.overflow))) > 0:
+        raise RuntimeError("pose search: tile budget overflow; raise the search tile budget")
+    return result
+
+
+def _batch_records(result, batch, category: str, level: int) -> list[dict]:
+    """Prediction records of one searched batch (see :func:`nemo_jax.eval.records_from_search`)."""
+    b = len(batch["id"])
+    return eval_lib.records_from_search(
+        result, batch["id"], [category] * b, [level] * b, batch["azimuth"], batch["elevation"], batch["theta"]
+    )
 
 
 def _preprocess(images):
@@ -317,9 +320,9 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
     from nemo_jax.inference.landscape import loss_landscape
 
     config, model, variables, mesh = run
+    stride = int(config.model.get("stride", 8))
     if subtypes.is_stacked(mesh):  # one mesh per sub-type: the one the search chose
         mesh = subtypes.unstack(mesh)[int(batch["subtype"][index]) - 1]
-    stride = int(config.model.get("stride", 8))
     image = batch["image"][index]
     observed = model.apply(variables, _preprocess(image[None]), train=False)[0]
     focal_image_px = float(batch["focal"][index] * batch["viewport"][index])  # image pixels

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from nemo_jax.geometry.camera import Camera
-from nemo_jax.render.output import RenderOutput
+from nemo_jax.render.output import OptArray, RenderOutput
 from nemo_jax.render.screen import _COORD_LIMIT, Pairs
 from nemo_jax.render.select import nearest_k
 from nemo_jax.render.settings import RasterSettings
@@ -191,11 +191,7 @@ def voge_weights(
 
 
 def render_gaussian(
-    screen: ScreenKernels,
-    pairs: Pairs,
-    settings: RasterSettings,
-    attributes: jax.Array | None,
-    pixel_table: jax.Array | None,
+    screen: ScreenKernels, pairs: Pairs, settings: RasterSettings, attributes: OptArray, pixel_table: OptArray
 ) -> RenderOutput:
     """The ``gaussian`` variant (protocol of :mod:`nemo_jax.render.variants`). No faces:
     ``face_index`` is -1 and ``bary`` 0 everywhere."""

@@ -17,7 +17,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from nemo_jax.render.output import RenderOutput
+from nemo_jax.render.output import OptArray, RenderOutput
 from nemo_jax.render.scatter import INT32_MAX, flat_scatter
 from nemo_jax.render.screen import Pairs, ScreenMesh
 from nemo_jax.render.settings import RasterSettings
@@ -226,19 +226,33 @@ def interpolate_table(frags: Fragments, faces: jax.Array, table: jax.Array) -> j
 
 
 def render_hard(
-    screen: ScreenMesh,
-    pairs: Pairs,
-    settings: RasterSettings,
-    attributes: jax.Array | None,
-    pixel_table: jax.Array | None,
+    screen: ScreenMesh, pairs: Pairs, settings: RasterSettings, attributes: OptArray, pixel_table: OptArray
 ) -> RenderOutput:
     """The ``hard`` variant (protocol of :mod:`nemo_jax.render.variants`)."""
     frags = rasterize(screen, pairs, settings)
-    return RenderOutput(
+    return fragments_output(
+        frags,
+        pairs,
         features=None if attributes is None else interpolate_attributes(frags, screen.faces, attributes),
         pixel_values=None if pixel_table is None else interpolate_table(frags, screen.faces, pixel_table),
-        coverage=frags.coverage,
-        depth=frags.depth,
+    )
+
+
+def fragments_output(
+    frags: Fragments,
+    pairs: Pairs,
+    features: OptArray,
+    pixel_values: OptArray,
+    coverage: OptArray = None,
+    depth: OptArray = None,
+) -> RenderOutput:
+    """A :class:`RenderOutput` whose ``face_index`` / ``bary`` are the z-buffer's ``frags``;
+    ``coverage`` and ``depth`` default to the z-buffer's too (a soft variant passes its own)."""
+    return RenderOutput(
+        features=features,
+        pixel_values=pixel_values,
+        coverage=frags.coverage if coverage is None else coverage,
+        depth=frags.depth if depth is None else depth,
         face_index=frags.face_index,
         bary=frags.bary,
         overflow=pairs.overflow,

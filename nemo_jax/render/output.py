@@ -5,6 +5,9 @@ from __future__ import annotations
 import flax.struct
 import jax
 
+# A variant's optional inputs (``attributes``, ``pixel_table``) and outputs: an array or None.
+OptArray = jax.Array | None
+
 
 @flax.struct.dataclass
 class RenderOutput:

@@ -31,7 +31,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from nemo_jax.render.output import RenderOutput
+from nemo_jax.render.output import OptArray, RenderOutput
 from nemo_jax.render.screen import Pairs, ScreenMesh
 from nemo_jax.render.select import nearest_k
 from nemo_jax.render.settings import RasterSettings
@@ -112,11 +112,7 @@ def pair_terms(x, y, z, u, v, perspective_correct: bool):
 
 
 def render_pytorch3d(
-    screen: ScreenMesh,
-    pairs: Pairs,
-    settings: RasterSettings,
-    attributes: jax.Array | None,
-    pixel_table: jax.Array | None,
+    screen: ScreenMesh, pairs: Pairs, settings: RasterSettings, attributes: OptArray, pixel_table: OptArray
 ) -> RenderOutput:
     """The ``pytorch3d`` variant (protocol of :mod:`nemo_jax.render.variants`).
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from nemo_jax.render import hard
 from nemo_jax.render.hard import eval_planes, face_planes
-from nemo_jax.render.output import RenderOutput
+from nemo_jax.render.output import OptArray, RenderOutput
 from nemo_jax.render.screen import Pairs, ScreenMesh
 from nemo_jax.render.settings import RasterSettings
 from nemo_jax.render.variants import register_variant
@@ -182,24 +182,14 @@ def soft_rasterize(
 
 
 def render_soft(
-    screen: ScreenMesh,
-    pairs: Pairs,
-    settings: RasterSettings,
-    attributes: jax.Array | None,
-    pixel_table: jax.Array | None,
+    screen: ScreenMesh, pairs: Pairs, settings: RasterSettings, attributes: OptArray, pixel_table: OptArray
 ) -> RenderOutput:
     """The ``soft`` variant (protocol of :mod:`nemo_jax.render.variants`); ``face_index`` and
     ``bary`` come from the hard z-buffer of the same view."""
     frags = hard.rasterize(screen, pairs, settings)
     image = soft_rasterize(screen, pairs, settings, attributes, pixel_table)
-    return RenderOutput(
-        features=image.features,
-        pixel_values=image.pixel_values,
-        coverage=image.silhouette,
-        depth=image.depth,
-        face_index=frags.face_index,
-        bary=frags.bary,
-        overflow=pairs.overflow,
+    return hard.fragments_output(
+        frags, pairs, image.features, image.pixel_values, coverage=image.silhouette, depth=image.depth
     )
 
 
