@@ -107,4 +107,8 @@ def base() -> ml_collections.ConfigDict:
     c.parallel.num_processes = 0  # 0: unset
     c.parallel.process_id = -1  # -1: unset; the only key that differs between the processes
     c.parallel.init_timeout_s = 300  # wait this long for the coordinator and every process
+    # True: cross-device sums in a fixed order (all-gather, then sum), whose rounding does not
+    # depend on the process layout (more memory: every device's gradient on each device); False:
+    # XLA's all-reduce. See nemo_jax.train.parallel.
+    c.parallel.ordered_reductions = False
     return c

@@ -229,3 +229,49 @@ def test_baseline_validation_curve_lands_in_metrics(tiny, tmp_path):
     val = [r for r in rows if r["split"] == "val"]
     assert [r["step"] for r in val] == [2, 4]
     assert all(0.0 <= r["acc_pi6"] <= 1.0 and np.isfinite(r["med_err_deg"]) for r in val)
+
+
+def test_calibrate_then_every_prediction_has_a_confidence(tiny, tmp_path):
+    """evaluate(calibrate=True) stores calibration.json in the run; later evaluations and
+    estimate_pose read it: every prediction gets a confidence in [0, 1], the results ECE and AUROC."""
+    from nemo_jax.apps import calibrate  # noqa: PLC0415
+    from nemo_jax.inference import confidence  # noqa: PLC0415
+
+    run = tmp_path / "car"
+    shutil.copytree(tiny / "nemo" / "car", run)
+    overrides = {"steps": 3}
+    plain = evaluate.evaluate(
+        str(run), "synthetic", str(tiny / "data"), levels=(0, 3), inference_overrides=overrides
+    )
+    assert "confidence" not in plain and all("confidence" not in p for p in plain["predictions"])
+    assert all(set(p["confidence_features"]) == set(confidence.FEATURE_NAMES) for p in plain["predictions"])
+    assert "--calibrate" in calibrate.how_to_calibrate(str(run))
+    with pytest.raises(ValueError, match="was trained on"):  # its test images: refused
+        evaluate.evaluate(str(run), "synthetic", str(tiny / "data"), levels=(0, 3), calibrate=True)
+    val = tmp_path / "val"  # a copy of the data stands in for a validation set here
+    shutil.copytree(tiny / "data", val)
+    fitted = evaluate.evaluate(
+        str(run), "synthetic", str(val), levels=(0, 3), inference_overrides=overrides, calibrate=True
+    )
+    doc = json.load(open(run / confidence.FILENAME))
+    assert doc["fitted_on"]["splits"] == ["test_l0", "test_l3"] and doc["fitted_on"]["data_dir"] == str(val)
+    assert doc["fitted_on"]["ids"] == [p["id"] for p in fitted["predictions"]]
+    assert doc["fitted_on"]["fit"]["n"] == 4
+    # a later evaluation reads the stored map: the same confidences
+    again = evaluate.evaluate(
+        str(run), "synthetic", str(tiny / "data"), levels=(0, 3), inference_overrides=overrides
+    )
+    conf = [p["confidence"] for p in again["predictions"]]
+    np.testing.assert_allclose(conf, [p["confidence"] for p in fitted["predictions"]], atol=1e-6)
+    assert all(0.0 <= c <= 1.0 for c in conf)
+    assert again["confidence"]["all"]["n"] == 4 and 0.0 <= again["confidence"]["all"]["ece"] <= 1.0
+    figures = calibrate.confidence_figures(str(tmp_path / "figs"), again)
+    assert [os.path.basename(f) for f in figures] == ["reliability.png", "selective_accuracy.png"]
+    assert all(Image.open(f).size[0] > 100 for f in figures)
+    # estimate_pose reports the confidence too
+    source = data.load("synthetic", "test_l0", str(tiny / "data"))
+    Image.fromarray(source[0]["image"]).save(tmp_path / "a.png")
+    records = estimate.estimate_poses(
+        str(run), str(tmp_path), None, str(tmp_path / "out"), figures=False, inference_overrides=overrides
+    )
+    assert 0.0 <= records[0]["confidence"] <= 1.0

@@ -151,3 +151,73 @@ def test_records_from_search():
     assert out["predictions"][1]["error_rad"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="ids"):
         records_from_search(Result(), ["a"], ["car"] * 2, [0, 0], [0, 0], [0, 0], [0, 0])
+
+
+def test_ece_by_hand():
+    from nemo_jax.eval import expected_calibration_error, reliability_bins
+
+    conf = [0.05, 0.15, 0.95, 0.95, 1.0]
+    correct = [False, False, True, False, True]
+    # bins of width 0.1: [0, 0.1) holds 0.05 (acc 0), [0.1, 0.2) 0.15 (acc 0), the last bin holds
+    # 0.95, 0.95 and 1.0 (c = 1 falls in it): acc 2/3, mean confidence 0.9667
+    expected = (0.05 + 0.15 + 3 * abs(2 / 3 - (0.95 + 0.95 + 1.0) / 3)) / 5
+    assert expected_calibration_error(conf, correct) == pytest.approx(expected, abs=1e-12)
+    table = reliability_bins(conf, correct)
+    assert [b["n"] for b in table] == [1, 1, 0, 0, 0, 0, 0, 0, 0, 3]
+    assert table[9]["accuracy"] == pytest.approx(2 / 3) and table[2]["accuracy"] is None
+    # perfectly calibrated: each bin's accuracy equals its confidence
+    assert expected_calibration_error([0.25] * 4 + [0.75] * 4, [1, 0, 0, 0, 1, 1, 1, 0]) == 0.0
+    # two bins instead of ten: 0.05 and 0.15 share [0, 0.5)
+    two = (2 * abs(0 - 0.1) + 3 * abs(2 / 3 - 2.9 / 3)) / 5
+    assert expected_calibration_error(conf, correct, bins=2) == pytest.approx(two, abs=1e-12)
+    assert math.isnan(expected_calibration_error([], []))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        expected_calibration_error([1.5], [True])
+
+
+def test_auroc_equals_the_mann_whitney_pair_count():
+    from nemo_jax.eval import auroc
+
+    # by hand: positives 0.35 and 0.8 against negatives 0.1 and 0.4: 3 of 4 pairs ordered
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert auroc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)  # a tie counts one half
+    assert auroc([0.1, 0.2], [1, 1]) is None  # one class only
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        score = rng.integers(0, 6, size=40).astype(float)  # many ties
+        label = rng.uniform(size=40) < 0.4
+        pos, neg = score[label], score[~label]
+        pairs = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+        assert auroc(score, label) == pytest.approx(pairs / (len(pos) * len(neg)), abs=1e-12)
+
+
+def test_selective_accuracy_and_confidence_in_results():
+    from nemo_jax.eval import selective_accuracy
+
+    kept, acc = selective_accuracy([0.9, 0.2, 0.7, 0.4], [True, False, False, True])
+    np.testing.assert_allclose(kept, [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(acc, [1.0, 0.5, 2 / 3, 0.5])  # order 0.9, 0.7, 0.4, 0.2
+    t = {"azimuth": 0.0, "elevation": 0.0, "theta": 0.0}
+    records = [
+        {"id": str(i), "category": "car", "level": lv, "pred": dict(t, theta=e), "true": t, "confidence": c}
+        for i, (lv, e, c) in enumerate([(0, 0.1, 0.9), (0, 0.2, 0.8), (1, 1.0, 0.3), (1, 0.1, 0.6)])
+    ]
+    out = evaluate_records(records)["confidence"]
+    assert out["all"]["auroc"] == pytest.approx(1.0) and out["all"]["n"] == 4
+    assert out["levels"]["L0"]["auroc"] is None  # every L0 image is right
+    assert out["levels"]["L1"]["ece"] == pytest.approx((abs(0 - 0.3) + abs(1 - 0.6)) / 2)
+    assert "confidence" not in evaluate_records([dict(r, confidence=None) for r in records])
+    with pytest.raises(ValueError, match="'confidence' must be a number in"):
+        evaluate_records([dict(records[0], confidence=1.2)])
+
+
+def test_ece_if_calibrated_is_the_sampling_noise_of_a_perfect_calibration():
+    from nemo_jax.eval import ece_if_calibrated
+
+    # one bin at 0.5 with n images: E|mean(y) - 1/2| = sqrt(0.25 / n) * sqrt(2 / pi) (normal limit)
+    n = 100
+    expected = math.sqrt(0.25 / n) * math.sqrt(2 / math.pi)
+    got = ece_if_calibrated(np.full(n, 0.5), draws=2000)
+    assert got == pytest.approx(expected, rel=0.08)
+    assert ece_if_calibrated(np.full(n, 0.5), draws=2000) == got  # deterministic
+    assert ece_if_calibrated([0.0, 1.0, 1.0]) == 0.0  # certain outcomes: no noise

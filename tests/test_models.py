@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -337,3 +338,39 @@ def test_convert_weights_tool_checks_and_exports(tmp_path, random_state_dict):
         check=False,
     )
     assert bad.returncode != 0 and "r18.safetensors" in bad.stderr and "another architecture" in bad.stderr
+
+
+def test_batch_norm_is_flax_batch_norm_unless_told_to_average_over_devices():
+    """layers.BatchNorm computes flax's numbers bit for bit (variables, output, running statistics,
+    gradients); with a device mean set (the sharded train step's ordered mean), its statistics are
+    that function of the stacked per-device ``[mean, mean square]``."""
+    import flax.linen as nn
+
+    from nemo_jax.models import layers
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 6, 6, 5)) * 3 + 1
+    ref = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+    ours = layers.batch_norm(True)
+    v_ref, v_ours = ref.init(jax.random.PRNGKey(1), x), ours.init(jax.random.PRNGKey(1), x)
+    same = lambda a, b: jax.tree.map(np.testing.assert_array_equal, a, b)
+    same(v_ref, v_ours)
+
+    def loss(model, v):
+        y, upd = model.apply(v, x, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(y)), upd
+
+    (l_ref, u_ref), g_ref = jax.value_and_grad(lambda v: loss(ref, v), has_aux=True)(v_ref)
+    for mean in (None, lambda stats: stats):  # flax's path, and the device-mean path on one device
+        with layers.batch_stat_mean(mean) if mean else contextlib.nullcontext():
+            (l_ours, u_ours), g_ours = jax.value_and_grad(lambda v: loss(ours, v), has_aux=True)(v_ours)
+        np.testing.assert_array_equal(l_ref, l_ours)
+        same(u_ref, u_ours)
+        same(g_ref, g_ours)
+    seen = []
+    with layers.batch_stat_mean(
+        lambda stats: seen.append(stats.shape) or stats * 0 + jnp.array([[1.0], [5.0]])
+    ):
+        _, upd = ours.apply(v_ours, x, mutable=["batch_stats"])
+    assert seen == [(2, 5)]  # [mean, mean square] per channel, one call
+    np.testing.assert_allclose(upd["batch_stats"]["mean"], 0.1 * 1.0, rtol=1e-6)  # momentum 0.9 from 0
+    np.testing.assert_allclose(upd["batch_stats"]["var"], 0.9 + 0.1 * (5.0 - 1.0), rtol=1e-6)

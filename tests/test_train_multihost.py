@@ -128,8 +128,12 @@ def two_process_run(tmp_path_factory):
 @pytest.mark.xfail(
     strict=True,
     reason="issue 14's bound (1e-6) is not met: 2 processes x 2 devices and 1 x 4 differ by up to "
-    "2.4e-6 after 4 steps (9 of 512 elements, memory bank; 2-core Intel Xeon VM, jax 0.10.2, "
-    "2026-12-01): the cross-process gradient all-reduce sums in another order",
+    "2.4e-6 after 4 steps (memory bank; 2-core Intel Xeon VM, jax 0.10.2, 2026-12-01). The "
+    "all-reduce order is one cause; with it removed (parallel.ordered_reductions=True) the gap "
+    "stays (1.75e-6 after 4 steps, 4e-3 after 16): the per-device computation itself already "
+    "differs by 2e-9 after one step (the head's last up-sampling block's batch statistics), also "
+    "with single-threaded Eigen and no XNNPACK, and Adam amplifies it (the first step's gradient "
+    "norm is 1.5e11, from the projection bias)",
 )
 def test_two_processes_equal_one_process_four_devices(two_process_run):
     base, outs = two_process_run
@@ -156,17 +160,19 @@ def test_two_processes_equal_one_process_four_devices(two_process_run):
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    strict=True,
-    reason="multi-process resume is not working yet: restoring the process-local checkpoint and "
-    "spreading it over both processes fails (cross-host device_put; restoring into the replicated "
-    "layout instead left the processes' first gloo collective waiting); single-process runs resume exactly",
+    strict=False,
+    reason="not yet verified: a restored state is now placed on both processes without a cross-host "
+    "device_put (parallel.replicate), and both processes restore checkpoint 4, but the two "
+    "verification runs (2-core Intel Xeon VM shared with other jobs, jax 0.10.2, 2026-12-01) "
+    "died at gloo's 30 s context initialisation of the first collective, the fresh start of the "
+    "run to be killed included; not strict until a run on an idle machine settles it",
 )
 def test_sigkill_one_process_then_restart_resumes_exactly(two_process_run):
     base, _ = two_process_run
     killed = base / "killed"
     procs = _launch(killed, base / "cache", 2, 2)
     try:
-        deadline = time.time() + 400
+        deadline = time.time() + 900  # compiling on 2 busy cores can take minutes
         while not (killed / "checkpoints" / "4").exists():
             assert all(p.poll() is None for p in procs), [open(p.log_path).read()[-3000:] for p in procs]
             assert time.time() < deadline, "no checkpoint 4 in time"

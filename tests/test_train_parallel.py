@@ -1,4 +1,5 @@
-"""Data-parallel step (Mesh + NamedSharding over 4 forced host devices) == single-device step."""
+"""Data-parallel step (Mesh + NamedSharding over 4 forced host devices) == single-device step, both
+with XLA's all-reduces and with the fixed-order reductions under shard_map."""
 
 import os
 import subprocess
@@ -17,6 +18,7 @@ def _run(out_path: str) -> None:
     import ml_collections
 
     from nemo_jax import mesh
+    from nemo_jax.models import layers
     from nemo_jax.train import parallel, state, step
 
     assert jax.device_count() == 4, jax.devices()
@@ -26,7 +28,7 @@ def _run(out_path: str) -> None:
         def __call__(self, x, train=False):
             x = nn.Conv(8, (8, 8), strides=(8, 8), use_bias=False)(x)  # no bias before BN: its zero
             # gradient is rounding noise that Adam would amplify into different updates
-            x = nn.BatchNorm(use_running_average=not train)(x)
+            x = layers.batch_norm(train)(x)  # statistics over all devices in the ordered step too
             x = nn.Conv(8, (1, 1))(nn.relu(x))
             return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
@@ -38,7 +40,7 @@ def _run(out_path: str) -> None:
         dict(lr=1e-2, schedule="constant", warmup_steps=0, steps=10, grad_accum=1, weight_decay=1e-4)
     )
     tx = state.make_optimizer(tc)
-    nm = mesh.init_neural_mesh(jax.random.PRNGKey(0), v, f, 8, 32)
+    nm = jax.device_get(mesh.init_neural_mesh(jax.random.PRNGKey(0), v, f, 8, 32))  # host: never donated
     cfg = step.StepConfig(image_size=(32, 32), distance_thr=4.0, clutter_per_image=2, brightness=0.2)
     fn = step.make_train_step(model, tx, cfg, lambda im: im / 255.0 - 0.5, perm)
     init = lambda: state.create_train_state(jax.random.PRNGKey(1), model, nm, tx, (32, 32))
@@ -54,11 +56,16 @@ def _run(out_path: str) -> None:
     for _ in range(2):
         s4, m4 = sharded(s4, parallel.shard_batch(batch, split))
     assert len(s4.mesh.features.sharding.device_set) == 4
-    flat1 = jax.tree.leaves(jax.device_get(s1))
-    flat4 = jax.tree.leaves(jax.device_get(s4))
-    np.savez(
-        out_path, *[np.asarray(a, np.float64) for a in flat1], *[np.asarray(a, np.float64) for a in flat4]
+    ordered = step.jit_step(
+        step.make_train_step(model, tx, cfg, lambda im: im / 255.0 - 0.5, perm, dm), rep, split
     )
+    so = jax.device_put(init(), rep)
+    for _ in range(2):
+        so, mo = ordered(so, parallel.shard_batch(batch, split))
+    for k in ("loss", "loss_main", "loss_reg", "grad_norm", "visible_per_image", "render_overflow"):
+        np.testing.assert_allclose(np.asarray(mo[k]), np.asarray(m4[k]), rtol=1e-5, err_msg=k)
+    leaves = [jax.tree.leaves(jax.device_get(s)) for s in (s1, s4, so)]
+    np.savez(out_path, *[np.asarray(a, np.float64) for flat in leaves for a in flat])
 
 
 @pytest.mark.slow  # ~35-70 s on 2 shared CPU cores (two step compilations in a subprocess)
@@ -69,8 +76,10 @@ def test_sharded_step_equals_single_device(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     arrays = np.load(out)
-    n = len(arrays.files) // 2
+    n = len(arrays.files) // 3
     assert n > 5
     for i in range(n):
-        a, b = arrays[f"arr_{i}"], arrays[f"arr_{i + n}"]
-        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=f"leaf {i}")
+        a = arrays[f"arr_{i}"]
+        for j, name in ((1, "XLA all-reduce"), (2, "ordered sums")):
+            b = arrays[f"arr_{i + j * n}"]
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=f"leaf {i}, {name}")

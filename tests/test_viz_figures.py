@@ -206,3 +206,45 @@ def test_accuracy_vs_occlusion_plots_the_given_accuracies(tmp_path, monkeypatch)
     np.testing.assert_allclose(med_line.get_ydata(), np.degrees(np.median(nemo_errs, axis=1)), rtol=1e-6)
     with pytest.raises(ValueError, match="no category 'bus'"):
         accuracy_vs_occlusion(tmp_path / "acc2.png", {"NeMo": nemo}, category="bus")
+
+
+def test_reliability_diagram_draws_each_bins_accuracy(tmp_path, monkeypatch):
+    from nemo_jax.viz import reliability_diagram
+
+    # bin [0.1, 0.2): 4 images, 1 right (25 %); bin [0.8, 0.9): 4 images, 3 right (75 %)
+    conf = np.array([0.15] * 4 + [0.85] * 4)
+    correct = np.array([1, 0, 0, 0, 1, 1, 1, 0], bool)
+    captured = _capture_figures(monkeypatch)
+    path = reliability_diagram(tmp_path / "rel.png", conf, correct)
+    png = np.asarray(Image.open(path).convert("RGB"))
+    fig = captured[-1]
+    ax = fig.axes[0]
+    assert "ECE 0.100" in ax.get_title()  # |0.25 - 0.15| and |0.75 - 0.85|, half the images each
+    # inside each bar (below its accuracy) blue, above it the white background
+    for x, acc in ((0.15, 0.25), (0.85, 0.75)):
+        assert np.abs(_png_pixel(png, fig, ax, x - 0.03, acc - 0.1) - TAB_BLUE).max() <= 30, x
+        assert _png_pixel(png, fig, ax, x - 0.03, acc + 0.1).min() >= 240, x
+    # an empty bin draws no bar
+    assert _png_pixel(png, fig, ax, 0.45, 0.1).min() >= 240
+
+
+def test_selective_accuracy_curve(tmp_path, monkeypatch):
+    from nemo_jax.viz import selective_accuracy_curve
+
+    conf = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    correct = np.array([1, 1, 1, 1, 0, 1, 0, 0], bool)
+    captured = _capture_figures(monkeypatch)
+    path = selective_accuracy_curve(tmp_path / "sel.png", conf, correct)
+    png = np.asarray(Image.open(path).convert("RGB"))
+    fig = captured[-1]
+    ax = fig.axes[0]
+    line = ax.lines[0]
+    np.testing.assert_allclose(line.get_xdata(), 100 * np.arange(1, 9) / 8)
+    np.testing.assert_allclose(line.get_ydata(), 100 * np.cumsum(correct) / np.arange(1, 9))
+    # the bound: the 5 right images first, then the 3 wrong ones
+    np.testing.assert_allclose(ax.lines[2].get_ydata()[4:], 100 * 5 / np.arange(5, 9))
+    # the PNG: the curve (blue) at 5 kept (4 of 5 right: 80 %) and half-way from 4 kept (100 %) to
+    # there, where the bound (100 %) lies elsewhere
+    assert np.abs(_png_pixel(png, fig, ax, 100 * 5 / 8, 80.0) - TAB_BLUE).max() <= 40
+    assert np.abs(_png_pixel(png, fig, ax, 100 * 4.5 / 8, 90.0) - TAB_BLUE).max() <= 40
+    assert _png_pixel(png, fig, ax, 100 * 5 / 8, 70.0).min() >= 200  # below the curve: background

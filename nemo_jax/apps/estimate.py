@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from nemo_jax.apps import output
+from nemo_jax.apps.calibrate import how_to_calibrate
 from nemo_jax.apps.evaluate import _preprocess
 from nemo_jax.data import crop_protocol
 from nemo_jax.data.pascal3d import crop as crop_image
@@ -39,7 +40,11 @@ from nemo_jax.inference import (
     size_six_d_tile_budget,
     trust_flags,
 )
+from nemo_jax.inference import confidence as confidence_lib
+from nemo_jax.inference.search import pose_grid
+from nemo_jax.mesh.subtypes import unstack
 from nemo_jax.models.backbone import INPUT_MULTIPLE
+from nemo_jax.train import category_data
 from nemo_jax.train.run import load_run
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -135,12 +140,15 @@ def estimate_poses(
     (and Figure-1-style overlays). ``boxes``: ``{file name: [x0, y0, x1, y1]}`` in the usual corner
     convention (the image's top-left corner at ``(0, 0)``, the whole image ``[0, 0, w, h]``), from
     ``boxes_source`` (named in messages); a missing entry means the whole image, a key naming no
-    image is an error. ``category``, if given, must be the run's. ``fill``: overrides the run's
+    image is an error. ``category``, if given, must be the run's (one of a shared run's
+    ``config.categories``, which needs it: its mesh is searched). ``fill``: overrides the run's
     crop protocol (the box's longer side spans ``fill`` of the crop's shorter side; needed for runs
     without ``crop_protocol.json``). The search follows the run's ``inference`` settings with
     ``inference_overrides`` applied (:func:`nemo_jax.inference.run_settings`). Returns one record
     per image: angles in degrees and radians, ``distance`` (the search's: the start value unless the
-    refinement moves it, e.g. ``parametrization="camera_position"``), ``loss`` and ``flags``
+    refinement moves it, e.g. ``parametrization="camera_position"``), ``loss``, ``confidence``
+    (an estimate of P(rotation error < pi/6), only when the run has a ``calibration.json``, see
+    :mod:`nemo_jax.apps.calibrate`; else ``log`` says how to make one) and ``flags``
     (reasons not to trust the pose, see
     :func:`box_flags` and :func:`nemo_jax.inference.trust_flags`; empty when none), or, for an image
     that could not be processed (unreadable, a bad box, non-finite features), only ``image`` and
@@ -180,8 +188,15 @@ def estimate_poses(
         raise ValueError(f"{boxes_source}: boxes for images not in {images_dir}: {', '.join(unmatched)}")
     config, model, variables, mesh = load_run(run_dir)
     settings = run_settings(config, inference_overrides, where=os.path.join(run_dir, "config.json"))
-    if category is not None and config.category != category:
-        raise ValueError(f"{run_dir}: the run is for category {config.category!r}, not {category!r}")
+    if category_data.is_shared_config(config):  # one backbone, one mesh per category: pick it
+        known = category_data.shared_categories(config)
+        if category is None:
+            raise ValueError(f"{run_dir}: the run knows several categories {list(known)}; name one")
+        mesh = unstack(mesh)[category_data.category_index(known, category, run_dir)]
+    elif category is not None and config.category != category:
+        raise ValueError(
+            f"{run_dir}: category {category!r} is not the run's; it knows only [{config.category!r}]"
+        )
     size = tuple(int(s) for s in config.data.image_size)
     if fill is not None:
         protocol = crop_protocol.fill_protocol(fill)
@@ -208,6 +223,10 @@ def estimate_poses(
         canvas_size = tuple(int(np.ceil(canvas * s / INPUT_MULTIPLE)) * INPUT_MULTIPLE for s in size)
         principal_px = np.array([canvas_size[1] / 2, canvas_size[0] / 2])
         principal = feature_coordinates(principal_px, stride)
+    # The calibration maps the centred (3d) search's outputs; 6d records carry no confidence yet.
+    calibration = confidence_lib.load_calibration(run_dir) if mode == "3d" else None
+    if calibration is None and mode == "3d":
+        log(f"note: {how_to_calibrate(run_dir)}")
     records, search_config = [], None
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}-", dir=os.path.dirname(out_dir))
@@ -261,6 +280,9 @@ def estimate_poses(
                     float((found_px[1] + y0) / scale + 0.5),
                 ]
                 record["distance_image"] = predicted_distance * scale
+            if calibration is not None:
+                outputs = confidence_lib.batch_outputs(result, pose_grid(search_config), calibration)
+                record["confidence"] = float(outputs["confidence"][0])
             if flags:
                 log(f"warning: {name}: pose not to be trusted ({', '.join(flags)})")
             records.append(record)

@@ -17,6 +17,8 @@ import numpy as np
 
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
+from nemo_jax.apps import calibrate as calibrate_lib
+from nemo_jax.data.canvas import pad_batch_to_canvas
 from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.inference import (
     SearchInputs,
@@ -29,9 +31,12 @@ from nemo_jax.inference import (
     sharding,
     stacked_search_setup,
 )
+from nemo_jax.inference import confidence as confidence_lib
+from nemo_jax.inference.search import pose_grid
 from nemo_jax.inference.settings import search_fields
 from nemo_jax.mesh import clutter_feature, subtypes
 from nemo_jax.render import RasterSettings
+from nemo_jax.train import category_data
 from nemo_jax.train.run import load_run
 from nemo_jax.train.subtype_data import check_cad_indices
 
@@ -105,8 +110,11 @@ def nemo_records(
     on_batch: Callable[[dict, object], None] | None = None,
     dtype: str = "",
     subtype: str | None = None,
+    category_mode: str = "ground_truth",
+    categories: Sequence[str] = (),
 ) -> list[dict]:
-    """Prediction records of the NeMo run in ``workdir`` (one category) on ``levels``.
+    """Prediction records of the NeMo run in ``workdir`` (one category, or a shared run of several:
+    ``category_mode`` and ``categories`` as :func:`shared_records`) on ``levels``.
 
     ``on_batch(batch, result)`` is called after each batch (e.g. to draw figures). The search follows
     the run's ``inference`` settings (``config.json``), with ``inference_overrides`` (flat,
@@ -125,7 +133,20 @@ def nemo_records(
 
         config.model.dtype = dtype
         model = models.build_backbone(config.model)
+    if category_data.is_shared_config(config):
+        return shared_records(
+            workdir, config, model, variables, mesh, dataset, data_dir, levels, batch_size,
+            settings, on_batch, category_mode, categories,
+        )  # fmt: skip
+    if category_mode != "ground_truth":
+        raise ValueError(
+            f"{workdir}: category_mode={category_mode!r} needs a run trained on several categories "
+            f"(config.categories); this run knows only {config.category!r}"
+        )
     category = config.category
+    if categories and list(categories) != [category]:
+        unknown = [c for c in categories if c != category]
+        raise ValueError(f"{workdir}: category {unknown[0]!r} is not the run's; it knows only [{category!r}]")
     stacked = subtypes.is_stacked(mesh)
     if stacked:
         return _subtype_records(
@@ -137,6 +158,7 @@ def nemo_records(
     devices = sharding.image_mesh()  # every batch is spread over all local devices
     variables = sharding.replicate(variables, devices)
     records, search_config = [], None
+    calibration = confidence_lib.load_calibration(workdir)
     for level, batch, focal_px, principal in _level_batches(
         workdir, config, dataset, data_dir, levels, batch_size
     ):
@@ -162,7 +184,7 @@ def nemo_records(
         (clutters, *camera), _ = sharding.shard_images(per_image, devices)  # padded like observed
         inputs = SearchInputs(observed, vertex_features, clutters, vertices, faces, *camera)
         result = _checked(sharding.unpad(search_batch(inputs, search_config), b))
-        records += _batch_records(result, batch, category, level)
+        records += _batch_records(result, batch, category, level, pose_grid(search_config), calibration)
         if on_batch is not None:
             on_batch(batch, result)
     return records
@@ -198,6 +220,7 @@ def _subtype_records(
     num_subtypes = int(mesh.vertices.shape[0])
     features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
     records, search_config, mesh_inputs = [], None, None
+    calibration = confidence_lib.load_calibration(workdir)
     for level, batch, focal_px, principal in _level_batches(
         workdir, config, dataset, data_dir, levels, batch_size
     ):
@@ -213,7 +236,9 @@ def _subtype_records(
         inputs = SearchInputs(observed=observed, **mesh_inputs, focal_px=camera[0], principal=camera[1],
                               distance=camera[2])  # fmt: skip
         result, chosen, _ = search_subtypes(inputs, jnp.asarray(labels), search_config, mode)
-        batch_records = _batch_records(_checked(result), batch, category, level)
+        batch_records = _batch_records(
+            _checked(result), batch, category, level, pose_grid(search_config), calibration
+        )
         for record, s, true_s in zip(batch_records, np.asarray(chosen), labels, strict=True):
             record.update(subtype=int(s) + 1, true_subtype=int(true_s) + 1, subtype_mode=mode)
         records += batch_records
@@ -248,12 +273,90 @@ def _checked(result):
     return result
 
 
-def _batch_records(result, batch, category: str, level: int) -> list[dict]:
-    """Prediction records of one searched batch (see :func:`nemo_jax.eval.records_from_search`)."""
+def _batch_records(result, batch, category, level: int, grid=None, calibration=None) -> list[dict]:
+    """Prediction records of one searched batch (see :func:`nemo_jax.eval.records_from_search`);
+    ``category``: one name for the batch or a list, one per image. With the search's ``grid``
+    (:func:`nemo_jax.inference.pose_grid`) each record gets its confidence features and, with a
+    ``calibration``, its ``confidence`` (:mod:`nemo_jax.inference.confidence`)."""
     b = len(batch["id"])
-    return eval_lib.records_from_search(
-        result, batch["id"], [category] * b, [level] * b, batch["azimuth"], batch["elevation"], batch["theta"]
-    )
+    names = [category] * b if isinstance(category, str) else list(category)
+    confidence = None if grid is None else confidence_lib.batch_outputs(result, grid, calibration)
+    truth = (batch["azimuth"], batch["elevation"], batch["theta"])
+    ids, levels = batch["id"], [level] * b
+    return eval_lib.records_from_search(result, ids, names, levels, *truth, confidence=confidence)
+
+
+CATEGORY_MODES = ("ground_truth", "search")
+
+
+def shared_records(
+    workdir, config, model, variables, mesh, dataset, data_dir, levels, batch_size, settings,
+    on_batch=None, category_mode="ground_truth", categories=(),
+) -> list[dict]:  # fmt: skip
+    """:func:`nemo_records` for a run with one backbone and one neural mesh per category
+    (``config.categories``; ``mesh.vertices [C, V, 3]``): every category's images from one checkpoint.
+
+    ``category_mode``: ``"ground_truth"`` searches each image against its annotated category's mesh;
+    ``"search"`` searches every category's mesh and keeps the lowest loss (the category is
+    inferred). Records carry ``category_mode``, and in ``"search"`` ``pred_category`` (the chosen
+    mesh's category) beside ``category`` (the annotation). ``categories``: a subset of the run's
+    to evaluate (default: all); a name the run does not know is a ValueError listing the known ones.
+    Images smaller than the run's canvas (``config.data.image_size``) are pasted onto it as in
+    training (:mod:`nemo_jax.data.canvas`).
+    """
+    if category_mode not in CATEGORY_MODES:
+        raise ValueError(f"category_mode {category_mode!r} is not one of {CATEGORY_MODES}")
+    known = category_data.shared_categories(config)
+    for name in categories:
+        category_data.category_index(known, name, f"{workdir} (mesh.json)")
+    wanted = list(categories) or list(known)
+    canvas = tuple(int(s) for s in config.data.image_size)
+    stride = int(config.model.get("stride", 8))
+    features_fn = jax.jit(lambda images: model.apply(variables, _preprocess(images), train=False))
+    calibration = confidence_lib.load_calibration(workdir)
+    records, search_config, mesh_inputs = [], None, None
+    for level in levels:
+        source = level_source(dataset, level, data_dir)
+        indices = []
+        for name in wanted:  # every category's images in one sequence: mixed batches, one shape
+            idx = _examples(source, name)
+            if not idx:
+                raise ValueError(f"{source.path}: no {name!r} examples in split {source.split}")
+            indices += idx
+        for batch in _batches(source, indices, batch_size):
+            got = tuple(int(v) for v in np.shape(batch["image"])[1:3])
+            if got[0] > canvas[0] or got[1] > canvas[1]:
+                raise ValueError(
+                    f"{source.path} [{source.split}]: images of {got[0]}x{got[1]} are larger than the "
+                    f"run's {canvas[0]}x{canvas[1]} canvas (config.data.image_size, {workdir})"
+                )
+            batch = pad_batch_to_canvas(batch, canvas)
+            observed = features_fn(batch["image"])
+            b, h, w, _ = observed.shape
+            names = [source.categories[int(c)] for c in np.asarray(batch["category"]).reshape(-1)]
+            labels = np.array([known.index(n) for n in names], np.int32)
+            focal_px = batch["focal"] * batch["viewport"] / stride
+            principal = feature_coordinates(np.stack([batch["px"], batch["py"]], -1), stride)
+            if search_config is None:
+                search_config, mesh_inputs = stacked_search_setup(
+                    mesh, (h, w), float(focal_px[0]), principal[0], float(batch["distance"][0]),
+                    variant=settings.variant, **search_fields(settings),
+                )  # fmt: skip
+            camera = [jnp.asarray(x, jnp.float32) for x in (focal_px, principal, batch["distance"])]
+            inputs = SearchInputs(observed=observed, **mesh_inputs, focal_px=camera[0],
+                                  principal=camera[1], distance=camera[2])  # fmt: skip
+            result, chosen, _ = search_subtypes(inputs, jnp.asarray(labels), search_config, category_mode)
+            batch_records = _batch_records(
+                _checked(result), batch, names, level, pose_grid(search_config), calibration
+            )
+            for record, c in zip(batch_records, np.asarray(chosen), strict=True):
+                record["category_mode"] = category_mode
+                if category_mode == "search":  # the inferred category (else the annotated one)
+                    record["pred_category"] = known[int(c)]
+            records += batch_records
+            if on_batch is not None:  # figures draw the searched (chosen) category's mesh
+                on_batch(dict(batch, subtype=np.asarray(chosen) + 1, category=names), result)
+    return records
 
 
 def _preprocess(images):
@@ -372,15 +475,17 @@ def figure_hook(run_dir: str, out_dir: str, category: str):
 
     def on_batch(batch, result):
         level = int(batch["occlusion_level"][0])
-        if level in state:
-            return
-        state[level] = True
-        if "run" not in state:
-            state["run"] = load_run(run_dir)
-        os.makedirs(out_dir, exist_ok=True)
-        figure_for_example(
-            os.path.join(out_dir, f"figure1_{category}_L{level}.png"), state["run"], batch, 0, result
-        )
+        names = batch.get("category", [category] * len(batch["id"]))  # a shared run: per image
+        for index, name in enumerate(names):
+            if (name, level) in state:
+                continue
+            state[(name, level)] = True
+            if "run" not in state:
+                state["run"] = load_run(run_dir)
+            os.makedirs(out_dir, exist_ok=True)
+            figure_for_example(
+                os.path.join(out_dir, f"figure1_{name}_L{level}.png"), state["run"], batch, index, result
+            )
 
     return on_batch
 
@@ -398,9 +503,16 @@ def evaluate(
     inference_overrides: dict | None = None,
     dtype: str = "",
     subtype: str | None = None,
+    calibrate: bool = False,
+    category_mode: str = "ground_truth",
 ) -> dict:
     """NeMo (or the baseline) on ``dataset``'s occlusion ``levels``: NeMo's results dict
         (:func:`nemo_jax.eval.evaluate_records`).
+
+    Confidence (NeMo): a run with a ``calibration.json`` gives every prediction a ``confidence``
+    and the results their ECE and AUROC; ``calibrate=True`` first fits that file on these images
+    (a validation set, :mod:`nemo_jax.apps.calibrate`), replacing the run's. ``figures_dir`` then
+    also gets ``reliability.png`` and ``selective_accuracy.png``.
 
     ``workdir``: one NeMo training run (``config.json`` + checkpoints), a folder of runs (one per
     category), or the baseline's run (``method="baseline"``; ``categories`` then selects a subset).
@@ -410,6 +522,10 @@ def evaluate(
     (``{"steps": 100}``; :mod:`nemo_jax.inference.settings`). ``dtype``: NeMo's backbone compute
     dtype (default: each run's own, see :func:`nemo_records`). ``subtype``: ``"ground_truth"`` or
     ``"search"`` for runs with one mesh per CAD sub-type (default: the runs' ``inference.subtype``).
+    A run of one backbone for several categories (``config.categories``) scores all of them (or
+    ``categories``); ``category_mode="search"`` then infers each image's category too (records'
+    ``pred_category``, the results' ``category_acc``; see :func:`shared_records`).
+    ``categories`` names a category no run knows: a ValueError listing the known ones.
     """
     if method not in ("nemo", "baseline"):
         raise ValueError(f"evaluate: method must be 'nemo' or 'baseline', got {method!r}")
@@ -419,20 +535,32 @@ def evaluate(
         else:
             runs = nemo_workdirs(workdir)
     cats = list(categories)
+    run_cats = {}
+    if method == "nemo":
+        for name, run_dir in runs.items():
+            with open(os.path.join(run_dir, "config.json")) as fh:
+                stored = json.load(fh)
+            run_cats[name] = list(stored.get("categories") or [stored["category"]])
+        known = [c for names in run_cats.values() for c in names]
+        for name in cats:
+            if name not in known:
+                raise ValueError(f"{workdir}: category {name!r} is not one of the run's categories {known}")
+        if cats:  # only the runs holding a requested category
+            runs = {k: v for k, v in runs.items() if set(run_cats[k]) & set(cats)}
     if manual_dir:
         if method == "nemo":
-            cats = []
-            for run_dir in runs.values():
-                with open(os.path.join(run_dir, "config.json")) as fh:
-                    cats.append(json.load(fh)["category"])
+            cats = cats or [c for k in runs for c in run_cats[k]]
         ensure_datasets(dataset, data_dir, manual_dir, cats, options)
+    if calibrate and method == "nemo":
+        for run_dir in runs.values():
+            calibrate_lib.check_not_training_data(run_dir, data_dir)
     if method == "baseline":
         records = baseline_records(workdir, dataset, data_dir, levels, cats or None)
     else:
         records = []
         for category, run_dir in runs.items():
             hook = figure_hook(run_dir, figures_dir, category) if figures_dir else None
-            records += nemo_records(
+            run_records = nemo_records(
                 run_dir,
                 dataset,
                 data_dir,
@@ -441,5 +569,15 @@ def evaluate(
                 on_batch=hook,
                 dtype=dtype,
                 subtype=subtype,
+                category_mode=category_mode,
+                categories=[c for c in cats if c in run_cats[category]],
             )
-    return eval_lib.evaluate_records(records)
+            if calibrate:
+                sources = [level_source(dataset, level, data_dir) for level in levels]
+                fitted = calibrate_lib.fitted_on(dataset, data_dir, levels, sources)
+                run_records = calibrate_lib.calibrate_run(run_dir, run_records, fitted)
+            records += run_records
+    results = eval_lib.evaluate_records(records)
+    if figures_dir and method == "nemo":
+        calibrate_lib.confidence_figures(figures_dir, results)
+    return results

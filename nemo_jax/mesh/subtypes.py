@@ -110,21 +110,25 @@ def unstack(mesh: NeuralMesh) -> list[NeuralMesh]:
 
 
 def subtype_bank_targets(
-    vertex_features: jax.Array, visible: jax.Array, subtype: jax.Array, num_subtypes: int
+    vertex_features: jax.Array, visible: jax.Array, subtype: jax.Array, num_subtypes: int, total=None
 ) -> tuple[jax.Array, jax.Array]:
     """Per sub-type and vertex, the batch mean of the features where the vertex is visible in an
     image of that sub-type (a one-hot segment sum).
 
     Args:
       vertex_features: ``[B, V, D]``; visible: ``[B, V]`` bool; subtype: ``[B]`` int, 0-based.
+      total: for a batch split over devices, sums the partial sums over the devices
+        (``nemo_jax.train.parallel.ordered_sum``).
     Returns:
       ``(mean [S, V, D], count [S, V])``; ``mean`` is 0 where ``count == 0``.
     """
     onehot = jax.nn.one_hot(subtype, num_subtypes, dtype=vertex_features.dtype)  # [B, S]
     w = onehot[:, :, None] * visible.astype(vertex_features.dtype)[:, None, :]  # [B, S, V]
     count = jnp.sum(w, 0)
-    total = jnp.einsum("bsv,bvd->svd", w, vertex_features)
-    return total / jnp.maximum(count, 1.0)[..., None], count
+    summed = jnp.einsum("bsv,bvd->svd", w, vertex_features)
+    if total is not None:
+        summed, count = total(summed), total(count)
+    return summed / jnp.maximum(count, 1.0)[..., None], count
 
 
 def push_clutter_by_subtype(queues: jax.Array, new: jax.Array, subtype: jax.Array) -> jax.Array:

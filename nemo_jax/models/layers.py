@@ -2,12 +2,70 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
+import flax.linen.normalization as flax_norm
+import jax
 import jax.numpy as jnp
 import numpy as np
+
+# How batch statistics are combined across devices inside a manually sharded train step (see
+# :func:`batch_stat_mean`); ``None``: the statistics of the batch the module sees.
+_STAT_MEAN: contextvars.ContextVar[Callable[[jax.Array], jax.Array] | None] = contextvars.ContextVar(
+    "batch_stat_mean", default=None
+)
+
+
+@contextlib.contextmanager
+def batch_stat_mean(mean_over_devices: Callable[[jax.Array], jax.Array]) -> Iterator[None]:
+    """While tracing inside this context, :class:`BatchNorm` in training mode averages its
+    per-device statistics (``[2, C]``: mean and mean square of this device's rows) with
+    ``mean_over_devices``, e.g. a fixed-order mean over the ``'data'`` axis of a ``shard_map``
+    (:func:`nemo_jax.train.parallel.ordered_mean`). Outside it BatchNorm is flax's, unchanged."""
+    token = _STAT_MEAN.set(mean_over_devices)
+    try:
+        yield
+    finally:
+        _STAT_MEAN.reset(token)
+
+
+class BatchNorm(nn.BatchNorm):
+    """flax's BatchNorm (same fields, variables and numbers), whose training statistics can be
+    averaged over devices by a function set with :func:`batch_stat_mean` instead of ``lax.pmean``:
+    the train step's fixed-order reduction, so that the result does not depend on how the devices
+    are spread over processes. Without one (inference, single-device or XLA-partitioned training)
+    it computes exactly what ``flax.linen.BatchNorm`` computes."""
+
+    @nn.compact
+    def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+        reducer = _STAT_MEAN.get()
+        running = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
+        if reducer is None or running or mask is not None or not self.use_fast_variance:
+            return nn.BatchNorm.__call__.__wrapped__(self, x, use_running_average, mask=mask)
+        feature_axes = flax_norm._canonicalize_axes(x.ndim, self.axis)
+        reduction_axes = tuple(i for i in range(x.ndim) if i not in feature_axes)
+        feature_shape = [x.shape[ax] for ax in feature_axes]
+        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), feature_shape)
+        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), feature_shape)
+        # flax's _compute_stats (fast variance, float32), with the device mean in place of pmean
+        dtype = jnp.promote_types(self.dtype or jnp.result_type(x), jnp.float32)
+        xf = x.astype(dtype)
+        local = jnp.stack([xf.mean(reduction_axes), flax_norm._abs_sq(xf).mean(reduction_axes)])
+        mean, mean2 = reducer(local) if not self.is_initializing() else local
+        var = jnp.maximum(0.0, mean2 - flax_norm._abs_sq(mean))
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        return flax_norm._normalize(
+            self, x, mean, var, reduction_axes, feature_axes, self.dtype, self.param_dtype,
+            self.epsilon, self.use_bias, self.use_scale, self.bias_init, self.scale_init,
+            self.force_float32_reductions,
+        )  # fmt: skip
 
 
 def conv(
@@ -42,8 +100,9 @@ def conv(
 def batch_norm(
     train: bool, *, name=None, dtype: Any = jnp.float32, momentum: float = 0.9, epsilon: float = 1e-5
 ) -> nn.BatchNorm:
-    """BatchNorm over [B, H, W] per channel; ``momentum`` is flax's (= 1 - torch momentum)."""
-    return nn.BatchNorm(
+    """BatchNorm over [B, H, W] per channel; ``momentum`` is flax's (= 1 - torch momentum).
+    In a fixed-order sharded train step its statistics span every device (:class:`BatchNorm`)."""
+    return BatchNorm(
         use_running_average=not train,
         momentum=momentum,
         epsilon=epsilon,

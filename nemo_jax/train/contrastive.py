@@ -87,11 +87,14 @@ def contrastive_loss(
     clutter_samples: jax.Array,
     clutter_valid: jax.Array | None = None,
     bank_mask: jax.Array | None = None,
+    other_bank: jax.Array | None = None,
+    other_mask: jax.Array | None = None,
     *,
     temperature: float = 0.07,
     distance_thr: float = 48.0,
     clutter_weight: float = 5e-3,
     reg_weight: float = 0.1,
+    total=None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """NeMo's training loss for one batch.
 
@@ -107,13 +110,23 @@ def contrastive_loss(
       clutter_valid: optional ``[B, N]`` bool; invalid samples are left out of the regulariser.
       bank_mask: optional ``[V]`` or ``[B, V]`` bool; False marks padding bank entries, which are
         neither negatives nor in the regulariser.
+      other_bank: optional ``[M, D]`` unit features that are extra negatives for every vertex (no
+        gradient): one backbone for several categories, the other categories' vertex features
+        (``config.train.cross_category_negatives``). They enter the softmax denominator only.
+      other_mask: ``[B, M]`` bool with ``other_bank``: which entries are negatives for image ``b``
+        (False: the image's own category and padding).
       temperature: softmax temperature ``T`` (NeMo: 0.07).
       distance_thr: neighbours within this distance (units of ``positions``) are not negatives.
       clutter_weight: ``w`` multiplying the clutter terms of the softmax denominator (NeMo's
         ``weight_noise``; enters as ``+log(w)`` on the clutter logits).
       reg_weight: weight of the clutter regulariser (NeMo: 0.1).
+      total: for a batch split over devices (inside ``shard_map``): sums a value over the devices
+        (:func:`nemo_jax.train.parallel.ordered_sum`). The normalisers (visible vertices, clutter
+        weights) are then global and the returned losses are this device's shares: summed over
+        the devices they are the loss of the whole batch.
     Returns:
-      ``(loss [], aux)`` with ``aux`` holding ``loss_main``, ``loss_reg``, ``num_visible``.
+      ``(loss [], aux)`` with ``aux`` holding ``loss_main``, ``loss_reg``, ``num_visible`` (of the
+      whole batch).
     """
     bank = jax.lax.stop_gradient(bank)
     clutter = jax.lax.stop_gradient(clutter)
@@ -130,40 +143,56 @@ def contrastive_loss(
     per_image_clutter = "b" if clutter.ndim == 3 else ""
     clutter_logits = jnp.einsum(f"bvd,{per_image_clutter}kd->bvk", vertex_features, clutter) / temperature
     clutter_logits = clutter_logits + math.log(clutter_weight)
-    logits = jnp.concatenate([vertex_logits, clutter_logits], axis=-1)  # [B, V, V + K]
+    parts = [vertex_logits, clutter_logits]
+    if other_bank is not None:
+        other_bank = jax.lax.stop_gradient(other_bank)
+        if other_mask is None:
+            raise ValueError("contrastive_loss: other_bank needs other_mask [B, M]")
+        other_logits = jnp.einsum("bvd,md->bvm", vertex_features, other_bank) / temperature
+        other_logits = other_logits - NEIGHBOUR_PENALTY * (~other_mask[:, None, :]).astype(other_logits.dtype)
+        parts.append(other_logits)
+    logits = jnp.concatenate(parts, axis=-1)  # [B, V, V + K (+ M)]
     log_z = jax.nn.logsumexp(logits, axis=-1)
     target = jnp.diagonal(vertex_logits, axis1=1, axis2=2)  # [B, V]
     per_vertex = log_z - target
     weight = visible.astype(per_vertex.dtype)
     num_visible = jnp.sum(weight)
+    if total is not None:
+        num_visible = total(num_visible)
     loss_main = jnp.sum(per_vertex * weight) / jnp.maximum(num_visible, 1.0)
 
     noise_sim = jnp.einsum(f"bnd,{per_image}vd->bnv", clutter_samples, bank)  # [B, N, V]
-    if clutter_valid is None and bank_mask is None:
+    if clutter_valid is None and bank_mask is None and total is None:
         loss_reg = jnp.mean(noise_sim)
+    elif clutter_valid is None and bank_mask is None:
+        loss_reg = jnp.sum(noise_sim) / total(jnp.asarray(noise_sim.size, noise_sim.dtype))
     else:
         b, n = clutter_samples.shape[:2]
         cw = jnp.ones((b, n)) if clutter_valid is None else clutter_valid.astype(noise_sim.dtype)
         vw = jnp.ones((b, v)) if bank_mask is None else jnp.broadcast_to(bank_mask, (b, v))
         w = cw[:, :, None] * vw.astype(noise_sim.dtype)[:, None, :]
-        loss_reg = jnp.sum(noise_sim * w) / jnp.maximum(jnp.sum(w), 1.0)
+        count = jnp.sum(w) if total is None else total(jnp.sum(w))
+        loss_reg = jnp.sum(noise_sim * w) / jnp.maximum(count, 1.0)
     loss_reg = reg_weight * loss_reg
     loss = loss_main + loss_reg
     return loss, {"loss_main": loss_main, "loss_reg": loss_reg, "num_visible": num_visible}
 
 
-def bank_targets(vertex_features: jax.Array, visible: jax.Array) -> tuple[jax.Array, jax.Array]:
+def bank_targets(vertex_features: jax.Array, visible: jax.Array, total=None) -> tuple[jax.Array, jax.Array]:
     """Per-vertex mean over the batch of the features where the vertex is visible.
 
     Args:
       vertex_features: ``[B, V, D]``; visible: ``[B, V]`` bool.
+      total: for a batch split over devices, sums over the devices (see :func:`contrastive_loss`).
     Returns:
       ``(mean [V, D], count [V])``; ``mean`` is 0 where ``count == 0``.
     """
     w = visible.astype(vertex_features.dtype)
     count = jnp.sum(w, 0)
-    total = jnp.einsum("bv,bvd->vd", w, vertex_features)
-    return total / jnp.maximum(count, 1.0)[:, None], count
+    summed = jnp.einsum("bv,bvd->vd", w, vertex_features)
+    if total is not None:
+        summed, count = total(summed), total(count)
+    return summed / jnp.maximum(count, 1.0)[:, None], count
 
 
 def unit_samples(features: jax.Array) -> jax.Array:

@@ -11,7 +11,15 @@ from nemo_jax.data.batching import Subset, batch_dataset, prefetched
 from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.mesh import subtypes
 from nemo_jax.train import contrastive, parallel
-from nemo_jax.train.step import BATCH_FIELDS, OPTIONAL_FIELDS, SUBTYPE_FIELD, StepConfig, views
+from nemo_jax.train.step import (
+    BATCH_FIELDS,
+    CATEGORY_FIELD,
+    OPTIONAL_FIELDS,
+    SUBTYPE_FIELD,
+    StepConfig,
+    stack_index,
+    views,
+)
 
 
 def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_size: int = 8) -> dict:
@@ -21,7 +29,8 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
     memory-bank feature. Reports ``vertex_accuracy`` (the match is the vertex itself; chance
     ``1 / V``) and ``near_accuracy`` (the match projects within ``config.eval.match_px`` image pixels
     of the vertex) with its chance level ``near_chance`` (mean fraction of vertices that near).
-    A per-sub-type mesh matches each image against its own ``cad_index``'s bank.
+    A per-sub-type mesh matches each image against its own ``cad_index``'s bank, a shared
+    multi-category run against its ``category_index``'s.
 
     Each batch of ``batch_size`` images is split over all devices (of all processes: each process
     reads only its rows), padded with masked rows up to a multiple of the local device count.
@@ -29,7 +38,7 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
     cfg = StepConfig.from_config(config)
     thr = float(config.eval.match_px)
     stacked = subtypes.is_stacked(neural_mesh)
-    used = (*BATCH_FIELDS, *OPTIONAL_FIELDS, *((SUBTYPE_FIELD,) if stacked else ()))
+    used = (*BATCH_FIELDS, *OPTIONAL_FIELDS, *((SUBTYPE_FIELD, CATEGORY_FIELD) if stacked else ()))
 
     def vertex_features(variables, mesh, batch):
         view = views(mesh, batch, cfg)
@@ -40,7 +49,7 @@ def evaluate(model, variables, neural_mesh, source, config, preprocess, batch_si
     @jax.jit
     def match(variables, neural_mesh, batch, valid):
         if stacked:  # each image against its own sub-type's bank; padding entries never match
-            mesh = subtypes.select_subtype(neural_mesh, batch[SUBTYPE_FIELD].astype(jnp.int32) - 1)
+            mesh = subtypes.select_subtype(neural_mesh, stack_index(batch))
             real = subtypes.vertex_mask(mesh.faces, mesh.vertices.shape[1])
             view, vfeat = vertex_features(variables, mesh, batch)
             sims = jnp.einsum("bvd,bud->bvu", vfeat, mesh.features) - 4.0 * ~real[:, None, :]

@@ -97,7 +97,8 @@ def _train(config, workdir: str, model, preprocess) -> dict:
         int(t.max_to_keep),
     )
     state = create_train_state(k_state, model, neural, tx, step_cfg.image_size)
-    replicated, split = parallel.shardings(parallel.data_mesh())
+    data_mesh = parallel.data_mesh()
+    replicated, split = parallel.shardings(data_mesh)
     start = ckpt.latest_step()
     if start is not None:
         state = ckpt.restore(state)  # the newest intact checkpoint (damaged ones: warned about)
@@ -119,9 +120,13 @@ def _train(config, workdir: str, model, preprocess) -> dict:
                 opt_state=tx.init(variables["params"]),
             )
 
-    state = jax.device_put(state, replicated)
-    step_fn = jit_step(make_train_step(model, tx, step_cfg, preprocess, perm), replicated, split)
-    if isinstance(geometry, mesh_lib.MeshSet):  # one mesh per CAD sub-type
+    state = parallel.replicate(state, replicated)  # a restored state is process-local
+    # Fixed-order cross-device sums (parallel.ordered_sum): no all-reduce whose order depends on
+    # the process layout.
+    ordered = bool(config.parallel.get("ordered_reductions", False)) and data_mesh.size > 1
+    train_step = make_train_step(model, tx, step_cfg, preprocess, perm, data_mesh if ordered else None)
+    step_fn = jit_step(train_step, replicated, split)
+    if isinstance(geometry, mesh_lib.MeshSet):  # one mesh per CAD sub-type or per category
         train_src, eval_src = build_sources(config, geometry, None, perm)
     else:
         train_src, eval_src = build_sources(config, *geometry, perm)

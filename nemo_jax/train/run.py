@@ -14,7 +14,7 @@ import numpy as np
 from nemo_jax import mesh as mesh_lib
 from nemo_jax.mesh import subtypes
 from nemo_jax.render import validate_mesh
-from nemo_jax.train import subtype_data
+from nemo_jax.train import category_data, subtype_data
 from nemo_jax.train.checkpoint import Checkpointer, step_dirs
 from nemo_jax.train.state import create_train_state, make_optimizer
 from nemo_jax.train.step import StepConfig
@@ -68,6 +68,14 @@ def build_neural_mesh(config, key: jax.Array, check_flips: bool = False):
     (single mesh; ``None`` for sub-types, whose meshes are each checked to be symmetric).
     """
     dim, size = int(config.model.feature_dim), int(config.train.clutter_size)
+    if category_data.is_shared_config(config):  # one mesh per category, stacked like sub-types
+        meshes = build_category_meshes(config)
+        for c, name in enumerate(category_data.shared_categories(config)):
+            v, f = subtype_data.unpadded(meshes, c)
+            validate_mesh(v, f, f"config.mesh (kind={config.mesh.kind!r}, category {name!r})")
+            if check_flips:
+                mesh_lib.mirror_permutation(v)
+        return subtypes.init_subtype_meshes(key, meshes, dim, size), meshes, None
     if subtype_data.is_subtype_config(config):
         meshes = subtype_data.build_subtype_meshes(config)
         for s in range(meshes.num_meshes):
@@ -80,6 +88,28 @@ def build_neural_mesh(config, key: jax.Array, check_flips: bool = False):
     validate_mesh(vertices, faces, f"config.mesh (kind={config.mesh.kind!r})")
     perm = mesh_lib.mirror_permutation(vertices) if check_flips else None
     return mesh_lib.init_neural_mesh(key, vertices, faces, dim, size), (vertices, faces), perm
+
+
+def build_category_meshes(config) -> mesh_lib.MeshSet:
+    """A shared run's meshes: :func:`build_geometry` for each of ``config.categories``, padded to
+    common sizes (:class:`nemo_jax.mesh.MeshSet`, in ``config.categories`` order).
+    ``config.mesh.category_overrides`` (optional) ``{category: {mesh field: value}}`` changes a
+    category's mesh fields, e.g. its cuboid ``lower`` / ``upper`` for ``kind='cuboid'``."""
+    overrides = dict(config.mesh.get("category_overrides", {}) or {})
+    cats = category_data.check_shared_config(config)
+    unknown = sorted(set(overrides) - set(cats))
+    if unknown:
+        raise ValueError(f"config.mesh.category_overrides: {unknown} not in config.categories {list(cats)}")
+    parts = []
+    for name in cats:
+        one = config.copy_and_resolve_references()
+        one.category = name
+        for field, value in dict(overrides.get(name, {})).items():
+            if field not in one.mesh:
+                raise ValueError(f"config.mesh.category_overrides.{name}: no mesh field {field!r}")
+            one.mesh[field] = value
+        parts.append(build_geometry(one))
+    return mesh_lib.pad_meshes(parts)
 
 
 def build_model(config):
@@ -138,9 +168,13 @@ def load_run(workdir: str, step: int | None = None):
 
 def _mesh_structure(saved_mesh: dict, feature_dim: int, clutter_size: int) -> mesh_lib.NeuralMesh:
     """A neural mesh of the sizes in ``mesh.json`` (values unused: the checkpoint fills them); with
-    ``num_subtypes``, stacked per sub-type (:mod:`nemo_jax.mesh.subtypes`)."""
+    ``num_subtypes`` (or ``categories``, a shared run), stacked per sub-type (category)."""
     v, f = int(saved_mesh["num_vertices"]), int(saved_mesh["num_faces"])
-    lead = (int(saved_mesh["num_subtypes"]),) if "num_subtypes" in saved_mesh else ()
+    lead = ()
+    if "categories" in saved_mesh:  # a shared run: one mesh per category
+        lead = (len(saved_mesh["categories"]),)
+    elif "num_subtypes" in saved_mesh:
+        lead = (int(saved_mesh["num_subtypes"]),)
     return mesh_lib.NeuralMesh(
         vertices=np.zeros((*lead, v, 3), np.float32),
         faces=np.zeros((*lead, f, 3), np.int32),
@@ -157,6 +191,8 @@ def mesh_info(config, neural) -> dict:
         "feature_dim": int(config.model.feature_dim),
         "clutter_size": int(config.train.clutter_size),
     }
-    if subtypes.is_stacked(neural):  # per-sub-type banks (padded sizes above)
+    if category_data.is_shared_config(config):  # one bank per category (padded sizes above)
+        info["categories"] = list(category_data.shared_categories(config))
+    elif subtypes.is_stacked(neural):  # per-sub-type banks (padded sizes above)
         info["num_subtypes"] = int(neural.vertices.shape[0])
     return info

@@ -10,7 +10,7 @@ import numpy as np
 from nemo_jax import data
 from nemo_jax import mesh as mesh_lib
 from nemo_jax.data.toy import toy_dataset
-from nemo_jax.train import subtype_data
+from nemo_jax.train import category_data, subtype_data
 from nemo_jax.train.step import BATCH_FIELDS, SUBTYPE_FIELD, full_box
 
 
@@ -36,10 +36,14 @@ def build_sources(config, vertices, faces, perm):
     """``(train, eval)`` random-access sources of examples with the train-step fields.
 
     For per-sub-type meshes pass the :class:`nemo_jax.mesh.MeshSet` as ``vertices`` (``faces``
-    unused): the examples then also carry ``cad_index``, each checked to have a mesh.
+    unused): the examples then also carry ``cad_index``, each checked to have a mesh. For a shared
+    multi-category run (``config.categories``) pass its stacked category meshes: the examples of
+    every category, with ``category_index`` (:mod:`nemo_jax.train.category_data`).
     """
     d = config.data
     size = tuple(int(s) for s in d.image_size)
+    if category_data.is_shared_config(config):
+        return category_data.shared_sources(config, vertices, BATCH_FIELDS)
     if isinstance(vertices, mesh_lib.MeshSet):
         return _subtype_sources(config, vertices, size)
     if d.source == "toy":
@@ -109,9 +113,12 @@ def _subtype_sources(config, meshes, size):
 def write_crop_protocol(workdir: str, train_src: StepExamples) -> None:
     """Stores the training set's crop protocol with the run (``crop_protocol.json``: median box-to-crop
     size and principal-point offset, :mod:`nemo_jax.data.crop_protocol`), so that unlabeled images
-    are cropped as the training images were; nothing for data without object boxes or masks."""
+    are cropped as the training images were; nothing for data without object boxes or masks, nor
+    for a shared multi-category run (its crop sizes differ per category)."""
     from nemo_jax.data import crop_protocol  # noqa: PLC0415
 
+    if not isinstance(train_src, StepExamples):
+        return
     stats = crop_protocol.box_statistics(train_src.source)
     if stats is not None:
         crop_protocol.write(workdir, stats)

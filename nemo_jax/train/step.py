@@ -5,6 +5,7 @@ once at the outermost level with the state donated.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 
@@ -12,17 +13,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
+from jax.sharding import PartitionSpec
 
 from nemo_jax.geometry.camera import camera_from_viewpoint, feature_coordinates
 from nemo_jax.mesh import subtypes
 from nemo_jax.mesh.neural import momentum_update, push_clutter
-from nemo_jax.train import augment, contrastive
+from nemo_jax.models import layers
+from nemo_jax.train import augment, contrastive, parallel
 from nemo_jax.train.state import TrainState
 from nemo_jax.train.visibility import vertex_view
 
 BATCH_FIELDS = ("image", "azimuth", "elevation", "theta", "distance", "px", "py", "focal", "viewport")
 # The extra field a per-sub-type mesh reads (1-based, as PASCAL3D+'s cad_index).
 SUBTYPE_FIELD = "cad_index"
+# The extra field a shared multi-category run reads (0-based index into ``config.categories``); it
+# selects the image's neural mesh from the stacked meshes as ``cad_index`` does for sub-types.
+CATEGORY_FIELD = "category_index"
 #: Batch fields the step uses when present: ``box [B, 4]`` (x0, y0, x1, y1) image pixels, the region
 #: where a vertex may count as visible (the object's box within the image; default: the whole image).
 OPTIONAL_FIELDS = ("box",)
@@ -53,6 +60,10 @@ class StepConfig:
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
+    # Shared multi-category runs: other categories' vertices as negatives, and per-category flip
+    # probabilities (``None``: ``flip_prob`` for every image).
+    cross_category_negatives: bool = False
+    category_flip_probs: tuple[float, ...] | None = None
 
     @classmethod
     def from_config(cls, config) -> StepConfig:
@@ -73,7 +84,31 @@ class StepConfig:
             brightness=float(t.brightness),
             contrast=float(t.contrast),
             saturation=float(t.saturation),
+            cross_category_negatives=bool(t.get("cross_category_negatives", False)),
+            category_flip_probs=_category_flip_probs(config),
         )
+
+
+def _category_flip_probs(config) -> tuple[float, ...] | None:
+    """Per category of a shared run, ``train.flip_prob`` or 0 for ``train.no_flip_categories``."""
+    categories = tuple(config.get("categories", ()) or ())
+    if not categories:
+        return None
+    no_flip = set(config.train.get("no_flip_categories", ()) or ())
+    unknown = sorted(no_flip - set(categories))
+    if unknown:
+        raise ValueError(
+            f"config.train.no_flip_categories: {unknown} not in config.categories {list(categories)}"
+        )
+    return tuple(0.0 if c in no_flip else float(config.train.flip_prob) for c in categories)
+
+
+def stack_index(batch: dict) -> jax.Array:
+    """``[B]`` int32 0-based index into a stacked neural mesh: the batch's ``category_index`` (shared
+    multi-category run) or ``cad_index - 1`` (per-sub-type meshes)."""
+    if CATEGORY_FIELD in batch:
+        return jnp.asarray(batch[CATEGORY_FIELD]).astype(jnp.int32)
+    return jnp.asarray(batch[SUBTYPE_FIELD]).astype(jnp.int32) - 1
 
 
 def views(state_mesh, batch: dict, cfg: StepConfig):
@@ -107,20 +142,58 @@ def views(state_mesh, batch: dict, cfg: StepConfig):
     )(cams, jnp.asarray(boxes, jnp.float32), state_mesh.vertices, state_mesh.faces)
 
 
-def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm) -> dict:
-    """Random flips and colour jitter; returns the batch with ``image`` as float32 in [0, 255]."""
+def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm, shard=None) -> dict:
+    """Random flips and colour jitter; returns the batch with ``image`` as float32 in [0, 255].
+
+    ``shard``: inside the sharded step, this device's rows of the global batch (:class:`Shard`):
+    the draws are those of the global batch, so every image gets the same augmentation whatever
+    the device count."""
     b = batch["image"].shape[0]
+    rows = (lambda x: x) if shard is None else shard.rows
+    n = b if shard is None else b * shard.count
     k_flip, k_jit = jax.random.split(key)
     batch = dict(batch, image=batch["image"].astype(jnp.float32))
-    if cfg.flip_prob > 0:
-        flips = jax.random.bernoulli(k_flip, cfg.flip_prob, (b,))
+    if cfg.category_flip_probs is not None and max(cfg.category_flip_probs) > 0:
+        probs = jnp.asarray(cfg.category_flip_probs, jnp.float32)[stack_index(batch)]
+        flips = rows(jax.random.uniform(k_flip, (n,))) < probs  # bernoulli(k_flip, probs), row by row
+        batch = jax.vmap(lambda ex, f: augment.flip_example(ex, f, perm))(batch, flips)
+    elif cfg.category_flip_probs is None and cfg.flip_prob > 0:
+        flips = rows(jax.random.bernoulli(k_flip, cfg.flip_prob, (n,)))
         batch = jax.vmap(lambda ex, f: augment.flip_example(ex, f, perm))(batch, flips)
     if max(cfg.brightness, cfg.contrast, cfg.saturation) > 0:
-        keys = jax.random.split(k_jit, b)
+        keys = rows(jax.random.split(k_jit, n))
         batch["image"] = jax.vmap(
             lambda k, im: augment.colour_jitter(k, im, cfg.brightness, cfg.contrast, cfg.saturation)
         )(keys, batch["image"])
     return batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """This device's place in the sharded step (inside ``shard_map`` over ``axis``): ``count``
+    devices, each holding ``rows_per_device`` consecutive rows of the global batch, in device order.
+    Every cross-device sum is :func:`nemo_jax.train.parallel.ordered_sum` (fixed order)."""
+
+    count: int
+    rows_per_device: int
+    axis: str = parallel.DATA_AXIS
+
+    def rows(self, x: jax.Array) -> jax.Array:
+        """This device's rows of a global-batch array ``[count * rows_per_device, ...]``."""
+        start = jax.lax.axis_index(self.axis) * self.rows_per_device
+        return jax.lax.dynamic_slice_in_dim(x, start, self.rows_per_device, axis=0)
+
+    def total(self, x: jax.Array) -> jax.Array:
+        return parallel.ordered_sum(x, self.axis)
+
+    def total_tree(self, tree):
+        """:meth:`total` of every leaf, with one all-gather for the whole tree."""
+        flat, unravel = ravel_pytree(tree)
+        return unravel(self.total(flat))
+
+    def gather(self, x: jax.Array) -> jax.Array:
+        """The global batch's ``[count * rows, ...]`` from every device's ``[rows, ...]`` (exact)."""
+        return jax.lax.all_gather(x, self.axis, axis=0, tiled=True)
 
 
 def select_fields(batch: dict, fields=BATCH_FIELDS) -> dict:
@@ -135,7 +208,7 @@ def select_fields(batch: dict, fields=BATCH_FIELDS) -> dict:
 
 
 def make_train_step(
-    model, tx: optax.GradientTransformation, cfg: StepConfig, preprocess: Callable, perm=None
+    model, tx: optax.GradientTransformation, cfg: StepConfig, preprocess: Callable, perm=None, mesh=None
 ) -> Callable:
     """Builds ``train_step(state, batch) -> (state, metrics)`` (not jitted; see :func:`jit_step`).
 
@@ -145,64 +218,99 @@ def make_train_step(
       cfg: static step settings.
       preprocess: uint8-range float images ``[B,H,W,3]`` -> normalised network input.
       perm: ``[V]`` mirror permutation of the mesh vertices (only used on precomputed kp2d/visible).
+      mesh: a data mesh (:func:`nemo_jax.train.parallel.data_mesh`): the step runs under
+        ``shard_map``, each device on its rows of the batch, and every cross-device sum (batch
+        statistics, loss normalisers, gradient, memory-bank update) is a fixed-order
+        :func:`nemo_jax.train.parallel.ordered_sum`, so the sums' rounding does not depend on how the
+        devices are spread over processes. The model's batch normalisation must be
+        :class:`nemo_jax.models.layers.BatchNorm` (every backbone's is) for its statistics to span
+        the devices; a plain ``flax.linen.BatchNorm`` would see only its device's rows. ``None``:
+        one function of the whole batch (one device, or partitioned by XLA under :func:`jit_step`
+        with shardings).
 
     With a per-sub-type mesh (``state.mesh.vertices [S, V, 3]``, :mod:`nemo_jax.mesh.subtypes`), the
     batch also carries ``cad_index`` ``[B]`` (1-based): each image is projected with, scored against
-    and updates the bank and clutter queue of its own sub-type; one backbone serves all.
+    and updates the bank and clutter queue of its own sub-type; one backbone serves all. A shared
+    multi-category run stacks one mesh per category the same way and the batch carries
+    ``category_index`` ``[B]`` (0-based); with ``cfg.cross_category_negatives`` the other
+    categories' (real) vertex features are negatives too.
 
     A step whose loss, gradient or updated parameters are not finite leaves the state unchanged
     (except ``step`` and ``rng``) and reports ``finite = False``; the training loop stops on it.
     """
     perm = None if perm is None else jnp.asarray(np.asarray(perm), jnp.int32)
 
-    def train_step(state: TrainState, batch: dict):
+    def train_step(state: TrainState, batch: dict, shard: Shard | None = None):
+        total = None if shard is None else shard.total
+        gather = (lambda x: x) if shard is None else shard.gather
         rng, k_aug, k_clutter = jax.random.split(state.rng, 3)
-        batch = augment_batch(k_aug, batch, cfg, perm)
+        batch = augment_batch(k_aug, batch, cfg, perm, shard)
         stacked = subtypes.is_stacked(state.mesh)
         if stacked:  # static: one mesh, bank and clutter queue per image, chosen by its sub-type
-            subtype = jnp.asarray(batch[SUBTYPE_FIELD]).astype(jnp.int32) - 1  # [B]
+            subtype = stack_index(batch)  # [B]
             mesh = subtypes.select_subtype(state.mesh, subtype)
             bank_mask = subtypes.vertex_mask(mesh.faces, mesh.vertices.shape[1])
         else:
             mesh, bank_mask = state.mesh, None
+        other_bank = other_mask = None
+        if cfg.cross_category_negatives:
+            if not stacked:
+                raise ValueError("cross_category_negatives needs a run of several categories")
+            n_mesh, n_vert = state.mesh.vertices.shape[:2]
+            other_bank = state.mesh.features.reshape(n_mesh * n_vert, -1)
+            real = subtypes.vertex_mask(state.mesh.faces, n_vert)  # [C, V]
+            owner = jnp.arange(n_mesh)[:, None]
+            other_mask = (real[None] & (owner[None] != subtype[:, None, None])).reshape(-1, n_mesh * n_vert)
         view = views(mesh, batch, cfg)
         images = preprocess(batch["image"])
         points = feature_coordinates(view.points, cfg.feature_stride)  # [B, V, 2]
         b = images.shape[0]
+        global_b = b if shard is None else b * shard.count
+        clutter_keys = jax.random.split(k_clutter, global_b)
+        clutter_keys = clutter_keys if shard is None else shard.rows(clutter_keys)
 
         def loss_fn(params):
-            feats, updates = model.apply(
-                {"params": params, "batch_stats": state.batch_stats}, images, train=True,
-                mutable=["batch_stats"],
-            )  # fmt: skip
+            stats = contextlib.nullcontext()
+            if shard is not None:
+                stats = layers.batch_stat_mean(lambda x: parallel.ordered_mean(x, shard.axis))
+            with stats:
+                feats, updates = model.apply(
+                    {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+                    mutable=["batch_stats"],
+                )  # fmt: skip
             vfeat = jax.vmap(contrastive.bilinear_sample)(feats, points)
             vfeat = contrastive.unit_samples(vfeat)
             clutter, valid = jax.vmap(
                 lambda k, f, m: contrastive.sample_clutter(k, f, m, cfg.clutter_per_image)
-            )(jax.random.split(k_clutter, b), feats, view.object_mask)
+            )(clutter_keys, feats, view.object_mask)
             loss, aux = contrastive.contrastive_loss(
                 vfeat, view.visible, view.points, mesh.features, mesh.clutter, clutter,
-                valid, bank_mask, temperature=cfg.temperature, distance_thr=cfg.distance_thr,
-                clutter_weight=cfg.clutter_weight, reg_weight=cfg.reg_weight,
+                valid, bank_mask, other_bank, other_mask, temperature=cfg.temperature,
+                distance_thr=cfg.distance_thr, clutter_weight=cfg.clutter_weight, reg_weight=cfg.reg_weight,
+                total=total,
             )  # fmt: skip
             return loss, (aux, updates.get("batch_stats", state.batch_stats), vfeat, clutter)
 
         (loss, (aux, batch_stats, vfeat, clutter)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params
         )
+        if shard is not None:  # this device's shares -> the whole batch's
+            grads = shard.total_tree(grads)
+            loss = total(loss)
+            aux = dict(aux, loss_main=total(aux["loss_main"]), loss_reg=total(aux["loss_reg"]))
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(params))
         vfeat = jax.lax.stop_gradient(vfeat)
-        clutter = jax.lax.stop_gradient(clutter)
+        clutter = gather(jax.lax.stop_gradient(clutter))  # [global B, N, D], in batch order
         if stacked:
             n_sub = state.mesh.features.shape[0]
-            target, count = subtypes.subtype_bank_targets(vfeat, view.visible, subtype, n_sub)
+            target, count = subtypes.subtype_bank_targets(vfeat, view.visible, subtype, n_sub, total)
             features = subtypes.subtype_momentum_update(state.mesh.features, target, count, cfg.momentum)
-            queue = subtypes.push_clutter_by_subtype(state.mesh.clutter, clutter, subtype)
+            queue = subtypes.push_clutter_by_subtype(state.mesh.clutter, clutter, gather(subtype))
         else:
-            target, count = contrastive.bank_targets(vfeat, view.visible)
+            target, count = contrastive.bank_targets(vfeat, view.visible, total)
             features = momentum_update(state.mesh.features, target, count, cfg.momentum)
             queue = push_clutter(state.mesh.clutter, clutter.reshape(-1, clutter.shape[-1]))
         new = state.replace(
@@ -217,14 +325,30 @@ def make_train_step(
             "loss": loss,
             "loss_main": aux["loss_main"],
             "loss_reg": aux["loss_reg"],
-            "visible_per_image": aux["num_visible"] / b,
+            "visible_per_image": aux["num_visible"] / global_b,
             "grad_norm": grad_norm,
             "finite": finite,
-            "render_overflow": jnp.max(view.overflow),
+            "render_overflow": jnp.max(gather(jnp.max(view.overflow)[None])),
         }
         return new, metrics
 
-    return train_step
+    if mesh is None:
+        return train_step
+    count = int(mesh.shape[parallel.DATA_AXIS])
+
+    def sharded_step(state: TrainState, batch: dict):
+        rows = jax.tree.leaves(batch)[0].shape[0]
+        return train_step(state, batch, Shard(count, rows))
+
+    # check_vma=False: the body states its own cross-device sums (ordered_sum); the gradient of
+    # each device's loss share stays that device's until shard.total_tree adds them up.
+    return jax.shard_map(
+        sharded_step,
+        mesh=mesh,
+        in_specs=(PartitionSpec(), PartitionSpec(parallel.DATA_AXIS)),
+        out_specs=(PartitionSpec(), PartitionSpec()),
+        check_vma=False,
+    )
 
 
 def jit_step(train_step: Callable, state_sharding=None, batch_sharding=None) -> Callable:

@@ -9,6 +9,8 @@ from nemo_jax.viz.figures import (
     mesh_overlay,
     occlusion_image,
     occlusion_labels,
+    reliability_diagram,
+    selective_accuracy_curve,
 )
 from nemo_jax.viz.shading import checkerboard, face_normals_camera, overlay, shade
 
@@ -24,5 +26,7 @@ __all__ = [
     "occlusion_image",
     "occlusion_labels",
     "overlay",
+    "reliability_diagram",
+    "selective_accuracy_curve",
     "shade",
 ]

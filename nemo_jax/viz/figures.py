@@ -243,6 +243,88 @@ def accuracy_vs_occlusion(
     return str(path)
 
 
+def _save(fig, path) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+def reliability_diagram(path, confidence, correct, bins: int = 10, title: str = "") -> str:
+    """Reliability diagram as a PNG: per equal-width confidence bin, the accuracy of its images as a
+    bar spanning the bin (blue) with its image count at the foot, the bin's mean confidence (orange
+    dot), the diagonal of perfect calibration (dashed), and the ECE and image count in the title.
+
+    Args:
+      confidence: ``[N]`` in ``[0, 1]``.
+      correct: ``[N]`` bool, e.g. rotation error < pi/6.
+      bins: equal-width bins of ``[0, 1]`` (as :func:`nemo_jax.eval.expected_calibration_error`).
+    """
+    from nemo_jax.eval.metrics import expected_calibration_error, reliability_bins  # noqa: PLC0415
+
+    table = reliability_bins(confidence, correct, bins)
+    fig, ax = plt.subplots(figsize=(4.0, 4.0))
+    filled = [b for b in table if b["n"]]
+    ax.bar(
+        [b["lo"] for b in filled],
+        [b["accuracy"] for b in filled],
+        width=1.0 / bins,
+        align="edge",
+        color="tab:blue",
+        edgecolor="white",
+        label="accuracy",
+    )
+    ax.plot(
+        [b["confidence"] for b in filled],
+        [b["confidence"] for b in filled],
+        "o",
+        color="tab:orange",
+        markersize=4,
+        label="mean confidence",
+    )
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
+    for b in filled:  # the image count at each bin's foot (white on its bar, black where it has none)
+        colour = "white" if b["accuracy"] >= 0.08 else "black"
+        ax.text(b["lo"] + 0.5 / bins, 0.02, str(b["n"]), ha="center", va="bottom", fontsize=7, color=colour)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy (error < pi/6)")
+    ece = expected_calibration_error(confidence, correct, bins)
+    ax.set_title(title or f"ECE {ece:.3f}, {len(np.ravel(confidence))} images, {bins} bins")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def selective_accuracy_curve(path, confidence, correct, title: str = "") -> str:
+    """Accuracy (percent) of the most confident images against the fraction of images kept, as a
+    PNG (:func:`nemo_jax.eval.selective_accuracy`), with the accuracy of all images (dashed grey)
+    and the best any confidence could do, every wrong image ranked last (dotted green).
+
+    Args:
+      confidence: ``[N]`` in ``[0, 1]``.
+      correct: ``[N]`` bool, e.g. rotation error < pi/6.
+    """
+    from nemo_jax.eval.metrics import selective_accuracy  # noqa: PLC0415
+
+    kept, accuracy = selective_accuracy(confidence, correct)
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.plot(100.0 * kept, 100.0 * accuracy, color="tab:blue", label="most confident kept")
+    ax.axhline(100.0 * accuracy[-1], linestyle="--", color="gray", label="all images")
+    _, best = selective_accuracy(np.asarray(correct, np.float64), correct)
+    ax.plot(100.0 * kept, 100.0 * best, ":", color="tab:green", label="wrong images last")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(min(0.0, 100.0 * float(np.min(accuracy))), 101)
+    ax.set_xlabel("images kept (%), most confident first")
+    ax.set_ylabel("Acc@pi/6 (%)")
+    ax.set_title(title or "selective accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 __all__ = [
     "OCCLUSION_CLASSES",
     "OCCLUSION_COLORS",
@@ -252,4 +334,6 @@ __all__ = [
     "mesh_overlay",
     "occlusion_image",
     "occlusion_labels",
+    "reliability_diagram",
+    "selective_accuracy_curve",
 ]

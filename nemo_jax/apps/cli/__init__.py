@@ -32,6 +32,7 @@ COMMANDS = (
     "bench_render",
     "compare_variants",
     "write_fixture_tree",
+    "compare_shared",
 )
 
 

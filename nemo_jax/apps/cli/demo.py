@@ -7,7 +7,8 @@ Builds the synthetic set if absent, trains NeMo (one neural mesh per category) a
 evaluates both on occlusion levels L0-L3, prints the tables and writes --workdir/results.json
 ({"nemo": ..., "baseline": ...}) and figures (--workdir/figures). Configs: --nemo_config and
 --baseline_config (ml_collections files; override fields with --nemo_config.train.steps=100 etc.).
-Each category trains with the NeMo config file's own get_config(category), then the overrides.
+Each category trains with the NeMo config file's own get_config(category), then the overrides; a
+config with ``categories`` (configs/synthetic_all.py) trains one backbone for all --categories.
 """
 
 from __future__ import annotations
@@ -38,11 +39,15 @@ def _main(argv):
     logging.set_verbosity(logging.WARNING)
     start = time.perf_counter()
     categories = [c for c in _CATS.value.split(",") if c]
-    _NEMO.value  # noqa: B018 (loads the file and applies the overrides once, so errors show up now)
+    loaded = _NEMO.value  # loads the file and applies the overrides once, so errors show up now
     holder = flags.FLAGS["nemo_config"]
-    nemo_configs = category_configs(
-        config_flags.get_config_filename(holder), config_flags.get_override_values(holder), progress=False
-    )
+    if loaded.get("categories", ()):  # one backbone for all categories (configs/synthetic_all.py)
+        nemo_configs = loaded
+        nemo_configs.train.progress = False
+    else:
+        nemo_configs = category_configs(
+            config_flags.get_config_filename(holder), config_flags.get_override_values(holder), progress=False
+        )
     results = run_demo(_WORKDIR.value, _DATA.value, categories, nemo_configs, _BASE.value)
     print(print_results_table(results))
     print(

@@ -11,7 +11,8 @@ training crops were (the run's crop_protocol.json, written by training: median b
 principal-point offset over its training set); --fill F instead makes the box's longer side span F
 of the crop's shorter side (needed for runs without crop_protocol.json).
 Writes --out/predictions.json (azimuth, elevation, theta in degrees and radians, the search's
-distance, loss, and flags:
+distance, loss, confidence: an estimate of P(rotation error < pi/6) when the run has a
+calibration.json, made by nemo-jax-evaluate --calibrate on validation images, and flags:
 reasons not to trust a pose, e.g. "box outside image") and one overlay figure per image, all at
 once: a previous --out of this tool is replaced whole, any other non-empty --out is refused. An
 image that cannot be processed (unreadable, a bad box) is reported and skipped; a box naming no

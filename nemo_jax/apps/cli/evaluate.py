@@ -6,6 +6,9 @@
     python tools/evaluate.py ...   (the same)
 
 --workdir is one NeMo training run (config.json + checkpoints/) or a folder of runs, one per category.
+A run of one backbone for several categories (configs/synthetic_all.py) scores every category it
+knows; --category_mode=search infers each image's category as well (lowest loss over every
+category's mesh) and reports the category accuracy beside the pose accuracy.
 A local PASCAL3D+ + OccludedPASCAL3D+ tree is evaluated directly with --manual_dir (the folder holding
 PASCAL3D+_release1.1/ and OccludedPASCAL3D+/, as for nemo-jax-build-data, whose --option KEY=VALUE
 this takes too): what --data_dir lacks is built first. NeMo's protocol: --dataset occluded_pascal3d
@@ -17,6 +20,14 @@ The pose search follows each run's stored inference settings (config.json's "inf
 
 Prints the table, writes the results JSON ({"results": ..., "predictions": ...}) and, with
 --figures DIR, NeMo's Figure 1 for the first image of each level.
+
+Confidence: a run with a calibration.json gives every prediction a "confidence" (an estimate of
+P(rotation error < pi/6)), the results JSON a "confidence" entry (ECE over 10 equal-width bins,
+AUROC) and --figures DIR a reliability diagram and a selective-accuracy curve. --calibrate fits that
+file on the evaluated images, which must be a validation set, not the test images:
+
+    nemo-jax-build-data --dataset synthetic --data_dir val --option seed=1 --option test_per_category=100
+    nemo-jax-evaluate --workdir RUN --data_dir val --calibrate
 """
 
 from __future__ import annotations
@@ -39,9 +50,26 @@ _MANUAL_DIR = flags.DEFINE_string(
 )
 _OPTION = flags.DEFINE_multi_string("option", [], "KEY=VALUE builder option, with --manual_dir (repeatable).")
 _LEVELS = flags.DEFINE_string("levels", "0,1,2,3", "Occlusion levels, e.g. 0,1,2,3.")
-_CATEGORIES = flags.DEFINE_string("categories", "", "Baseline only: comma-separated subset.")
+_CATEGORIES = flags.DEFINE_string(
+    "categories", "", "Comma-separated subset of the categories (baseline, or a run of several categories)."
+)
+_CATEGORY_MODE = flags.DEFINE_enum(
+    "category_mode",
+    "ground_truth",
+    ["ground_truth", "search"],
+    "A run of one backbone for several categories: search each image against its annotated "
+    "category's mesh, or against every category's mesh keeping the lowest loss (the category is "
+    "inferred; the results report its accuracy as category_acc).",
+)
 _JSON = flags.DEFINE_string("json", "", "Write the results JSON here.")
-_FIGURES = flags.DEFINE_string("figures", "", "Folder for Figure 1 PNGs (NeMo).")
+_FIGURES = flags.DEFINE_string(
+    "figures", "", "Folder for Figure 1 PNGs and, with a calibration, the confidence figures (NeMo)."
+)
+_CALIBRATE = flags.DEFINE_bool(
+    "calibrate",
+    False,
+    "NeMo: fit each run's confidence calibration (calibration.json) on these images, a validation set.",
+)
 _INFERENCE = define_inference_overrides()
 _DTYPE = flags.DEFINE_enum(
     "dtype",
@@ -99,6 +127,8 @@ def _main(argv) -> int:
             figures_dir=_FIGURES.value,
             inference_overrides=_INFERENCE(),
             dtype=_DTYPE.value,
+            calibrate=_CALIBRATE.value,
+            category_mode=_CATEGORY_MODE.value,
         )
     except (ValueError, OSError) as err:  # bad input, named by the library
         print(f"evaluate: {err}", file=sys.stderr)
@@ -113,9 +143,38 @@ def _main(argv) -> int:
             f"(their flags are in the results JSON): {shown}{more}",
             file=sys.stderr,
         )
+    _report_confidence(results)
     if json_path:
         output.write_json(json_path, results, indent=1, default=float)
     return 0
+
+
+def _report_confidence(results: dict) -> None:
+    """Prints the confidence's ECE and AUROC, or how to calibrate the runs that have none."""
+    if _METHOD.value != "nemo":
+        return
+    summary = results.get("confidence")
+    if summary is None:
+        from nemo_jax.apps.calibrate import how_to_calibrate
+        from nemo_jax.apps.evaluate import nemo_workdirs
+        from nemo_jax.inference.confidence import load_calibration
+
+        workdir = _WORKDIR.value
+        runs = (
+            [workdir]
+            if os.path.isfile(os.path.join(workdir, "config.json"))
+            else nemo_workdirs(workdir).values()
+        )
+        for run_dir in runs:
+            if load_calibration(run_dir) is None:
+                print(f"note: {how_to_calibrate(run_dir)}", file=sys.stderr)
+        return
+    s = summary["all"]
+    auroc = "n/a (one class only)" if s["auroc"] is None else f"{s['auroc']:.3f}"
+    print(
+        f"confidence for {summary['target']}: ECE {s['ece']:.3f} ({summary['bins']}), "
+        f"AUROC {auroc}, {s['n']} images"
+    )
 
 
 def main():

@@ -1,0 +1,38 @@
+"""NeMo on PASCAL3D+ with ONE backbone for all 12 categories:
+``--config configs/nemo_pascal3d_all.py [--config configs/nemo_pascal3d_all.py:car,bus]``.
+
+One neural mesh (vertex bank + clutter queue) per category, stacked; batches mix categories. NeMo's
+crops differ in size per category, so every crop is pasted at the centre of one common canvas (the
+largest height x the largest width of the chosen categories; padding in ImageNet's mean colour,
+vertices outside the crop never visible; :mod:`nemo_jax.data.canvas`), which keeps one static shape
+and one compilation for every category. Otherwise NeMo's recipe, as ``nemo_pascal3d.py``.
+``--config.train.cross_category_negatives=True`` makes other categories' vertices negatives too.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import common, nemo_pascal3d  # noqa: E402
+from nemo_jax.data.canvas import canvas_size  # noqa: E402
+
+ALL = ",".join(common.CROP_SIZES)
+
+
+def get_config(categories: str = ALL):
+    cats = tuple(x for x in categories.split(",") if x)
+    unknown = [x for x in cats if x not in common.CROP_SIZES]
+    if unknown or not cats:
+        known = sorted(common.CROP_SIZES)
+        raise ValueError(f"nemo_pascal3d_all: unknown categories {unknown}; known: {known}")
+    c = nemo_pascal3d.get_config(cats[0])
+    c.categories = cats
+    c.category = ""  # a shared run: config.categories
+    c.data.image_size = canvas_size([common.CROP_SIZES[x] for x in cats])
+    c.mesh.category_overrides = {}
+    c.train.cross_category_negatives = False
+    c.train.no_flip_categories = ()
+    # NeMo trains ~800 epochs per category; one epoch of all 12 categories is ~12x the images.
+    c.train.steps = 800 * 10 * len(cats)
+    return c
