@@ -172,6 +172,32 @@ def test_estimate_pose_from_files(tiny, tmp_path):
         estimate.estimate_poses(str(tiny / "nemo" / "car"), str(tmp_path), None, str(out), category="chair")
 
 
+def test_estimate_pose_6d_from_files(tiny, tmp_path):
+    """``mode="6d"``: no box; the records add the object's centre (image pixels) and the distance in
+    the image's camera; an unknown mode is an error naming it."""
+    source = data.load("synthetic", "test_l0", str(tiny / "data"))
+    Image.fromarray(source[0]["image"]).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    # A small grid and few steps: plumbing, not accuracy (tests/test_inference_six_d.py measures that).
+    overrides = {"inference.steps": 3, "inference.elevations_deg": (0.0,), "inference.thetas_deg": (0.0,)}
+    records = estimate.estimate_poses(
+        str(tiny / "nemo" / "car"),
+        str(tmp_path),
+        None,
+        str(out),
+        inference_overrides=overrides,
+        mode="6d",
+        distance_factors=(0.8, 1.25),
+    )
+    (record,) = records
+    assert "error" not in record, record
+    assert np.all(np.isfinite(record["centre"])) and len(record["centre"]) == 2
+    assert record["distance"] > 0 and record["distance_image"] > 0
+    assert json.loads((out / "predictions.json").read_text())[0]["centre"] == record["centre"]
+    with pytest.raises(ValueError, match="mode: expected one of 3d, 6d, got '7d'"):
+        estimate.estimate_poses(str(tiny / "nemo" / "car"), str(tmp_path), None, str(out), mode="7d")
+
+
 def test_demo_builds_each_categorys_own_config_then_the_overrides():
     from nemo_jax.apps.demo import category_configs  # noqa: PLC0415
 

@@ -51,6 +51,13 @@ def test_missing_required_flag_is_an_error_naming_it():
     assert result.returncode != 0 and "checkpoint" in result.stderr
 
 
+def test_estimate_pose_unknown_mode_is_an_error_naming_it():
+    result = run_tool(
+        "estimate_pose", "--images", "x", "--category", "car", "--checkpoint", "y", "--mode", "7d"
+    )
+    assert result.returncode != 0 and "--mode" in result.stderr and "6d" in result.stderr
+
+
 def test_write_fixture_tree_writes_a_buildable_tree(tmp_path):
     result = run_tool("write_fixture_tree", "--out", tmp_path / "p3d", "--train", 2, "--val", 1, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -7,6 +7,10 @@ the run's size with the principal point at ``(W / 2, H / 2)`` (pixel-centre coor
 builders' crops). The run's backbone and the pose search then give the viewpoint in the crop's
 camera (focal 3000 px) at the run's ``data.distance`` (the crop's scale stands in for the true one,
 as in NeMo's test protocol).
+
+``mode="6d"``: the box is only rough (or absent). The crop is made as above but ``canvas`` times
+larger around the same point, and the 6D search (:mod:`nemo_jax.inference.six_d`) finds the object's
+position in it and its distance (``distance_factors`` times the run's) besides the angles.
 """
 
 from __future__ import annotations
@@ -26,20 +30,25 @@ from nemo_jax.apps.evaluate import _preprocess
 from nemo_jax.data import crop_protocol
 from nemo_jax.data.pascal3d import crop as crop_image
 from nemo_jax.geometry.camera import feature_coordinates
-from nemo_jax.inference import confidence as confidence_lib
 from nemo_jax.inference import (
+    SixDConfig,
     neural_mesh_inputs,
     run_settings,
     search_config_from_settings,
     search_pose,
+    six_d_pose,
+    size_six_d_tile_budget,
     trust_flags,
 )
+from nemo_jax.inference import confidence as confidence_lib
 from nemo_jax.inference.search import pose_grid
 from nemo_jax.mesh.subtypes import unstack
+from nemo_jax.models.backbone import INPUT_MULTIPLE
 from nemo_jax.train import category_data
 from nemo_jax.train.run import load_run
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+MODES = ("3d", "6d")
 
 
 def crop_to_box(image: np.ndarray, box, size: tuple[int, int], protocol: dict) -> np.ndarray:
@@ -123,6 +132,9 @@ def estimate_poses(
     boxes_source: str = "boxes",
     log=None,
     inference_overrides: dict | None = None,
+    mode: str = "3d",
+    canvas: float = 1.5,
+    distance_factors: tuple[float, ...] = (0.7, 0.85, 1.0, 1.2, 1.4),
 ) -> list[dict]:
     """Predicts the viewpoint of every image in ``images_dir``; writes ``out_dir/predictions.json``
     (and Figure-1-style overlays). ``boxes``: ``{file name: [x0, y0, x1, y1]}`` in the usual corner
@@ -142,11 +154,30 @@ def estimate_poses(
     that could not be processed (unreadable, a bad box, non-finite features), only ``image`` and
     ``error``: it is reported through ``log`` and skipped, the others are kept.
 
+    ``mode``: ``"3d"`` (NeMo's protocol: the box fixes the object's centre and scale) or ``"6d"``:
+    the crop is ``canvas`` (>= 1) times the run's crop size around the same point (rounded up to
+    the backbone's input multiple), and the object's
+    position and distance are searched as well (coarse distances: ``distance_factors`` times the
+    run's); the records then also hold ``centre`` (the image of the CAD origin, image pixels in the
+    boxes' corner convention) and ``distance_image`` (the distance for a focal length of 3000 pixels
+    of the input image, PASCAL3D+'s convention; ``distance`` is the crop camera's, as in ``"3d"``).
+
     All or nothing: the output is written into a scratch folder beside ``out_dir`` and renamed into
     place at the end, replacing a previous ``out_dir`` of this tool whole (one holding a
     ``predictions.json``); any other non-empty ``out_dir`` is refused before the work.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    factors = np.asarray(distance_factors, np.float64)
+    if mode == "6d" and not (
+        factors.ndim == 1 and factors.size and np.all(np.isfinite(factors) & (factors > 0))
+    ):
+        raise ValueError(f"distance_factors: expected positive numbers, got {list(distance_factors)}")
+    if mode == "6d" and not (np.isfinite(canvas) and canvas >= 1):
+        raise ValueError(
+            f"canvas: expected a number >= 1 (the searched crop over the run's crop size), got {canvas}"
+        )
     out_dir = os.path.abspath(out_dir)
     check_out_dir(out_dir)
     names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
@@ -187,8 +218,14 @@ def estimate_poses(
     focal_px = 3000.0 / stride  # NeMo's focal 1 x viewport 3000 image pixels, at feature resolution
     principal_px = np.array([size[1] / 2, size[0] / 2])  # crop_protocol's principal point
     principal = feature_coordinates(principal_px, stride)
-    calibration = confidence_lib.load_calibration(run_dir)
-    if calibration is None:
+    canvas_size = size
+    if mode == "6d":  # the searched crop, centred where the run's crop would be
+        canvas_size = tuple(int(np.ceil(canvas * s / INPUT_MULTIPLE)) * INPUT_MULTIPLE for s in size)
+        principal_px = np.array([canvas_size[1] / 2, canvas_size[0] / 2])
+        principal = feature_coordinates(principal_px, stride)
+    # The calibration maps the centred (3d) search's outputs; 6d records carry no confidence yet.
+    calibration = confidence_lib.load_calibration(run_dir) if mode == "3d" else None
+    if calibration is None and mode == "3d":
         log(f"note: {how_to_calibrate(run_dir)}")
     records, search_config = [], None
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
@@ -206,14 +243,20 @@ def estimate_poses(
                 else:
                     box = [0.0, 0.0, float(image.shape[1]), float(image.shape[0])]
                 # corner convention -> pixel-centre coordinates (pixel (i, j) centred at (j, i))
-                crop = crop_to_box(image, [v - 0.5 for v in box], size, protocol)
+                scale, x0, y0 = crop_protocol.crop_for_box([v - 0.5 for v in box], size, protocol)
+                x0, y0 = x0 - (canvas_size[1] - size[1]) / 2, y0 - (canvas_size[0] - size[0]) / 2
+                crop = crop_image(Image.fromarray(image), x0, y0, scale, canvas_size)
                 observed = model.apply(variables, _preprocess(crop[None]), train=False)
                 if search_config is None:
                     search_config = search_config_from_settings(
                         settings, mesh, observed.shape[1:3], focal_px, principal, distance, where=run_dir
                     )
+                    if mode == "6d":
+                        search_config = _six_d_config(
+                            search_config, mesh, focal_px, distance, distance_factors, size, stride
+                        )
                 inputs = neural_mesh_inputs(mesh, observed, focal_px, principal, distance)
-                result = search_pose(inputs, search_config)
+                result = (six_d_pose if mode == "6d" else search_pose)(inputs, search_config)
             except ValueError as err:
                 log(f"warning: {name}: skipped ({err})")
                 records.append({"image": name, "error": str(err)})
@@ -230,6 +273,13 @@ def estimate_poses(
                 "loss": float(np.asarray(result.loss)[0]),
                 "flags": flags,
             }
+            if mode == "6d":
+                found_px = np.asarray(result.principal)[0] * stride + (stride - 1) / 2  # crop pixels
+                record["centre"] = [
+                    float((found_px[0] + x0) / scale + 0.5),
+                    float((found_px[1] + y0) / scale + 0.5),
+                ]
+                record["distance_image"] = predicted_distance * scale
             if calibration is not None:
                 outputs = confidence_lib.batch_outputs(result, pose_grid(search_config), calibration)
                 record["confidence"] = float(outputs["confidence"][0])
@@ -246,7 +296,7 @@ def estimate_poses(
                     np.asarray(mesh.faces),
                     (pose["azimuth"], pose["elevation"], pose["theta"], predicted_distance),
                     3000.0,  # focal in crop (image) pixels
-                    principal_px,
+                    found_px if mode == "6d" else principal_px,
                     np.asarray(result.occluder)[0],
                     np.asarray(result.object_mask)[0],
                     title=f"{name}: loss {record['loss']:.3f}" + (f" ({', '.join(flags)})" if flags else ""),
@@ -274,3 +324,18 @@ def check_out_dir(out_dir: str) -> None:
             f"--out {out_dir}: holds files that are not an earlier output of estimate_pose "
             f"(no {PREDICTIONS}); refusing to replace it, choose another --out"
         )
+
+
+def _six_d_config(search, mesh, focal_px, distance, distance_factors, crop_size, stride) -> SixDConfig:
+    """The 6D search for ``search`` (the pose search's config at the searched crop's feature size):
+    candidate peaks smoothed over about a sixth of the run's crop (``crop_size`` ``(H, W)`` image
+    pixels, feature ``stride``), suppressed within a third of it; the tile budget sized for the
+    nearest coarse distance."""
+    cells = min(crop_size) / stride
+    config = SixDConfig(
+        search=search,
+        distance_factors=tuple(distance_factors),
+        smooth_px=max(1.0, cells / 6),
+        nms_radius_px=max(2.0, cells / 3),
+    )
+    return size_six_d_tile_budget(mesh.vertices, mesh.faces, focal_px, distance, config)

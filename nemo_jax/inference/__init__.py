@@ -8,6 +8,7 @@ Modules:
   subtype:   one mesh per CAD sub-type: the ground-truth sub-type's mesh, or all searched (vmap).
   parametrization: what the refinement optimises (NeMo's camera position C + theta, or the angles).
   settings:  the configs' ``inference`` section and its map to a SearchConfig.
+  six_d:     6D search: the object's 2D position and distance as well as its rotation.
 """
 
 from nemo_jax.inference.category import bucketed_search_inputs, neural_mesh_inputs, search_config_for
@@ -32,6 +33,15 @@ from nemo_jax.inference.search import (
     trust_flags,
 )
 from nemo_jax.inference.settings import default_settings, run_settings, search_config_from_settings
+from nemo_jax.inference.six_d import (
+    SixDConfig,
+    SixDResult,
+    candidate_centres,
+    six_d_batch_unchecked,
+    six_d_pose,
+    six_d_single,
+    size_six_d_tile_budget,
+)
 from nemo_jax.inference.subtype import SUBTYPE_MODES, search_subtypes, stacked_search_setup
 
 __all__ = [
@@ -41,8 +51,11 @@ __all__ = [
     "PoseResult",
     "SearchConfig",
     "SUBTYPE_MODES",
+    "SixDConfig",
+    "SixDResult",
     "SearchInputs",
     "bucketed_search_inputs",
+    "candidate_centres",
     "clutter_similarity",
     "default_settings",
     "loss_landscape",
@@ -62,6 +75,10 @@ __all__ = [
     "search_single",
     "search_subtypes",
     "similarity_table",
+    "six_d_batch_unchecked",
+    "six_d_pose",
+    "six_d_single",
+    "size_six_d_tile_budget",
     "size_tile_budget",
     "stacked_search_setup",
     "trust_flags",

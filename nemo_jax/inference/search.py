@@ -253,22 +253,29 @@ def refine_step(loss_fn, optimizer: optax.GradientTransformation, config: Search
       optimizer: :func:`refine_optimizer`'s.
       config: static; ``config.parametrization`` says what ``params`` hold; with ``"angles"`` the
         distance is updated only if ``config.optimize_distance``.
-      params: ``[K, 4]`` refinement parameters (:func:`nemo_jax.inference.parametrization.to_parameters`
+      params: ``[K, 4 + E]`` refinement parameters (:func:`nemo_jax.inference.parametrization.to_parameters`
         of the poses): for ``"angles"`` the poses themselves (azimuth, elevation, theta in RADIANS,
-        distance); for ``"camera_position"`` (C_x, C_y, C_z, theta).
+        distance); for ``"camera_position"`` (C_x, C_y, C_z, theta). ``E`` extra trailing
+        parameters (0 here; 2 in :mod:`nemo_jax.inference.six_d`, the principal point) reach
+        ``loss_fn`` unchanged after the pose's four and are always optimised.
       opt_state: the optimiser's state for ``params``.
 
     Returns:
-      ``(new_params [K, 4], new_state, loss [K], overflow [K], finite [K] bool)``: the losses are at
-      the INPUT parameters; a start with a non-finite loss or gradient gets a zero gradient
+      ``(new_params [K, 4 + E], new_state, loss [K], overflow [K], finite [K] bool)``: the losses are
+      at the INPUT parameters; a start with a non-finite loss or gradient gets a zero gradient
       (``finite`` says which).
     """
     parametrization = config.parametrization
+    extra = [1.0] * (params.shape[-1] - 4)
     if parametrization == "camera_position":  # C moves freely (and with it the distance), as in NeMo
-        grad_mask = jnp.ones(4, params.dtype)
+        grad_mask = jnp.array([1.0] * 4 + extra, params.dtype)
     else:
-        grad_mask = jnp.array([1.0, 1.0, 1.0, 1.0 if config.optimize_distance else 0.0], params.dtype)
-    value_and_grad = jax.value_and_grad(lambda x: loss_fn(to_pose(x, parametrization)), has_aux=True)
+        grad_mask = jnp.array([1.0, 1.0, 1.0, 1.0 if config.optimize_distance else 0.0] + extra, params.dtype)
+
+    def pose_of(x):
+        return jnp.concatenate([to_pose(x[:4], parametrization), x[4:]])
+
+    value_and_grad = jax.value_and_grad(lambda x: loss_fn(pose_of(x)), has_aux=True)
     (loss, overflow), grads = jax.vmap(value_and_grad)(params)
     finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grads), axis=-1)
     grads = jnp.where(finite[:, None], grads, 0.0) * grad_mask

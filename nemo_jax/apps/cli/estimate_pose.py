@@ -2,7 +2,7 @@
 
     nemo-jax-estimate-pose --images DIR --category car --checkpoint RUNS/car \
         [--boxes boxes.json] [--out out/poses] [--fill F] [--distance D] \
-        [--config.inference.parametrization=camera_position]
+        [--config.inference.parametrization=camera_position] [--mode 6d [--canvas 1.5]]
 
 --checkpoint is a NeMo training run (nemo-jax-train's --workdir) for --category. --boxes is a JSON
 file {image file name: [x0, y0, x1, y1]} in pixels, the image's top-left corner at (0, 0) (the whole
@@ -20,6 +20,11 @@ image in --images is an error.
 The pose search follows the run's stored inference settings; --config.inference.KEY=VALUE changes
 them (keys: nemo_jax.inference.settings), e.g. --config.inference.parametrization=camera_position
 lets the distance move (NeMo's refinement).
+--mode 6d: the box is only rough (or absent): a crop --canvas times the run's crop size around it is
+searched for the object's position and distance (--distance_factors times the run's) besides the
+angles (nemo_jax.inference.six_d); predictions.json then also holds "centre" (x, y: the image of the
+object's CAD origin, image pixels, the boxes' convention) and "distance_image" (the distance for a
+focal length of 3000 pixels of the input image, as PASCAL3D+ annotates it).
 """
 
 from __future__ import annotations
@@ -45,6 +50,13 @@ _DISTANCE = flags.DEFINE_float(
     "distance", None, "Render distance (CAD units); default: the run's data.distance."
 )
 _NO_FIGURES = flags.DEFINE_bool("no_figures", False, "Write predictions.json only.")
+_MODE = flags.DEFINE_enum(
+    "mode", "3d", ["3d", "6d"], "3d: the box gives the centre and scale (NeMo); 6d: they are searched."
+)
+_CANVAS = flags.DEFINE_float("canvas", 1.5, "--mode 6d: searched crop size / the run's crop size (>= 1).")
+_DISTANCE_FACTORS = flags.DEFINE_list(
+    "distance_factors", "0.7,0.85,1,1.2,1.4", "--mode 6d: coarse distances, multiples of the run's."
+)
 _INFERENCE = define_inference_overrides()
 flags.mark_flags_as_required(["images", "category", "checkpoint"])
 
@@ -54,6 +66,10 @@ def _main(argv) -> int:
     from nemo_jax.apps.estimate import estimate_poses, load_boxes
 
     try:
+        try:
+            factors = tuple(float(v) for v in _DISTANCE_FACTORS.value)
+        except ValueError:
+            raise ValueError(f"--distance_factors: expected numbers, got {_DISTANCE_FACTORS.value}") from None
         boxes = load_boxes(_BOXES.value) if _BOXES.value else None
         records = estimate_poses(
             _CHECKPOINT.value,
@@ -66,6 +82,9 @@ def _main(argv) -> int:
             _CATEGORY.value,
             boxes_source=_BOXES.value or "--boxes",
             inference_overrides=_INFERENCE(),
+            mode=_MODE.value,
+            canvas=_CANVAS.value,
+            distance_factors=factors,
         )
     except (ValueError, OSError) as err:  # bad input named by the library; nothing was written
         print(f"estimate_pose: {err}", file=sys.stderr)
@@ -75,9 +94,11 @@ def _main(argv) -> int:
             print(f"{r['image']}: skipped ({r['error']})")
             continue
         flags = f"  NOT TRUSTED: {', '.join(r['flags'])}" if r["flags"] else ""
+        centre = f"  centre ({r['centre'][0]:.1f}, {r['centre'][1]:.1f}) px" if "centre" in r else ""
         print(
             f"{r['image']}: azimuth {r['azimuth_deg']:.1f}  elevation {r['elevation_deg']:.1f}  "
-            f"theta {r['theta_deg']:.1f} deg  distance {r['distance']:.3g}  loss {r['loss']:.3f}{flags}"
+            f"theta {r['theta_deg']:.1f} deg  distance {r['distance']:.3g}{centre}  "
+            f"loss {r['loss']:.3f}{flags}"
         )
     skipped = sum("error" in r for r in records)
     print(
