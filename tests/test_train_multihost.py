@@ -159,15 +159,10 @@ def test_two_processes_equal_one_process_four_devices(two_process_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="not yet verified: a restored state is now placed on both processes without a cross-host "
-    "device_put (parallel.replicate), and both processes restore checkpoint 4, but the two "
-    "verification runs (2-core Intel Xeon VM shared with other jobs, jax 0.10.2, 2026-12-01) "
-    "died at gloo's 30 s context initialisation of the first collective, the fresh start of the "
-    "run to be killed included; not strict until a run on an idle machine settles it",
-)
 def test_sigkill_one_process_then_restart_resumes_exactly(two_process_run):
+    """Issue 14: SIGKILL one of two processes after checkpoint 4, restart both: the run resumes (a
+    restored state is replicated process by process, parallel.replicate) and ends with the
+    uninterrupted run's parameters."""
     base, _ = two_process_run
     killed = base / "killed"
     procs = _launch(killed, base / "cache", 2, 2)
