@@ -19,12 +19,11 @@ from nemo_jax.data.pascal3d import Pascal3DOptions  # noqa: E402
 
 SHRINK = 8
 #: Train-step time model on a 2-core CPU at batch 16, tiny backbone, NeMo's ~1,000-vertex cuboid:
-#: ``STEP_S + PIXEL_S * H * W`` seconds (tools/bench_train.py on a loaded 2-core Intel Xeon VM, jax
-#: 0.10.2, 2026-11-30: car 32 x 96 and boat 64 x 160 crops, timed against configs/synthetic_cpu.py on
-#: the same machine and scaled by that config's 118 images/s, measured unloaded on a 2-core AMD EPYC
-#: VM). An estimate: no full-length run was timed on idle cores. The contrastive loss
-#: over ~1,000 vertices, not the pixels, dominates at this size.
-STEP_S, PIXEL_S = 0.578, 6.23e-5
+#: ``STEP_S + PIXEL_S * H * W`` seconds, fitted to two full runs on idle cores (2-core Intel Xeon VM,
+#: jax 0.10.2, 2026-12-01; steady-state step times of tools/train.py on the fixture tree's car,
+#: 32 x 96 crops, 0.242 s, and boat, 64 x 160, 0.340 s). The contrastive loss over ~1,000
+#: vertices, not the pixels, dominates at this size.
+STEP_S, PIXEL_S = 0.2006, 1.36e-5
 #: Training seconds the step count is sized for (10 minutes minus compilation and the evaluation).
 TRAIN_BUDGET_S = 500.0
 
@@ -43,7 +42,7 @@ def get_config(category: str = "car"):
     c.model.feature_dim = 64
     c.model.stride = 4  # car 32 x 96 crops: an 8 x 24 feature map
     h, w = c.data.image_size
-    c.train.steps = int(TRAIN_BUDGET_S / (STEP_S + PIXEL_S * h * w)) // 50 * 50  # car 600, boat 400
+    c.train.steps = int(TRAIN_BUDGET_S / (STEP_S + PIXEL_S * h * w)) // 50 * 50  # car 2050, boat 1450
     c.train.batch_size = 16
     # A from-scratch tiny backbone in a few hundred steps needs a larger rate than NeMo's 1e-4;
     # cosine to 1 % of it (no ~1e-6 tail: the last quarter stays above 3e-5).

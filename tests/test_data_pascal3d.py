@@ -460,7 +460,7 @@ def test_cpu_recipe_config_matches_the_shrunk_build(built):
         shrink = int(c.data.shrink)
         assert tuple(c.data.image_size) == pascal3d.Pascal3DOptions(shrink=shrink).crop_size(category)
         assert c.data.distance == 5.0 * shrink and c.data.name == "pascal3d"
-        assert c.train.flip_prob == 0 and 200 <= c.train.steps <= 800
+        assert c.train.flip_prob == 0 and 1000 <= c.train.steps <= 2500
     config = pascal3d_cpu.get_config("car")
     config.data.data_dir = data_dir
     train, held = build_sources(config, None, None, None)
