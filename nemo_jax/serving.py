@@ -4,6 +4,7 @@ needs the ``flatbuffers`` package); imports nothing else from nemo_jax, so this 
 import hashlib
 import json
 import zipfile
+import zlib
 
 import jax
 import numpy as np
@@ -13,15 +14,16 @@ def load(path):
     """``estimate(images)`` of the artifact at ``path``: uint8 ``[B, H, W, 3]`` crops of its size ->
     dict of numpy arrays (``azimuth``, ``elevation``, ``theta`` in radians, ``distance``, ``loss``,
     ``confidence``, ``occluder``, ``object_mask``); ``ValueError`` naming the file (and member)."""
-    try:
+    name, members = "manifest.json", {}
+    try:  # a damaged deflate stream raises zlib.error rather than a CRC error
         with zipfile.ZipFile(path) as zf:
-            manifest = json.loads(zf.read("manifest.json"))
+            manifest = json.loads(zf.read(name))
             digests = dict(manifest["sha256"])
-            members = {
-                name: zf.read(name) for name in sorted({*digests, "metadata.json", "estimator.stablehlo"})
-            }
-    except (zipfile.BadZipFile, KeyError, TypeError, ValueError, EOFError, OSError) as err:
-        raise ValueError(f"{path}: not a complete nemo_jax export ({type(err).__name__}: {err})") from None
+            for name in sorted({*digests, "metadata.json", "estimator.stablehlo"}):
+                members[name] = zf.read(name)
+    except (zipfile.BadZipFile, zlib.error, KeyError, TypeError, ValueError, EOFError, OSError) as err:
+        why = f"{name}: {type(err).__name__}: {err}"
+        raise ValueError(f"{path}: not a complete nemo_jax export ({why})") from None
     if manifest.get("format") != "nemo_jax.export/1":
         raise ValueError(f"{path}: format {manifest.get('format')!r}; this loader reads 'nemo_jax.export/1'")
     for name, payload in members.items():

@@ -298,17 +298,20 @@ def test_corrupt_or_truncated_artifact_is_refused_by_name(small_artifact, tmp_pa
             dst.writestr(name, payload.replace(b"nemo_jax.export/1", b"nemo_jax.export/2"))
     with pytest.raises(ValueError, match=r"future.nemo: format 'nemo_jax.export/2'; this loader reads"):
         serving.load(str(future))
-    # A flipped byte inside a member's stored data: the zip's own CRC-32 check names the member.
+    # A flipped byte inside a member's stored data: the zip's CRC-32 check or, when the byte breaks
+    # the deflate stream itself, zlib's error; either way the member is named.
     with zipfile.ZipFile(small_artifact) as zf:
         info = zf.getinfo(export.ESTIMATOR)
-    raw = bytearray(blob)
-    raw[info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2] ^= 0xFF
-    flipped = tmp_path / "flipped.nemo"
-    flipped.write_bytes(bytes(raw))
-    with pytest.raises(
-        ValueError, match=r"flipped.nemo: not a complete nemo_jax export .*estimator.stablehlo"
-    ):
-        serving.load(str(flipped))
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for fraction in (0.0, 0.1, 0.3, 0.5, 0.7, 0.9):  # 0.0: the deflate header, a zlib.error
+        raw = bytearray(blob)
+        raw[start + int(info.compress_size * fraction)] ^= 0xFF
+        flipped = tmp_path / "flipped.nemo"
+        flipped.write_bytes(bytes(raw))
+        with pytest.raises(
+            ValueError, match=r"flipped.nemo: not a complete nemo_jax export .*estimator.stablehlo"
+        ):
+            serving.load(str(flipped))
 
 
 def test_unknown_category_and_missing_calibration_are_refused(tmp_path):
