@@ -364,11 +364,16 @@ def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
         object_mask=mask,
         overflow=jnp.maximum(overflow, jnp.max(final_overflow)).astype(jnp.int32),
         steps=jnp.where(use_start, 0, moved)[winner],
-        null_loss=nemo_loss(jnp.zeros_like(clutter_sim), clutter_sim),
-        feature_spread=jnp.max(
-            jnp.linalg.norm(inputs.observed - jnp.mean(inputs.observed, axis=(0, 1)), axis=-1)
-        ),
+        **trust_diagnostics(inputs, clutter_sim),
     )
+
+
+def trust_diagnostics(inputs: SearchInputs, clutter_sim: jax.Array) -> dict:
+    """The result fields :func:`trust_flags` reads, for one image: ``null_loss`` (the objective
+    with nothing rendered, every cell explained by clutter; ``clutter_sim [h, w]``) and
+    ``feature_spread`` (the largest distance of an observed feature from their mean)."""
+    spread = jnp.linalg.norm(inputs.observed - jnp.mean(inputs.observed, axis=(0, 1)), axis=-1)
+    return dict(null_loss=nemo_loss(jnp.zeros_like(clutter_sim), clutter_sim), feature_spread=jnp.max(spread))
 
 
 @functools.partial(jax.jit, static_argnames="config")

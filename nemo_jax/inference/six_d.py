@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nemo_jax.inference.objective import clutter_similarity, nemo_loss, similarity_table
+from nemo_jax.inference.objective import clutter_similarity, similarity_table
 from nemo_jax.inference.parametrization import to_parameters, to_pose
 from nemo_jax.inference.search import (
     BATCH_AXES,
@@ -53,6 +53,7 @@ from nemo_jax.inference.search import (
     refine_optimizer,
     refine_step,
     size_tile_budget,
+    trust_diagnostics,
 )
 
 
@@ -278,10 +279,7 @@ def six_d_single(inputs: SearchInputs, config: SixDConfig) -> SixDResult:
         object_mask=mask,
         overflow=jnp.maximum(overflow, jnp.max(final_overflow)).astype(jnp.int32),
         steps=jnp.where(use_start, 0, moved)[winner],
-        null_loss=nemo_loss(jnp.zeros_like(clutter_sim), clutter_sim),
-        feature_spread=jnp.max(
-            jnp.linalg.norm(inputs.observed - jnp.mean(inputs.observed, axis=(0, 1)), axis=-1)
-        ),
+        **trust_diagnostics(inputs, clutter_sim),
     )
 
 
