@@ -103,6 +103,24 @@ def test_features_shape_unit_norm_and_batch_stats(tiny):
     assert float(jnp.mean(jnp.sum(f_other * f_eval, -1))) < 0.999
 
 
+def test_l2_normalize_matches_torch_and_has_no_gradient_blowup_at_zero():
+    """A feature cell that the ReLU head switches off (all zero) must not produce torch's 1e12
+    gradient (it made the first step's gradient norm 1.5e11 on the smoke config)."""
+    x = jnp.array([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1e-3, 0.0, -2e-3]])
+    y = models.l2_normalize(x)
+    np.testing.assert_allclose(y[0], [0.6, 0.8, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(y[1], 0.0)
+    np.testing.assert_allclose(np.linalg.norm(y[2]), 1.0, rtol=1e-6)
+    w = jnp.array([0.3, -0.5, 0.7])
+    g = jax.grad(lambda x: jnp.sum(models.l2_normalize(x) @ w))(x)
+    np.testing.assert_array_equal(g[1], 0.0)
+    # elsewhere the gradient is (I - y y^T) w / ||x||, the analytic one
+    for i in (0, 2):
+        n = np.linalg.norm(np.asarray(x[i]))
+        want = (np.asarray(w) - np.asarray(y[i]) * float(y[i] @ w)) / n
+        np.testing.assert_allclose(g[i], want, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "name,width,trunk_channels,head_widths",
     [

@@ -54,9 +54,18 @@ class UNetHead(nn.Module):
 
 
 def l2_normalize(x: jnp.ndarray, axis: int = -1, eps: float = 1e-12) -> jnp.ndarray:
-    """``x / max(||x||, eps)`` along ``axis`` (torch ``F.normalize``)."""
+    """``x / ||x||`` along ``axis``; a vector with ``||x|| <= eps`` maps to zero, with zero gradient.
+
+    torch's ``F.normalize`` returns ``x / max(||x||, eps)`` there, whose gradient at a zero vector
+    is ``1 / eps = 1e12``: a feature cell the ReLU head switches off entirely (all channels zero,
+    and the projection's bias starts at zero) then yields a gradient norm of ~1e11 on the first
+    step, which fills Adam's second moment for the projection bias and turns rounding differences
+    into visible ones. Here such a cell contributes nothing, forward or backward; for every other
+    cell the value and gradient are torch's.
+    """
     sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-    return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
+    ok = sq > eps * eps
+    return jnp.where(ok, x * jax.lax.rsqrt(jnp.where(ok, sq, 1.0)), 0.0).astype(x.dtype)
 
 
 class FeatureExtractor(nn.Module):
