@@ -27,7 +27,8 @@ def compare_precision(
     the validation ``levels``. Returns per dtype the Acc@pi/6, Acc@pi/18 and median error per level,
     the train images/s of the last logged window, the evaluation seconds (backbone + search, after a
     compiling pass over the first level), plus the bf16 / f32 speed ratios, the accuracy differences
-    in points and the environment. ``log`` receives each dtype's record as it is done."""
+    in points (bf16-trained vs f32-trained, and the f32-trained weights run with a bf16 backbone
+    at inference vs in f32: ``acc_pi6_diff_points_inference_only``) and the environment. ``log`` receives each dtype's record as it is done."""
     from nemo_jax import data  # noqa: PLC0415
     from nemo_jax import eval as eval_lib  # noqa: PLC0415
     from nemo_jax.apps import bench  # noqa: PLC0415
@@ -73,11 +74,23 @@ def compare_precision(
             "final_loss": metrics.get("loss"),
         }
         log({dtype: result[dtype]})
+        if dtype == "float32" and "bfloat16" in dtypes:
+            # the same float32-trained weights with a bf16 backbone at inference only: the
+            # precision's own effect on the pose, without a second training run's noise
+            records = nemo_records(workdir, "synthetic", val, levels=levels, dtype="bfloat16")
+            result["float32_trained_bfloat16_inference"] = {
+                "levels": eval_lib.evaluate_records(records)["results"][category]
+            }
+            log({"float32_trained_bfloat16_inference": result["float32_trained_bfloat16_inference"]})
     if {"float32", "bfloat16"} <= set(result):
         f32, bf16 = result["float32"], result["bfloat16"]
         result["bf16_over_f32_train_speed"] = bf16["train_images_per_s"] / f32["train_images_per_s"]
         result["bf16_over_f32_eval_speed"] = f32["eval_wall_s"] / bf16["eval_wall_s"]
         result["acc_pi6_diff_points"] = {
             lv: bf16["levels"][lv]["acc_pi6"] - f32["levels"][lv]["acc_pi6"] for lv in f32["levels"]
+        }
+        cross = result["float32_trained_bfloat16_inference"]["levels"]
+        result["acc_pi6_diff_points_inference_only"] = {
+            lv: cross[lv]["acc_pi6"] - f32["levels"][lv]["acc_pi6"] for lv in f32["levels"]
         }
     return result
