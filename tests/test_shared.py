@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_configs import tiny_config
 
-from configs import smoke
 from nemo_jax import eval as eval_lib
 from nemo_jax.apps import estimate as estimate_app
 from nemo_jax.apps import evaluate as evaluate_app
@@ -28,25 +28,13 @@ BOUNDS = {
 
 
 def shared_config(steps: int = 60):
-    c = smoke.get_config()
+    c = tiny_config(steps)
     c.categories = CATEGORIES
     c.category = ""
     c.mesh.kind = "cuboid"
-    c.mesh.target_vertices = 40
     c.mesh.category_overrides = BOUNDS
-    c.data.image_size = (32, 32)
-    c.model.stride = 4  # an 8 x 8 feature map
-    c.data.num_train = 64
-    c.data.num_eval = 8
-    c.train.steps = steps
-    c.train.lr = 3e-3
-    c.train.flip_prob = 0.0
     c.train.no_flip_categories = ()
     c.train.cross_category_negatives = False
-    c.train.brightness = c.train.contrast = c.train.saturation = 0.0
-    c.train.checkpoint_every = steps
-    c.train.log_every = steps
-    c.eval.num_batches = 0
     return c
 
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_configs import tiny_config
 
 from configs import smoke
 from nemo_jax import eval as eval_lib
@@ -146,22 +147,10 @@ def test_evaluation_refuses_data_the_run_does_not_match():
 
 
 def _tiny_subtype_config(cad_dir, steps):
-    c = smoke.get_config()
+    c = tiny_config(steps)
     c.mesh.kind = "multi_cuboid"
     c.mesh.cad_dir = cad_dir
-    c.mesh.target_vertices = 40
     c.mesh.symmetric = False
-    c.data.image_size = (32, 32)
-    c.model.stride = 4  # an 8 x 8 feature map
-    c.data.num_train = 64
-    c.data.num_eval = 8
-    c.train.steps = steps
-    c.train.lr = 3e-3
-    c.train.flip_prob = 0.0
-    c.train.brightness = c.train.contrast = c.train.saturation = 0.0
-    c.train.checkpoint_every = steps
-    c.train.log_every = steps
-    c.eval.num_batches = 0
     return c
 
 

@@ -28,7 +28,8 @@ def compare_precision(
     the train images/s of the last logged window, the evaluation seconds (backbone + search, after a
     compiling pass over the first level), plus the bf16 / f32 speed ratios, the accuracy differences
     in points (bf16-trained vs f32-trained, and the f32-trained weights run with a bf16 backbone
-    at inference vs in f32: ``acc_pi6_diff_points_inference_only``) and the environment. ``log`` receives each dtype's record as it is done."""
+    at inference vs in f32: ``acc_pi6_diff_points_inference_only``) and the environment. ``log``
+    receives each dtype's record as it is done."""
     from nemo_jax import data  # noqa: PLC0415
     from nemo_jax import eval as eval_lib  # noqa: PLC0415
     from nemo_jax.apps import bench  # noqa: PLC0415
@@ -87,10 +88,11 @@ def compare_precision(
         result["bf16_over_f32_train_speed"] = bf16["train_images_per_s"] / f32["train_images_per_s"]
         result["bf16_over_f32_eval_speed"] = f32["eval_wall_s"] / bf16["eval_wall_s"]
         result["acc_pi6_diff_points"] = {
-            lv: bf16["levels"][lv]["acc_pi6"] - f32["levels"][lv]["acc_pi6"] for lv in f32["levels"]
+            lv: round(100 * (bf16["levels"][lv]["acc_pi6"] - f32["levels"][lv]["acc_pi6"]), 2)
+            for lv in f32["levels"]
         }
         cross = result["float32_trained_bfloat16_inference"]["levels"]
         result["acc_pi6_diff_points_inference_only"] = {
-            lv: cross[lv]["acc_pi6"] - f32["levels"][lv]["acc_pi6"] for lv in f32["levels"]
+            lv: round(100 * (cross[lv]["acc_pi6"] - f32["levels"][lv]["acc_pi6"]), 2) for lv in f32["levels"]
         }
     return result

@@ -90,6 +90,18 @@ class _ListSource:
         return self.items[int(i)]
 
 
+def category_rows(src, split: str, category: str, field: str = "config.category"):
+    """``(indices, (H, W))``: the rows of ``category`` in the loaded split ``src`` (read from the
+    labels, no image decoded) and its first image's size. Errors name the file, the split and the
+    config ``field`` that asked for the category."""
+    if category not in src.categories:
+        raise ValueError(f"{field}: {category!r} not in {src.path} ({src.categories})")
+    idx = src.indices_of(category)
+    if not idx:
+        raise ValueError(f"{src.path} [{split}]: no examples of category {category!r}")
+    return idx, tuple(src[idx[0]]["image"].shape[:2])
+
+
 def shared_sources(config, meshes: mesh_lib.MeshSet, fields):
     """``(train, eval)`` :class:`CategoryExamples` of every category of ``config.categories``.
 
@@ -114,12 +126,7 @@ def shared_sources(config, meshes: mesh_lib.MeshSet, fields):
         src = data.load(d.name, split, d.data_dir)
         parts = []
         for c, name in enumerate(cats):
-            if name not in src.categories:
-                raise ValueError(f"config.categories: {name!r} not in {src.path} ({src.categories})")
-            idx = src.indices_of(name)
-            if not idx:
-                raise ValueError(f"{src.path} [{split}]: no examples of category {name!r}")
-            shape = tuple(src[idx[0]]["image"].shape[:2])
+            idx, shape = category_rows(src, split, name, "config.categories")
             if shape[0] > canvas[0] or shape[1] > canvas[1]:
                 raise ValueError(
                     f"{src.path} [{split}]: {name!r} images are {shape}, larger than the canvas "

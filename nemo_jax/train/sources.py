@@ -58,11 +58,7 @@ def build_sources(config, vertices, faces, perm):
         out = []
         for split in (d.train_split, d.eval_split):
             src = data.load(d.name, split, d.data_dir)
-            if config.category not in src.categories:
-                raise ValueError(f"config.category: {config.category!r} not in {src.path} ({src.categories})")
-            idx = src.indices_of(config.category)  # labels only, no image decoded
-            if not idx:
-                raise ValueError(f"{src.path} [{split}]: no examples of category {config.category!r}")
+            idx, shape = category_data.category_rows(src, split, config.category)
             built_shrink = (src.metadata.get("options") or {}).get("shrink")
             if (
                 d.get("shrink") is not None
@@ -73,7 +69,6 @@ def build_sources(config, vertices, faces, perm):
                     f"{src.path}: built with shrink={built_shrink}, config.data.shrink is {d.shrink} "
                     f"(rebuild with tools/build_data.py --option shrink={d.shrink})"
                 )
-            shape = tuple(src[idx[0]]["image"].shape[:2])
             if shape != size:
                 raise ValueError(
                     f"{src.path} [{split}]: images are {shape}, config.data.image_size is {size}"
@@ -96,12 +91,7 @@ def _subtype_sources(config, meshes, size):
     out = []
     for split in (d.train_split, d.eval_split):
         src = data.load(d.name, split, d.data_dir)
-        if config.category not in src.categories:
-            raise ValueError(f"config.category: {config.category!r} not in {src.path} ({src.categories})")
-        idx = src.indices_of(config.category)
-        if not idx:
-            raise ValueError(f"{src.path} [{split}]: no examples of category {config.category!r}")
-        shape = tuple(src[idx[0]]["image"].shape[:2])
+        idx, shape = category_data.category_rows(src, split, config.category)
         if shape != size:
             raise ValueError(f"{src.path} [{split}]: images are {shape}, config.data.image_size is {size}")
         cad_index, ids = src.values("cad_index", idx), src.values("id", idx)  # no image decoded
