@@ -23,12 +23,15 @@ def compare_precision(
 ) -> dict:
     """Builds ``out/data`` (train, seed 0) and ``out/val`` (seed 1) unless there, trains
     ``out/runs/<dtype>`` with the config file ``config_path`` (e.g. ``configs/synthetic_cpu.py``;
-    its ``get_config(category)``; resuming if there) and scores each run on
-    the validation ``levels``. Returns per dtype the Acc@pi/6, Acc@pi/18 and median error per level,
-    the train images/s of the last logged window, the evaluation seconds (backbone + search, after a
-    compiling pass over the first level), plus the bf16 / f32 speed ratios, the accuracy differences
-    in points (bf16-trained vs f32-trained, and the f32-trained weights run with a bf16 backbone
-    at inference vs in f32: ``acc_pi6_diff_points_inference_only``) and the environment. ``log``
+    its ``get_config(category)``; resuming if there) and scores each run on the validation
+    ``levels``.
+
+    Returns per dtype the Acc@pi/6, Acc@pi/18 and median error per level, the train images/s
+    (median over the logged windows after the first, which holds the compilation; one window can
+    be slowed by anything else on the machine) and the evaluation seconds (backbone + search, after
+    a compiling pass over the first level); the bf16 / f32 speed ratios; the accuracy differences
+    in points, bf16-trained vs f32-trained and, ``acc_pi6_diff_points_inference_only``, the
+    f32-trained weights with a bf16 backbone at inference vs in f32; and the environment. ``log``
     receives each dtype's record as it is done."""
     from nemo_jax import data  # noqa: PLC0415
     from nemo_jax import eval as eval_lib  # noqa: PLC0415
@@ -68,7 +71,7 @@ def compare_precision(
         eval_s = time.perf_counter() - t0
         result[dtype] = {
             "levels": eval_lib.evaluate_records(records)["results"][category],
-            "train_images_per_s": metrics.get("images_per_s"),
+            "train_images_per_s": _median_window_speed(workdir),
             "train_wall_s": train_s,
             "eval_wall_s": eval_s,
             "eval_images": len(records),
@@ -96,3 +99,16 @@ def compare_precision(
             lv: round(100 * (cross[lv]["acc_pi6"] - f32["levels"][lv]["acc_pi6"]), 2) for lv in f32["levels"]
         }
     return result
+
+
+def _median_window_speed(workdir: str) -> float:
+    """Median images/s over a run's logged train windows (``metrics.jsonl``) after the first."""
+    import json  # noqa: PLC0415
+    import statistics  # noqa: PLC0415
+
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    speeds = [r["images_per_s"] for r in rows if r.get("split") == "train" and "images_per_s" in r]
+    if len(speeds) < 2:
+        raise ValueError(f"{workdir}/metrics.jsonl: fewer than 2 logged train windows; log more often")
+    return float(statistics.median(speeds[1:]))
