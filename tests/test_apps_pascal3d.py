@@ -35,6 +35,7 @@ def _tiny_run(data_dir: str, workdir: str) -> None:
     train(config, workdir)
 
 
+@pytest.mark.slow
 def test_evaluate_tool_builds_and_reads_a_local_occluded_pascal3d_tree(tmp_path):
     manual, data_dir = str(tmp_path / "manual"), str(tmp_path / "data")
     views = fx.write_pascal3d(manual, categories=("motorbike",), per_split=(4, 2))

@@ -83,6 +83,7 @@ FOCAL = 120.0
 TRUE = np.array([np.deg2rad(100.0), np.deg2rad(20.0), np.deg2rad(-10.0), 5.0], np.float32)
 
 
+@pytest.mark.slow
 def test_camera_position_recovers_distance():
     """Acceptance (issue 11): observed map = the mesh's own vertex features rendered at TRUE (clutter
     elsewhere), so the optimum is exact. From the best grid pose at a wrong distance (5.5 and 4.5 for

@@ -136,6 +136,7 @@ def _check(n: int, seed: int, every_centre: bool = True):
     return report
 
 
+@pytest.mark.slow
 def test_six_d_matches_centred_protocol():
     """4 objects: rotation Acc@pi/6 within 5 points of the centred protocol, every centre within
     half a feature cell, median distance error under 5 %."""

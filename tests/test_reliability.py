@@ -91,6 +91,7 @@ def test_run_config_stores_absolute_paths(site):
     assert saved["data"]["data_dir"] == str(site / "data")
 
 
+@pytest.mark.slow
 def test_moved_run_and_dataset_evaluate_from_a_third_folder(site, tmp_path, monkeypatch):
     from nemo_jax.apps import evaluate
 
@@ -364,6 +365,7 @@ def _images(site, folder, names):
     return folder
 
 
+@pytest.mark.slow
 def test_estimate_pose_skips_bad_images_flags_degenerate_ones_and_writes_atomically(
     site, tmp_path, monkeypatch
 ):

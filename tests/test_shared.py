@@ -144,6 +144,7 @@ def test_cross_category_negatives_option_reaches_the_step():
         StepConfig.from_config(config)
 
 
+@pytest.mark.slow
 def test_one_checkpoint_scores_every_category_and_search_finds_the_category(trained, monkeypatch):
     """Acceptance: one shared checkpoint evaluates both categories (per-category + mean results);
     ``category_mode="search"`` picks each rendered image's category (clearly different meshes)."""
