@@ -28,7 +28,7 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    """``(run dir, artifact path, images uint8 [3, 32, 32, 3])``: a run trained 20 steps on a tiny
+    """``(run dir, artifact path, images uint8 [6, 32, 32, 3])``: a run trained 20 steps on a tiny
     synthetic set (enough for poses that beat the empty image), with a small search in its stored
     inference settings (8 grid poses, 40 refinement steps, lr x0.2 every 10), exported for cpu (and
     cuda if lowerable)."""
@@ -36,7 +36,7 @@ def artifact(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("export")
     options = {"categories": "car", "height": SIZE, "width": SIZE, "train_per_category": 8}
-    options.update({"val_per_category": 2, "test_per_category": 3, "neural_vertices": 60})
+    options.update({"val_per_category": 2, "test_per_category": 6, "neural_vertices": 60})
     data.build("synthetic", str(root / "data"), data.make_options("synthetic", options))
     config = synthetic_cpu.get_config("car")
     config.data.data_dir, config.data.image_size = str(root / "data"), (SIZE, SIZE)
@@ -59,7 +59,7 @@ def artifact(tmp_path_factory):
         )
         lib.save_calibration(str(root / "run"), calibration, {"note": "test values"})
     source = data.load("synthetic", "test_l0", str(root / "data"))
-    images = np.stack([source[i]["image"] for i in range(3)])
+    images = np.stack([source[i]["image"] for i in range(6)])
     out = root / "model.nemo"
     export.export_run(str(root / "run"), str(out), allow_uncalibrated=lib is None, log=lambda *_: None)
     return root / "run", out, images
@@ -175,7 +175,7 @@ def test_exported_estimator_matches_the_library_without_nemo_jax(artifact, tmp_p
     assert np.all(np.asarray(expected.loss) < np.asarray(expected.null_loss))
     assert np.any(np.asarray(expected.steps) > 0)
     conf = served["confidence"]
-    assert conf.shape == (3,) and np.all(np.isfinite(conf)) and np.all((conf >= 0) & (conf <= 1))
+    assert conf.shape == (6,) and np.all(np.isfinite(conf)) and np.all((conf >= 0) & (conf <= 1))
     # The confidence step on the library's search outputs (calibrated if the package can).
     _, calibration = export.run_calibration(str(run_dir), allow_uncalibrated=True)
     library_conf = export.confidence_step(expected, pose_grid(search), calibration)

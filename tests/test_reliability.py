@@ -184,6 +184,7 @@ def test_damaged_newest_checkpoint_named_falls_back_and_is_kept(site, tmp_path, 
         load_run(str(run), step=2)
 
 
+@pytest.mark.slow
 def test_resume_past_a_damaged_checkpoint_is_bit_exact_and_keeps_it(site, tmp_path):
     run = _copy_run(site, tmp_path / "run")
     for path in _array_files(str(run / "checkpoints" / "2")):
