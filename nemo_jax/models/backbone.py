@@ -64,8 +64,10 @@ def l2_normalize(x: jnp.ndarray, axis: int = -1, eps: float = 1e-12) -> jnp.ndar
     cell the value and gradient are torch's.
     """
     sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-    ok = sq > eps * eps
-    return jnp.where(ok, x * jax.lax.rsqrt(jnp.where(ok, sq, 1.0)), 0.0).astype(x.dtype)
+    # torch's expression, times an exact 0/1 mask: bit for bit torch's value and gradient wherever
+    # ||x|| > eps (multiplying by 1.0 is exact), zero value and zero gradient elsewhere.
+    ok = (sq > eps * eps).astype(x.dtype)
+    return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps)) * ok
 
 
 class FeatureExtractor(nn.Module):
