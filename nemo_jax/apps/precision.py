@@ -90,24 +90,24 @@ def compare_precision(
         f32, bf16 = result["float32"], result["bfloat16"]
         result["bf16_over_f32_train_speed"] = bf16["train_images_per_s"] / f32["train_images_per_s"]
         result["bf16_over_f32_eval_speed"] = f32["eval_wall_s"] / bf16["eval_wall_s"]
-        result["acc_pi6_diff_points"] = {
-            lv: round(100 * (bf16["levels"][lv]["acc_pi6"] - f32["levels"][lv]["acc_pi6"]), 2)
-            for lv in f32["levels"]
-        }
+        result["acc_pi6_diff_points"] = _diff_points(bf16["levels"], f32["levels"])
         cross = result["float32_trained_bfloat16_inference"]["levels"]
-        result["acc_pi6_diff_points_inference_only"] = {
-            lv: round(100 * (cross[lv]["acc_pi6"] - f32["levels"][lv]["acc_pi6"]), 2) for lv in f32["levels"]
-        }
+        result["acc_pi6_diff_points_inference_only"] = _diff_points(cross, f32["levels"])
     return result
+
+
+def _diff_points(levels: dict, reference: dict) -> dict:
+    """Per level, ``levels``' Acc@pi/6 minus ``reference``'s, in points."""
+    return {lv: round(100 * (levels[lv]["acc_pi6"] - reference[lv]["acc_pi6"]), 2) for lv in reference}
 
 
 def _median_window_speed(workdir: str) -> float:
     """Median images/s over a run's logged train windows (``metrics.jsonl``) after the first."""
-    import json  # noqa: PLC0415
     import statistics  # noqa: PLC0415
 
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    from nemo_jax.train.metrics import read_metrics  # noqa: PLC0415
+
+    rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
     speeds = [r["images_per_s"] for r in rows if r.get("split") == "train" and "images_per_s" in r]
     if len(speeds) < 2:
         raise ValueError(f"{workdir}/metrics.jsonl: fewer than 2 logged train windows; log more often")
