@@ -79,6 +79,12 @@ def base() -> ml_collections.ConfigDict:
     c.train.brightness = 0.2
     c.train.contrast = 0.2
     c.train.saturation = 0.2
+    # Random shift (max pixels, uniform per axis) and zoom (log-uniform in (low, high)) of each
+    # training image about its centre, the camera moved with it, so the backbone sees objects
+    # anywhere and at other scales than its centred crops: what --mode 6d needs (README "6D pose").
+    # 0 and (1.0, 1.0): off, as NeMo trains.
+    c.train.shift_px = 0.0
+    c.train.scale_range = (1.0, 1.0)
     c.train.render_stride = 2
     c.train.render_tile = 16
     c.train.visibility_tolerance = 0.5  # depth slack, in mean mesh edge lengths

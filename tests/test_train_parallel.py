@@ -41,7 +41,11 @@ def _run(out_path: str) -> None:
     )
     tx = state.make_optimizer(tc)
     nm = jax.device_get(mesh.init_neural_mesh(jax.random.PRNGKey(0), v, f, 8, 32))  # host: never donated
-    cfg = step.StepConfig(image_size=(32, 32), distance_thr=4.0, clutter_per_image=2, brightness=0.2)
+    # shift/scale on: its draws must be the global batch's on every device too
+    cfg = step.StepConfig(
+        image_size=(32, 32), distance_thr=4.0, clutter_per_image=2, brightness=0.2, shift_px=4.0,
+        scale_range=(0.9, 1.1),
+    )  # fmt: skip
     fn = step.make_train_step(model, tx, cfg, lambda im: im / 255.0 - 0.5, perm)
     init = lambda: state.create_train_state(jax.random.PRNGKey(1), model, nm, tx, (32, 32))
 

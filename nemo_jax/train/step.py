@@ -60,6 +60,11 @@ class StepConfig:
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
+    # Random shift (pixels, uniform per axis) and zoom (log-uniform in ``scale_range``) of the image
+    # about its centre, the camera moved with it (:func:`nemo_jax.train.augment.shift_scale_example`).
+    # ``shift_px = 0`` and ``scale_range = (1, 1)``: off (no draws, the step as without the option).
+    shift_px: float = 0.0
+    scale_range: tuple[float, float] = (1.0, 1.0)
     # Shared multi-category runs: other categories' vertices as negatives, and per-category flip
     # probabilities (``None``: ``flip_prob`` for every image).
     cross_category_negatives: bool = False
@@ -84,9 +89,19 @@ class StepConfig:
             brightness=float(t.brightness),
             contrast=float(t.contrast),
             saturation=float(t.saturation),
+            shift_px=float(t.get("shift_px", 0.0)),
+            scale_range=_scale_range(t.get("scale_range", (1.0, 1.0))),
             cross_category_negatives=bool(t.get("cross_category_negatives", False)),
             category_flip_probs=_category_flip_probs(config),
         )
+
+
+def _scale_range(value) -> tuple[float, float]:
+    """``config.train.scale_range`` as ``(low, high)`` with ``0 < low <= high``."""
+    lo, hi = (float(v) for v in value)
+    if not (0 < lo <= hi):
+        raise ValueError(f"config.train.scale_range: expected (low, high) with 0 < low <= high, got {value}")
+    return lo, hi
 
 
 def _category_flip_probs(config) -> tuple[float, ...] | None:
@@ -143,7 +158,8 @@ def views(state_mesh, batch: dict, cfg: StepConfig):
 
 
 def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm, shard=None) -> dict:
-    """Random flips and colour jitter; returns the batch with ``image`` as float32 in [0, 255].
+    """Random flips, shifts and zooms (when ``cfg.shift_px`` / ``cfg.scale_range`` ask for them) and
+    colour jitter; returns the batch with ``image`` as float32 in [0, 255].
 
     ``shard``: inside the sharded step, this device's rows of the global batch (:class:`Shard`):
     the draws are those of the global batch, so every image gets the same augmentation whatever
@@ -160,12 +176,20 @@ def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm, shard=None
     elif cfg.category_flip_probs is None and cfg.flip_prob > 0:
         flips = rows(jax.random.bernoulli(k_flip, cfg.flip_prob, (n,)))
         batch = jax.vmap(lambda ex, f: augment.flip_example(ex, f, perm))(batch, flips)
+    if shift_scale_on(cfg):  # its own stream: the flip and jitter draws stay those of a run without it
+        shift, scale = augment.draw_shift_scale(jax.random.fold_in(key, 1), n, cfg.shift_px, cfg.scale_range)
+        batch = jax.vmap(augment.shift_scale_example)(batch, rows(shift), rows(scale))
     if max(cfg.brightness, cfg.contrast, cfg.saturation) > 0:
         keys = rows(jax.random.split(k_jit, n))
         batch["image"] = jax.vmap(
             lambda k, im: augment.colour_jitter(k, im, cfg.brightness, cfg.contrast, cfg.saturation)
         )(keys, batch["image"])
     return batch
+
+
+def shift_scale_on(cfg: StepConfig) -> bool:
+    """Whether the step shifts or zooms its images."""
+    return cfg.shift_px > 0 or cfg.scale_range != (1.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
