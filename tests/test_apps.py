@@ -202,6 +202,30 @@ def test_estimate_pose_6d_from_files(tiny, tmp_path):
         estimate.estimate_poses(str(tiny / "nemo" / "car"), str(tmp_path), None, str(out), mode="7d")
 
 
+@pytest.mark.slow
+def test_six_d_check_reports_both_protocols_deterministically(tiny, tmp_path):
+    """The 6D-vs-centred measurement on the tiny run: plumbing and determinism, not accuracy."""
+    from nemo_jax.apps import six_d_check  # noqa: PLC0415
+
+    overrides = {"inference.steps": 3, "inference.elevations_deg": (0.0,), "inference.thetas_deg": (0.0,)}
+    kwargs = dict(views=3, seed=5, batch_size=2, distance_factors=(0.8, 1.25), inference_overrides=overrides)
+    report = six_d_check.six_d_check(str(tiny / "nemo" / "car"), **kwargs, log=lambda *_: None)
+    assert report["canvas_size"] == [64, 64] and report["crop_size"] == [32, 32]
+    assert len(report["per_view"]) == 3
+    for view in report["per_view"]:
+        assert 0.8 <= view["scale"] <= 1.25
+        assert all(abs(c - 31.5) <= 16 for c in view["centre_px"])
+        assert np.isfinite(view["six_d"]["centre_error_cells"]) and view["six_d"]["distance"] > 0
+        assert 0 <= view["centred"]["error_deg"] <= 180
+    for name in ("centred", "six_d"):
+        assert 0 <= report[name]["acc_pi6"] <= 1
+    again = six_d_check.six_d_check(str(tiny / "nemo" / "car"), **kwargs, log=lambda *_: None)
+    assert again["per_view"] == report["per_view"]
+    six_d_check.write_report(report, str(tmp_path / "r.json"))
+    assert json.loads((tmp_path / "r.json").read_text())["six_d"] == report["six_d"]
+    assert "Acc@pi/6" in six_d_check.format_report(report)
+
+
 def test_demo_builds_each_categorys_own_config_then_the_overrides():
     from nemo_jax.apps.demo import category_configs  # noqa: PLC0415
 

@@ -220,7 +220,7 @@ def estimate_poses(
     principal = feature_coordinates(principal_px, stride)
     canvas_size = size
     if mode == "6d":  # the searched crop, centred where the run's crop would be
-        canvas_size = tuple(int(np.ceil(canvas * s / INPUT_MULTIPLE)) * INPUT_MULTIPLE for s in size)
+        canvas_size = six_d_canvas_size(size, canvas)
         principal_px = np.array([canvas_size[1] / 2, canvas_size[0] / 2])
         principal = feature_coordinates(principal_px, stride)
     # The calibration maps the centred (3d) search's outputs; 6d records carry no confidence yet.
@@ -252,7 +252,7 @@ def estimate_poses(
                         settings, mesh, observed.shape[1:3], focal_px, principal, distance, where=run_dir
                     )
                     if mode == "6d":
-                        search_config = _six_d_config(
+                        search_config = six_d_config(
                             search_config, mesh, focal_px, distance, distance_factors, size, stride
                         )
                 inputs = neural_mesh_inputs(mesh, observed, focal_px, principal, distance)
@@ -326,7 +326,13 @@ def check_out_dir(out_dir: str) -> None:
         )
 
 
-def _six_d_config(search, mesh, focal_px, distance, distance_factors, crop_size, stride) -> SixDConfig:
+def six_d_canvas_size(crop_size: tuple[int, int], canvas: float) -> tuple[int, int]:
+    """The 6D search's crop ``(H, W)``: ``canvas`` times the run's ``crop_size``, rounded up to the
+    backbone's input multiple."""
+    return tuple(int(np.ceil(canvas * s / INPUT_MULTIPLE)) * INPUT_MULTIPLE for s in crop_size)
+
+
+def six_d_config(search, mesh, focal_px, distance, distance_factors, crop_size, stride) -> SixDConfig:
     """The 6D search for ``search`` (the pose search's config at the searched crop's feature size):
     candidate peaks smoothed over about a sixth of the run's crop (``crop_size`` ``(H, W)`` image
     pixels, feature ``stride``), suppressed within a third of it; the tile budget sized for the

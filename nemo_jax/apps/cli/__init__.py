@@ -34,6 +34,7 @@ COMMANDS = (
     "write_fixture_tree",
     "compare_shared",
     "export",
+    "six_d_check",
 )
 
 
