@@ -7,9 +7,11 @@ both on occlusion levels L0-L3, prints the tables, writes ``results.json`` (``{"
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import importlib.util
 import json
+import multiprocessing
 import os
 import time
 
@@ -46,77 +48,125 @@ def category_configs(path: str, overrides: dict | None = None, **train_fields):
     return build
 
 
-def run_demo(workdir: str, data_dir: str, categories, nemo_config, baseline_config, log=print) -> dict:
-    """Runs the whole comparison; returns ``{"nemo": results, "baseline": results}``.
+def default_jobs() -> int:
+    """How many demo jobs run at once: 1 on an accelerator (one device, shared memory), otherwise
+    the CPU count, at most 4 (the demo has 4 jobs: 3 NeMo runs and the baseline).
+
+    A CPU training step keeps about 1.6 of 2 cores busy; XLA compilation, state creation and the
+    host side of data loading and evaluation use one. Two jobs at once fill the idle share."""
+    import jax  # noqa: PLC0415
+
+    if jax.default_backend() != "cpu":
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _nemo_job(category: str, config, run_dir: str, data_dir: str, figures: str) -> dict:
+    """Trains one NeMo run (one category, or a shared run of several: ``category == "all"``) and
+    scores it on L0-L3; in a worker process or inline. Returns its records, seconds and log line."""
+    t0 = time.perf_counter()
+    result, _ = train(config, run_dir)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    records = evaluate_lib.nemo_records(
+        run_dir, "synthetic", data_dir, on_batch=evaluate_lib.figure_hook(run_dir, figures, category)
+    )
+    name = f"one backbone for {', '.join(config.categories)}" if category == "all" else category
+    line = (
+        f"NeMo {name}: trained in {train_s:.0f} s, held-out vertex matching "
+        f"{result.get('vertex_accuracy', float('nan')):.3f}, scored in {time.perf_counter() - t0:.0f} s"
+    )
+    return {"records": records, "train_s": train_s, "eval_s": time.perf_counter() - t0, "line": line}
+
+
+def _baseline_job(config, run_dir: str, data_dir: str, categories) -> dict:
+    """Trains the baseline and scores it on L0-L3 (in a worker process or inline)."""
+    t0 = time.perf_counter()
+    train_baseline(config, run_dir, log=lambda line: print(line, flush=True))
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    records = evaluate_lib.baseline_records(run_dir, "synthetic", data_dir, categories=list(categories))
+    eval_s = time.perf_counter() - t0
+    line = f"Baseline: trained in {train_s:.0f} s, scored in {eval_s:.0f} s"
+    return {"records": records, "train_s": train_s, "eval_s": eval_s, "line": line}
+
+
+def run_demo(
+    workdir: str, data_dir: str, categories, nemo_config, baseline_config, log=print, jobs: int = 1
+) -> dict:
+    """Runs the whole comparison; returns ``{"nemo": results, "baseline": results, "timings": ...}``.
 
     ``nemo_config`` is either one ConfigDict (copied, with ``category`` set, for every category) or a
     callable ``category -> ConfigDict`` (per-category settings, e.g. ``synthetic_cpu.get_config``).
     A ConfigDict with ``categories`` (``configs/synthetic_all.py``) trains ONE backbone for all of
     ``categories`` instead (one run, ``workdir/nemo/all``), which one checkpoint then evaluates.
-    """
+
+    ``jobs``: how many of the independent jobs (each NeMo run, the baseline; each trains, then
+    scores L0-L3) run at once, in separate processes (``spawn``). Every job is a pure function of
+    its config and data, so the numbers do not depend on ``jobs``; only the wall clock does. 1 runs
+    them one after the other in this process. ``timings`` holds each job's own seconds (with
+    ``jobs > 1`` they overlap) and the wall clock of the whole (``total_s``)."""
+    start = time.perf_counter()
     os.makedirs(workdir, exist_ok=True)
     timings = {}
     t0 = time.perf_counter()
     data_lib.ensure_built("synthetic", data_dir, categories=categories, log=log)
     timings["data_s"] = time.perf_counter() - t0
+    figures = os.path.join(workdir, "figures")
+    os.makedirs(figures, exist_ok=True)
 
-    nemo_runs = {}
+    nemo_jobs = {}  # name -> (category, config, run_dir)
     shared = not callable(nemo_config) and bool(nemo_config.get("categories", ()))
     if shared:
-        t0 = time.perf_counter()
         config = copy.deepcopy(nemo_config)
         config.categories = tuple(categories)
         config.train.no_flip_categories = tuple(
             c for c in config.train.get("no_flip_categories", ()) if c in categories
         )
         config.data.data_dir = data_dir
-        run_dir = os.path.join(workdir, "nemo", "all")
-        result, _ = train(config, run_dir)
-        nemo_runs["all"] = run_dir
-        timings["train_nemo_s"] = time.perf_counter() - t0
-        log(
-            f"NeMo, one backbone for {', '.join(categories)}: trained in {timings['train_nemo_s']:.0f} s, "
-            f"held-out vertex matching {result.get('vertex_accuracy', float('nan')):.3f}"
-        )
+        nemo_jobs["all"] = config
     for category in [] if shared else categories:
-        t0 = time.perf_counter()
         config = nemo_config(category) if callable(nemo_config) else copy.deepcopy(nemo_config)
         config.category = category
         config.data.data_dir = data_dir
-        run_dir = os.path.join(workdir, "nemo", category)
-        result, _ = train(config, run_dir)
-        nemo_runs[category] = run_dir
-        timings[f"train_nemo_{category}_s"] = time.perf_counter() - t0
-        log(
-            f"NeMo {category}: trained in {timings[f'train_nemo_{category}_s']:.0f} s, "
-            f"held-out vertex matching {result.get('vertex_accuracy', float('nan')):.3f}"
-        )
+        nemo_jobs[category] = config
+    base = copy.deepcopy(baseline_config)
+    base.data.data_dir = data_dir
 
-    t0 = time.perf_counter()
-    config = copy.deepcopy(baseline_config)
-    config.data.data_dir = data_dir
-    train_baseline(config, os.path.join(workdir, "baseline"), log=log)
-    timings["train_baseline_s"] = time.perf_counter() - t0
+    # Longest first (by training steps), the baseline (cheap steps) last: the pool stays full.
+    order = sorted(nemo_jobs, key=lambda name: -int(nemo_jobs[name].train.steps))
+    calls = {
+        name: (_nemo_job, name, nemo_jobs[name], os.path.join(workdir, "nemo", name), data_dir, figures)
+        for name in order
+    }
+    calls["baseline"] = (_baseline_job, base, os.path.join(workdir, "baseline"), data_dir, categories)
+    if jobs > 1:
+        context = multiprocessing.get_context("spawn")  # never fork a process that has started jax
+        with concurrent.futures.ProcessPoolExecutor(min(jobs, len(calls)), mp_context=context) as pool:
+            futures = {name: pool.submit(*call) for name, call in calls.items()}
+            for future in concurrent.futures.as_completed(futures.values()):
+                log(future.result()["line"])
+            done = {name: future.result() for name, future in futures.items()}
+    else:
+        done = {}
+        for name, (fn, *args) in calls.items():
+            done[name] = fn(*args)
+            log(done[name]["line"])
 
-    t0 = time.perf_counter()
-    figures = os.path.join(workdir, "figures")
-    os.makedirs(figures, exist_ok=True)
     nemo_records = []
-    for category, run_dir in nemo_runs.items():
-        nemo_records += evaluate_lib.nemo_records(
-            run_dir, "synthetic", data_dir, on_batch=evaluate_lib.figure_hook(run_dir, figures, category)
-        )
-    timings["eval_nemo_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    base_records = evaluate_lib.baseline_records(
-        os.path.join(workdir, "baseline"), "synthetic", data_dir, categories=list(categories)
-    )
-    timings["eval_baseline_s"] = time.perf_counter() - t0
-
+    for name in nemo_jobs:  # category order, whatever order the jobs ran in
+        nemo_records += done[name]["records"]
+        key = "nemo" if shared else f"nemo_{name}"
+        timings[f"train_{key}_s"] = done[name]["train_s"]
+        timings[f"eval_{key}_s"] = done[name]["eval_s"]
+    timings["train_baseline_s"] = done["baseline"]["train_s"]
+    timings["eval_baseline_s"] = done["baseline"]["eval_s"]
     results = {
         "nemo": eval_lib.evaluate_records(nemo_records),
-        "baseline": eval_lib.evaluate_records(base_records),
+        "baseline": eval_lib.evaluate_records(done["baseline"]["records"]),
     }
+    timings["jobs"] = jobs
+    timings["total_s"] = time.perf_counter() - start
     results["timings"] = {k: round(v, 1) for k, v in timings.items()}
     with open(os.path.join(workdir, "results.json"), "w") as fh:
         json.dump(results, fh, indent=1, default=float)
