@@ -136,8 +136,9 @@ def test_two_processes_equal_one_process_four_devices(two_process_run):
     step on, Adam's normalised early updates amplify that rounding (3e-5 at step 8, 5e-5 at 16;
     2-core Intel Xeon VM, jax 0.10.2, 2026-12-01), so after 16 steps the bound is 1e-3. The default
     reductions (XLA's all-reduce, gloo across processes) add in another order: the uninterrupted
-    default run ``two_process_run`` is within 1e-5 of a 1 x 4 run after 4 steps (measured 1.5e-6;
-    3e-3 after 16 steps).
+    default run ``two_process_run`` is within 1e-4 of a 1 x 4 run after 4 steps (measured 1.5e-6 on a
+    2-core Intel Xeon VM and 1.5e-5 on a 2-core AMD EPYC VM, where XLA's all-reduce order differs;
+    3e-3 after 16 steps): a sanity bound only, the exact guarantee is the ordered path's.
     """
     base, outs = two_process_run
     ordered = ("--config.parallel.ordered_reductions=True", "--config.train.checkpoint_every=2",
@@ -149,7 +150,7 @@ def test_two_processes_equal_one_process_four_devices(two_process_run):
     for two, one, step, atol in (
         ("ordered_two", "ordered_one", 2, 1e-6),
         ("ordered_two", "ordered_one", 16, 1e-3),
-        ("two", "one", 4, 1e-5),
+        ("two", "one", 4, 1e-4),
     ):
         _, params_2 = _final_params(base / two, step, learned)
         _, params_1 = _final_params(base / one, step, learned)
