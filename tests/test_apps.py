@@ -198,6 +198,10 @@ def test_estimate_pose_6d_from_files(tiny, tmp_path):
     assert np.all(np.isfinite(record["centre"])) and len(record["centre"]) == 2
     assert record["distance"] > 0 and record["distance_image"] > 0
     assert json.loads((out / "predictions.json").read_text())[0]["centre"] == record["centre"]
+    with pytest.raises(ValueError, match="six_d_starts: expected >= 1, got 0"):
+        estimate.estimate_poses(
+            str(tiny / "nemo" / "car"), str(tmp_path), None, str(out), mode="6d", six_d_starts=0
+        )
     with pytest.raises(ValueError, match="mode: expected one of 3d, 6d, got '7d'"):
         estimate.estimate_poses(str(tiny / "nemo" / "car"), str(tmp_path), None, str(out), mode="7d")
 
@@ -211,7 +215,7 @@ def test_six_d_check_reports_both_protocols_deterministically(tiny, tmp_path):
     kwargs = dict(views=3, seed=5, batch_size=2, distance_factors=(0.8, 1.25), inference_overrides=overrides)
     report = six_d_check.six_d_check(str(tiny / "nemo" / "car"), **kwargs, log=lambda *_: None)
     assert report["canvas_size"] == [64, 64] and report["crop_size"] == [32, 32]
-    assert len(report["per_view"]) == 3
+    assert len(report["per_view"]) == 3 and report["six_d_starts"] == 4
     for view in report["per_view"]:
         assert 0.8 <= view["scale"] <= 1.25
         assert all(abs(c - 31.5) <= 16 for c in view["centre_px"])
@@ -224,6 +228,25 @@ def test_six_d_check_reports_both_protocols_deterministically(tiny, tmp_path):
     six_d_check.write_report(report, str(tmp_path / "r.json"))
     assert json.loads((tmp_path / "r.json").read_text())["six_d"] == report["six_d"]
     assert "Acc@pi/6" in six_d_check.format_report(report)
+
+
+def test_six_d_config_refines_its_own_number_of_starts():
+    """6D refines ``SIX_D_STARTS`` (or the given number of) coarse poses, whatever the centred
+    search's ``num_starts``; fewer than 1 is an error naming the setting."""
+    from nemo_jax.apps.estimate import SIX_D_STARTS, six_d_config  # noqa: PLC0415
+    from nemo_jax.inference import SearchConfig  # noqa: PLC0415
+    from nemo_jax.mesh import cuboid_mesh  # noqa: PLC0415
+    from nemo_jax.render import RasterSettings  # noqa: PLC0415
+
+    v, f = cuboid_mesh([-0.2, -0.5, -0.17], [0.2, 0.5, 0.17], 60)
+    mesh = type("Mesh", (), {"vertices": v, "faces": f})()
+    search = SearchConfig(raster=RasterSettings(24, 24, tile_height=4, tile_width=4), num_starts=1)
+    args = (search, mesh, 90.0, 5.0, (0.8, 1.0, 1.25), (64, 64), 4)
+    assert six_d_config(*args).search.num_starts == SIX_D_STARTS == 4
+    assert six_d_config(*args, num_starts=2).search.num_starts == 2
+    assert six_d_config(*args).search.raster.height == 24
+    with pytest.raises(ValueError, match="6D starts: expected >= 1, got 0"):
+        six_d_config(*args, num_starts=0)
 
 
 def test_demo_builds_each_categorys_own_config_then_the_overrides():

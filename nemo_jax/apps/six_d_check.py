@@ -36,7 +36,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from nemo_jax.apps.estimate import six_d_canvas_size, six_d_config
+from nemo_jax.apps.estimate import SIX_D_STARTS, six_d_canvas_size, six_d_config
 from nemo_jax.apps.evaluate import _preprocess
 from nemo_jax.data import shapes
 from nemo_jax.data.pascal3d import crop as crop_image
@@ -113,12 +113,14 @@ def six_d_check(
     distance_factors: tuple[float, ...] = (0.7, 0.85, 1.0, 1.2, 1.4),
     batch_size: int = 4,
     inference_overrides: dict | None = None,
+    six_d_starts: int = SIX_D_STARTS,
     log=None,
 ) -> dict:
     """Measures 6D against the centred protocol on ``views`` synthetic views (module docstring);
     returns the report (JSON-ready). ``run_dir``: a single-category run trained on the synthetic set
     (its category one of the generator's, its ``data.distance`` and crop size those of the set).
-    The searches follow the run's ``inference`` settings with ``inference_overrides`` applied.
+    The searches follow the run's ``inference`` settings with ``inference_overrides`` applied; 6D
+    refines its ``six_d_starts`` best coarse poses, as ``estimate_pose --mode 6d --six_d_starts``.
     ``batch_size``: images per search call."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if views < 1 or batch_size < 1:
@@ -185,7 +187,9 @@ def six_d_check(
             search = search_config_from_settings(
                 settings, mesh, obs_w.shape[1:3], focal_px, principal_6d, distance, where=where
             )
-            config_6d = six_d_config(search, mesh, focal_px, distance, distance_factors, size, stride)
+            config_6d = six_d_config(
+                search, mesh, focal_px, distance, distance_factors, size, stride, six_d_starts
+            )
         res_c = search_pose(neural_mesh_inputs(mesh, obs_c, focal_px, principal_centred, distance), config_3d)
         res_w = six_d_pose(neural_mesh_inputs(mesh, obs_w, focal_px, principal_6d, distance), config_6d)
         for j, i in enumerate(idx):
@@ -236,6 +240,7 @@ def six_d_check(
         "scale_range": [lo, hi],
         "max_offset_px": [(c - k) / 2 for c, k in zip(canvas_size, size, strict=True)],
         "distance_factors": list(distance_factors),
+        "six_d_starts": int(six_d_starts),
         "inference": json.loads(settings.to_json()),
         "centred": rotation_summary("centred"),
         "six_d": {
@@ -257,7 +262,8 @@ def format_report(report: dict) -> str:
         [
             f"{report['category']}: {report['views']} views, seed {report['seed']}, crop "
             f"{report['crop_size']}, 6D window {report['canvas_size']} (canvas {report['canvas']}), "
-            f"scale {report['scale_range']}, offset up to {report['max_offset_px']} px",
+            f"scale {report['scale_range']}, offset up to {report['max_offset_px']} px, "
+            f"{report['six_d_starts']} 6D starts",
             f"centred: Acc@pi/6 {100 * c['acc_pi6']:.0f} %, median error {c['median_error_deg']:.1f} deg",
             f"6D:      Acc@pi/6 {100 * s['acc_pi6']:.0f} %, median error {s['median_error_deg']:.1f} deg; "
             f"centre error median {s['centre_error_median_cells']:.2f} cells "

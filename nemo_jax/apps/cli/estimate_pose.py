@@ -57,6 +57,9 @@ _CANVAS = flags.DEFINE_float("canvas", 1.5, "--mode 6d: searched crop size / the
 _DISTANCE_FACTORS = flags.DEFINE_list(
     "distance_factors", "0.7,0.85,1,1.2,1.4", "--mode 6d: coarse distances, multiples of the run's."
 )
+_SIX_D_STARTS = flags.DEFINE_integer(
+    "six_d_starts", 4, "--mode 6d: best coarse poses refined (--config.inference.num_starts sets 3d's)."
+)
 _INFERENCE = define_inference_overrides()
 flags.mark_flags_as_required(["images", "category", "checkpoint"])
 
@@ -85,6 +88,7 @@ def _main(argv) -> int:
             mode=_MODE.value,
             canvas=_CANVAS.value,
             distance_factors=factors,
+            six_d_starts=_SIX_D_STARTS.value,
         )
     except (ValueError, OSError) as err:  # bad input named by the library; nothing was written
         print(f"estimate_pose: {err}", file=sys.stderr)

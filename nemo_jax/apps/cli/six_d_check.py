@@ -2,7 +2,7 @@
 synthetic set.
 
     nemo-jax-six-d-check --checkpoint RUNS/car [--views 20] [--canvas 1.5] [--seed 0]
-        [--scale_range 0.8,1.25] [--out out/six_d_check.json]
+        [--scale_range 0.8,1.25] [--six_d_starts 4] [--out out/six_d_check.json]
     python tools/six_d_check.py ...   (the same)
 
 Renders --views viewpoints of the run's category with the synthetic generator (the test_l0 views of
@@ -32,6 +32,7 @@ _SCALE_RANGE = flags.DEFINE_list("scale_range", "0.8,1.25", "Zoom of the 6D wind
 _DISTANCE_FACTORS = flags.DEFINE_list(
     "distance_factors", "0.7,0.85,1,1.2,1.4", "6D coarse distances, multiples of the run's."
 )
+_SIX_D_STARTS = flags.DEFINE_integer("six_d_starts", 4, "6D: best coarse poses refined (as estimate_pose's).")
 _BATCH = flags.DEFINE_integer("batch_size", 4, "Images per search call.")
 _OUT = flags.DEFINE_string("out", "out/six_d_check.json", "JSON report path.")
 _INFERENCE = define_inference_overrides()
@@ -62,6 +63,7 @@ def _main(argv) -> int:
             distance_factors=_floats(_DISTANCE_FACTORS.value, "distance_factors"),
             batch_size=_BATCH.value,
             inference_overrides=_INFERENCE(),
+            six_d_starts=_SIX_D_STARTS.value,
         )
     except (ValueError, OSError) as err:
         print(f"six_d_check: {err}", file=sys.stderr)
