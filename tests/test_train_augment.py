@@ -170,3 +170,16 @@ def test_shift_scale_config_defaults_off():
     config.train.shift_px, config.train.scale_range = 8.0, [0.8, 1.25]
     cfg = step.StepConfig.from_config(config)
     assert step.shift_scale_on(cfg) and cfg.scale_range == (0.8, 1.25) and cfg.shift_px == 8.0
+
+
+def test_six_d_config_is_the_cpu_recipe_with_shift_scale_and_more_steps():
+    """configs/synthetic_6d.py: synthetic_cpu.py's recipe, augmentation on, 1,600 steps; nothing else."""
+    from configs import synthetic_6d, synthetic_cpu  # noqa: PLC0415
+
+    for category in ("car", "chair"):
+        six_d, base = synthetic_6d.get_config(category), synthetic_cpu.get_config(category)
+        assert six_d.train.shift_px == 8.0 and tuple(six_d.train.scale_range) == (0.9, 1.11)
+        assert six_d.train.steps == 1600
+        for key in ("shift_px", "scale_range", "steps"):
+            six_d.train[key] = base.train[key]
+        assert six_d.to_dict() == base.to_dict()
