@@ -249,6 +249,17 @@ def test_six_d_config_refines_its_own_number_of_starts():
         six_d_config(*args, num_starts=0)
 
 
+def test_six_d_flags_name_a_centre_off_the_image_and_a_distance_at_the_bound():
+    from nemo_jax.apps.estimate import six_d_flags  # noqa: PLC0415
+
+    factors = (0.7, 1.0, 1.4)  # the refinement's range: 0.35 to 2.8
+    assert six_d_flags([30.0, 20.0], (64, 48, 3), 1.1, factors) == []
+    assert six_d_flags([30.0, -3.0], (64, 48, 3), 1.1, factors) == ["centre outside image"]
+    assert six_d_flags([50.0, 20.0], (64, 48, 3), 1.1, factors) == ["centre outside image"]
+    assert six_d_flags([30.0, 20.0], (64, 48, 3), 0.35, factors) == ["distance at search bound"]
+    assert six_d_flags([30.0, 20.0], (64, 48, 3), 2.8, factors) == ["distance at search bound"]
+
+
 def test_demo_builds_each_categorys_own_config_then_the_overrides():
     from nemo_jax.apps.demo import category_configs  # noqa: PLC0415
 

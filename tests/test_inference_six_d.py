@@ -24,6 +24,8 @@ from nemo_jax.inference import (
     six_d_pose,
     size_six_d_tile_budget,
 )
+from nemo_jax.inference.parametrization import to_parameters, to_pose
+from nemo_jax.inference.six_d import project_refinement, refine_distance_range
 from nemo_jax.mesh import cuboid_mesh
 from nemo_jax.render import RasterSettings, render_exact
 
@@ -189,3 +191,58 @@ def test_bad_input_is_named():
         SixDConfig(search=search, distance_factors=(1.0, -1.0))
     with pytest.raises(ValueError, match="num_candidates"):
         SixDConfig(search=search, num_candidates=0)
+
+
+def test_refinement_projection_clips_distance_and_centre_only_when_outside():
+    """The 6D refinement's projection: rows inside the range come back bit for bit; outside, the
+    distance is clipped (with ``camera_position`` along the camera's direction: azimuth, elevation
+    and theta kept) and the centre clipped onto the map."""
+    lo, hi = refine_distance_range((0.9, 1.1))
+    assert (lo, hi) == (0.45, 2.2)
+    centre_max = jnp.array([12.0, 7.0])
+    poses = jnp.array(
+        [
+            [0.3, 0.2, 0.1, 1.0, 3.0, 4.0],  # inside
+            [0.3, 0.2, 0.1, 0.1, 3.0, 4.0],  # too close
+            [1.3, -0.2, 0.4, 9.0, -2.0, 8.5],  # too far, centre off the map
+        ],
+        jnp.float32,
+    )
+    for parametrization in ("angles", "camera_position"):
+        params = jnp.concatenate([to_parameters(poses[:, :4], parametrization), poses[:, 4:]], axis=1)
+        out = project_refinement(params, parametrization, (lo, hi), centre_max)
+        np.testing.assert_array_equal(np.asarray(out[0]), np.asarray(params[0]))
+        back = np.asarray(to_pose(out[:, :4], parametrization))
+        np.testing.assert_allclose(back[1:, 3], [lo, hi], rtol=1e-6)
+        np.testing.assert_allclose(back[1:, :3], np.asarray(poses[1:, :3]), atol=1e-5)
+        np.testing.assert_array_equal(np.asarray(out[1:, 4:]), [[3.0, 4.0], [0.0, 7.0]])
+
+
+def test_refinement_stays_in_the_searched_range():
+    """A feature map that looks like the object everywhere (every vertex feature and every cell the
+    same vector), so the loss falls as the rendered object grows, and Adam steps far too large:
+    whatever the search returns lies within ``refine_distance_range`` and on the map."""
+    s = _scenes(1, seed=3)
+    u = np.zeros(C, np.float32)
+    u[0] = 1.0
+    s["vf"] = np.tile(u, (len(s["v"]), 1))
+    s["clutter"] = np.roll(u, 1)
+    observed = np.broadcast_to(u, (1, *CANVAS, C)).copy()
+    search = SearchConfig(
+        raster=_raster(CANVAS),
+        azimuths_deg=(0.0, 90.0),
+        elevations_deg=(10.0,),
+        thetas_deg=(0.0,),
+        num_starts=2,
+        steps=40,
+        lr=1.0,
+        decay_every=100,
+    )
+    config = SixDConfig(search=search, distance_factors=(0.9, 1.1), num_candidates=1)
+    config = size_six_d_tile_budget(s["v"], s["f"], FOCAL, 0.3 * DIST, config)
+    res = jax.tree.map(np.asarray, six_d_pose(_inputs(s, observed, np.nan), config))
+    lo, hi = refine_distance_range(config.distance_factors)
+    assert np.all(np.isfinite(res.distance)) and np.all(np.isfinite(res.principal))
+    assert np.all((res.distance >= lo * DIST * (1 - 1e-6)) & (res.distance <= hi * DIST * (1 + 1e-6)))
+    h, w = CANVAS
+    assert np.all((res.principal >= 0) & (res.principal <= np.array([w - 1, h - 1]) + 1e-5)), res.principal

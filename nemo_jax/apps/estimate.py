@@ -43,6 +43,7 @@ from nemo_jax.inference import (
 )
 from nemo_jax.inference import confidence as confidence_lib
 from nemo_jax.inference.search import pose_grid
+from nemo_jax.inference.six_d import refine_distance_range
 from nemo_jax.mesh.subtypes import unstack
 from nemo_jax.models.backbone import INPUT_MULTIPLE
 from nemo_jax.train import category_data
@@ -126,6 +127,23 @@ def box_flags(box, image_shape, crop: np.ndarray) -> list[str]:
 # configs/synthetic_6d.py, tools/six_d_check.py --seed 1, 30 views) 1 start scored 6D 93 % vs
 # centred 100 %, 4 starts 100 % vs 100 % (README "6D pose").
 SIX_D_STARTS = 4
+
+
+def six_d_flags(centre, image_shape, distance_factor: float, distance_factors) -> list[str]:
+    """Reasons not to trust a 6D pose: ``'centre outside image'`` (the found object centre ``(x, y)``,
+    image pixels in the corner convention, lies outside the ``(H, W, ...)`` image) and ``'distance
+    at search bound'`` (``distance_factor``, the found distance over the run's, within 1e-3 of the
+    refinement's limits :func:`nemo_jax.inference.six_d.refine_distance_range`): both mark a search
+    that preferred a large object mostly outside the view, e.g. when the object's scale is outside
+    the coarse ``distance_factors``."""
+    h, w = image_shape[:2]
+    flags = []
+    if not (0 <= centre[0] <= w and 0 <= centre[1] <= h):
+        flags.append("centre outside image")
+    lo, hi = refine_distance_range(distance_factors)
+    if distance_factor <= lo * (1 + 1e-3) or distance_factor >= hi * (1 - 1e-3):
+        flags.append("distance at search bound")
+    return flags
 
 
 def estimate_poses(
@@ -298,6 +316,9 @@ def estimate_poses(
                     float((found_px[1] + y0) / scale + 0.5),
                 ]
                 record["distance_image"] = predicted_distance * scale
+                flags += six_d_flags(
+                    record["centre"], image.shape, predicted_distance / distance, distance_factors
+                )
             if calibration is not None:
                 outputs = confidence_lib.batch_outputs(result, pose_grid(search_config), calibration)
                 record["confidence"] = float(outputs["confidence"][0])

@@ -18,7 +18,10 @@ image of the CAD origin, in FEATURE-map pixels) and the distance are unknowns to
    distance always moves here) with the distance in units of ``inputs.distance`` (so ``lr`` is
    a fraction of it, whatever the dataset's distance: 78 CAD units on the synthetic set, 5 on
    PASCAL3D+), and the principal point, scaled so that one unit is ``centre_step_px`` feature
-   cells (Adam's steps are about ``lr`` per unit);
+   cells (Adam's steps are about ``lr`` per unit); after every step the distance is kept within
+   :func:`refine_distance_range` (half the smallest to twice the largest coarse distance) and the
+   principal point on the searched map, so that no start runs off to a huge object mostly outside
+   the map (whose loss can be lower than the object's own);
 4. the lowest final loss wins (never worse than its coarse pose).
 
 The object is rendered with the camera's principal point moved to the found position, so the
@@ -28,7 +31,8 @@ in feature-map pixels (pixel centres at integers).
 
 Public API: :class:`SixDConfig`, :class:`SixDResult`, :func:`candidate_centres`,
 :func:`six_d_single` (pure), :func:`six_d_batch_unchecked` (jitted, vmapped),
-:func:`six_d_pose` (eager checks), :func:`size_six_d_tile_budget`.
+:func:`six_d_pose` (eager checks), :func:`size_six_d_tile_budget`, :func:`refine_distance_range`,
+:func:`project_refinement`.
 """
 
 from __future__ import annotations
@@ -173,6 +177,29 @@ def candidate_centres(table, clutter_sim, config: SixDConfig):
     return jnp.stack(centres), jnp.stack(valid)
 
 
+def refine_distance_range(distance_factors) -> tuple[float, float]:
+    """The distances the 6D refinement may reach, relative to ``SearchInputs.distance``: half the
+    smallest coarse factor to twice the largest."""
+    return 0.5 * min(distance_factors), 2.0 * max(distance_factors)
+
+
+def project_refinement(
+    params: jax.Array, parametrization: str, distance_range: tuple[float, float], centre_max: jax.Array
+) -> jax.Array:
+    """``[K, 6]`` 6D refinement parameters (the pose's four in ``parametrization``, the distance
+    relative to the reference; the principal point ``(x, y)`` in units of ``centre_step_px``) ->
+    the same with the distance clipped to ``distance_range`` (its direction from the object kept)
+    and the principal point to ``[0, centre_max]``. Rows already inside come back bit for bit."""
+    pose = to_pose(params[:, :4], parametrization)
+    clipped = jnp.clip(pose[:, 3], *distance_range)
+    if parametrization == "angles":
+        moved = params[:, :4].at[:, 3].set(clipped)
+    else:
+        moved = to_parameters(pose.at[:, 3].set(clipped), parametrization)
+    pose_params = jnp.where((clipped != pose[:, 3])[:, None], moved, params[:, :4])
+    return jnp.concatenate([pose_params, jnp.clip(params[:, 4:], 0.0, centre_max)], axis=1)
+
+
 def six_d_single(inputs: SearchInputs, config: SixDConfig) -> SixDResult:
     """Pure, jittable 6D search for ONE image (no input checks; use :func:`six_d_pose`).
 
@@ -226,14 +253,21 @@ def six_d_single(inputs: SearchInputs, config: SixDConfig) -> SixDResult:
     )  # [K, 6] pose + scaled principal
     start_loss = flat[best]
 
-    # 3. Fine: all six parameters, the K starts in parallel, one scan.
+    # 3. Fine: all six parameters, the K starts in parallel, one scan, each step projected back into
+    # the searched range (a start that runs to a huge, mostly off-map object can score a lower loss
+    # than the object itself).
     optimizer = refine_optimizer(search)
     parametrization = search.parametrization
+    d_lo, d_hi = refine_distance_range(config.distance_factors)
+    centre_hi = jnp.array([settings.width - 1, settings.height - 1], jnp.float32) / step_px
+
+    def project(params):
+        return project_refinement(params, parametrization, (d_lo, d_hi), centre_hi)
 
     def step(carry, _):
         params, opt_state, overflow, moved = carry
         new_params, new_state, _, ovf, finite = refine_step(loss_fn, optimizer, search, params, opt_state)
-        new_params = jnp.where(finite[:, None], new_params, params)
+        new_params = project(jnp.where(finite[:, None], new_params, params))
         return (new_params, new_state, jnp.maximum(overflow, jnp.max(ovf)), moved + finite), None
 
     start_params = jnp.concatenate([to_parameters(starts[:, :4], parametrization), starts[:, 4:]], axis=1)
