@@ -258,16 +258,14 @@ def six_d_single(inputs: SearchInputs, config: SixDConfig) -> SixDResult:
     # than the object itself).
     optimizer = refine_optimizer(search)
     parametrization = search.parametrization
-    d_lo, d_hi = refine_distance_range(config.distance_factors)
-    centre_hi = jnp.array([settings.width - 1, settings.height - 1], jnp.float32) / step_px
-
-    def project(params):
-        return project_refinement(params, parametrization, (d_lo, d_hi), centre_hi)
+    distance_range = refine_distance_range(config.distance_factors)
+    centre_max = jnp.array([settings.width - 1, settings.height - 1], jnp.float32) / step_px
 
     def step(carry, _):
         params, opt_state, overflow, moved = carry
         new_params, new_state, _, ovf, finite = refine_step(loss_fn, optimizer, search, params, opt_state)
-        new_params = project(jnp.where(finite[:, None], new_params, params))
+        new_params = jnp.where(finite[:, None], new_params, params)
+        new_params = project_refinement(new_params, parametrization, distance_range, centre_max)
         return (new_params, new_state, jnp.maximum(overflow, jnp.max(ovf)), moved + finite), None
 
     start_params = jnp.concatenate([to_parameters(starts[:, :4], parametrization), starts[:, 4:]], axis=1)
