@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 import trimesh
+from conftest import run_tool
 
 from nemo_jax import data
 from nemo_jax.data import fixtures, occlusion, pascal3d
@@ -310,3 +311,46 @@ def test_fixed_header_records_and_npz_are_byte_stable(tmp_path):
     assert float(record.objects.truncated) == 1 and float(record.objects.viewpoint.azimuth) == view["azimuth"]
     with np.load(tmp_path / "a.npz", allow_pickle=False) as npz:
         assert npz["x"].tolist() == [0, 1, 2, 3, 4] and str(npz["s"]) == "src"
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_tool_names_bad_flags_and_refuses_foreign_folders(tmp_path):
+    bad = run_tool("write_validation_tree", "--out", tmp_path / "x", "--categories", "spaceship", timeout=300)
+    assert bad.returncode == 2 and "spaceship" in bad.stderr.strip().splitlines()[-1]
+    (tmp_path / "y").mkdir()
+    (tmp_path / "y" / "photo.jpg").write_bytes(b"")
+    refused = run_tool(
+        "write_validation_tree", "--out", tmp_path / "y", "--train_per_category", 1, timeout=300
+    )
+    assert refused.returncode == 2 and "not written by" in refused.stderr
+    assert os.listdir(tmp_path / "y") == ["photo.jpg"]
+
+
+@pytest.mark.slow
+def test_tool_writes_a_tree_the_builders_read(tmp_path):
+    out = tmp_path / "p3d"
+    result = run_tool(
+        "write_validation_tree",
+        "--out",
+        out,
+        "--categories",
+        "chair",
+        "--train_per_category",
+        2,
+        "--val_per_category",
+        1,
+        "--levels",
+        "3",
+        "--occluders",
+        "blobs",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "chairFGL3_BGL3 1" in result.stdout
+    options = pascal3d.Pascal3DOptions(
+        manual_dir=str(out), categories=("chair",), neural_vertices=150, shrink=8
+    )
+    build_lib.build("pascal3d", str(tmp_path / "data"), options, progress=False)
+    assert len(data.load("pascal3d", "train", str(tmp_path / "data"))) == 2
