@@ -58,17 +58,21 @@ class Rendered:
 @functools.partial(jax.jit, static_argnames=("settings", "shadow_settings"))
 def _rasterize(vertices, faces, shadow_vertices, az, el, th, dist, px, py, settings, shadow_settings):
     """``[B]`` views (radians) of ``[B, V, 3]`` / ``[B, F, 3]`` meshes: surface points
-    ``[B, H, W, 3]``, face index ``[B, H, W]``, shadow coverage ``[B, H, W]``, overflows ``[B, 2]``."""
-    cams = jax.vmap(lambda *a: camera_from_viewpoint(*a, focal=FOCAL, viewport=VIEWPORT))(
-        az, el, th, dist, px, py
-    )
+    ``[B, H, W, 3]``, face index ``[B, H, W]``, the shadow mesh's coverage at half resolution
+    ``[B, ceil(H / 2), ceil(W / 2)]`` (it is blurred anyway) and overflows ``[B, 2]``."""
 
-    def one(v, f, sv, cam):
+    def camera(scale):
+        # pixel centres at integer coordinates: u -> (u + 0.5) * scale - 0.5
+        return jax.vmap(lambda *a: camera_from_viewpoint(*a, focal=FOCAL, viewport=VIEWPORT * scale))(
+            az, el, th, dist, (px + 0.5) * scale - 0.5, (py + 0.5) * scale - 0.5
+        )
+
+    def one(v, f, sv, cam, half_cam):
         out = render(v, f, cam, settings, attributes=v)
-        shadow = render(sv, f, cam, shadow_settings)
+        shadow = render(sv, f, half_cam, shadow_settings)
         return out.features, out.face_index, shadow.coverage, jnp.stack([out.overflow, shadow.overflow])
 
-    return jax.vmap(one)(vertices, faces, shadow_vertices, cams)
+    return jax.vmap(one)(vertices, faces, shadow_vertices, camera(1.0), camera(0.5))
 
 
 def _flattened(model: Model, light: np.ndarray) -> np.ndarray:
@@ -114,7 +118,7 @@ def rasterize(models: list[Model], views: list[SceneView], shadows: list[bool], 
             settings = RasterSettings(
                 height=canvas[0], width=canvas[1], cull_backfaces=True, tile_budget=budget
             )
-            shadow_settings = RasterSettings(height=canvas[0], width=canvas[1], tile_height=16, tile_width=16)
+            shadow_settings = RasterSettings(height=(canvas[0] + 1) // 2, width=(canvas[1] + 1) // 2)
             points, face_index, shadow, overflow = jax.device_get(
                 _rasterize(verts, faces, flat, *angles, *scalars, settings, shadow_settings)
             )
@@ -125,14 +129,11 @@ def rasterize(models: list[Model], views: list[SceneView], shadows: list[bool], 
             raise RuntimeError(f"scene renderer: tile budget overflow at canvas {canvas}")
         for b, i in enumerate(idx):
             h, w = views[i].height, views[i].width
-            ok = overflow[b, 1] == 0  # a shadow that did not fit is left out (it is no annotation)
-            out.append(
-                {
-                    "points": points[b, :h, :w],
-                    "face_index": face_index[b, :h, :w],
-                    "shadow": shadow[b, :h, :w] if (ok and shadows[i]) else np.zeros((h, w), np.float32),
-                }
-            )
+            cover = np.zeros((h, w), np.float32)
+            if shadows[i] and overflow[b, 1] == 0:  # a shadow that did not fit is left out (no annotation)
+                half = Image.fromarray(shadow[b].astype(np.float32), mode="F")
+                cover = np.asarray(half.resize((2 * half.width, 2 * half.height), Image.BILINEAR))[:h, :w]
+            out.append({"points": points[b, :h, :w], "face_index": face_index[b, :h, :w], "shadow": cover})
     return out
 
 

@@ -13,7 +13,6 @@ from nemo_jax.data.occlusion import Sprite
 from nemo_jax.data.scenes import categories, renderer, views
 
 
-
 def object_sprites(rng: np.random.Generator, count: int, names=categories.CATEGORIES) -> list[Sprite]:
     """``count`` sprites of objects of random categories among ``names``, cycling through them in
     order so every category is present; rendered on the scenes' canvas (the object fills 80-95 %

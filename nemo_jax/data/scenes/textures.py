@@ -296,8 +296,7 @@ def pattern(app: Appearance, points: np.ndarray, lattice: np.ndarray) -> np.ndar
     if app.kind == STRIPES:
         return 0.5 + 0.5 * np.tanh(3.0 * np.sin(app.frequency * along + app.phase))
     if app.kind == CHECKS:
-        f = app.frequency / 2
-        return (np.prod(np.sin(f * p + app.phase), -1) > 0).astype(np.float32)
+        return (np.prod(np.sin(app.frequency * p + app.phase), -1) > 0).astype(np.float32)
     if app.kind == GRADIENT:
         return np.clip(0.5 + 1.2 * along, 0, 1)
     if app.kind == WOOD:
