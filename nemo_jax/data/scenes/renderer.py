@@ -61,7 +61,7 @@ def _rasterize(vertices, faces, shadow_vertices, az, el, th, dist, px, py, setti
     ``[B, H, W, 3]``, face index ``[B, H, W]``, the shadow mesh's coverage at half resolution
     ``[B, ceil(H / 2), ceil(W / 2)]`` (it is blurred anyway) and overflows ``[B, 2]``."""
 
-    def camera(scale):
+    def cameras(scale):
         # pixel centres at integer coordinates: u -> (u + 0.5) * scale - 0.5
         return jax.vmap(lambda *a: camera_from_viewpoint(*a, focal=FOCAL, viewport=VIEWPORT * scale))(
             az, el, th, dist, (px + 0.5) * scale - 0.5, (py + 0.5) * scale - 0.5
@@ -72,7 +72,7 @@ def _rasterize(vertices, faces, shadow_vertices, az, el, th, dist, px, py, setti
         shadow = render(sv, f, half_cam, shadow_settings)
         return out.features, out.face_index, shadow.coverage, jnp.stack([out.overflow, shadow.overflow])
 
-    return jax.vmap(one)(vertices, faces, shadow_vertices, camera(1.0), camera(0.5))
+    return jax.vmap(one)(vertices, faces, shadow_vertices, cameras(1.0), cameras(0.5))
 
 
 def _flattened(model: Model, light: np.ndarray) -> np.ndarray:
@@ -203,7 +203,7 @@ def composite(rendered: Rendered, background: np.ndarray) -> np.ndarray:
     return np.where(rendered.mask[..., None], rendered.rgb, ground)
 
 
-def camera(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def camera_effects(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """White balance, exposure, mild blur and sensor noise: float ``[H, W, 3]`` -> uint8."""
     img = np.clip(image * rng.uniform(0.94, 1.06, 3), 0, 1) ** rng.uniform(0.85, 1.15)
     pil = Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8))
@@ -227,4 +227,4 @@ def photograph(
     """One finished photograph: ``(image [H, W, 3] uint8, object_mask [H, W] bool)``."""
     rendered = shade(model, view, raster, rng)
     image = composite(rendered, backgrounds.background(rng, view.height, view.width))
-    return camera(image, rng), rendered.mask
+    return camera_effects(image, rng), rendered.mask
