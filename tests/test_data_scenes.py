@@ -311,6 +311,8 @@ def test_fixed_header_records_and_npz_are_byte_stable(tmp_path):
     assert float(record.objects.truncated) == 1 and float(record.objects.viewpoint.azimuth) == view["azimuth"]
     with np.load(tmp_path / "a.npz", allow_pickle=False) as npz:
         assert npz["x"].tolist() == [0, 1, 2, 3, 4] and str(npz["s"]) == "src"
+    fixtures.save_npz(str(tmp_path / "mask.npz"), mask=np.zeros((375, 500), bool))
+    assert os.path.getsize(tmp_path / "mask.npz") < 5000  # deflated: masks are mostly zeros
 
 
 # ----------------------------------------------------------------------------- the command

@@ -341,7 +341,7 @@ def occlude_to_level(
     fg_range, bg_range = LEVELS[level], BACKGROUND_LEVELS[level] if background else (0.0, 1.0)
     # The last occluder overshoots its target by a few points on average: aiming a little low
     # centres the measured ratios in their ranges (OccludedPASCAL3D+ aims at 0.3 / 0.5 / 0.7).
-    fg_target = rng.uniform(fg_range[0] + 0.01, fg_range[1] - 0.07)
+    fg_target = rng.uniform(fg_range[0] + 0.005, fg_range[1] - 0.1)
     bg_target = rng.uniform(bg_range[0] + 0.02, bg_range[1] - 0.03) if background else 0.0
     ys, xs = np.nonzero(obj)
     extent = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
