@@ -1,4 +1,4 @@
-"""Writes generated validation trees in the real releases' formats (nemo_jax.data.scenes).
+r"""Writes generated validation trees in the real releases' formats (nemo_jax.data.scenes).
 
   python tools/write_validation_tree.py --out DIR --categories car,bicycle \
       --train_per_category 200 --val_per_category 100 --seed 1 --occluders objects
@@ -66,4 +66,8 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+    if any(arg in ("--help", "-help", "-h", "--helpshort", "-?") for arg in sys.argv[1:]):
+        # absl's own --help exits 1; this command's documentation and flags, exit 0.
+        print(__doc__.strip() + "\n\n" + flags.FLAGS.main_module_help())
+        sys.exit(0)
     app.run(main)
