@@ -19,8 +19,16 @@ import tqdm
 from nemo_jax import data
 from nemo_jax import mesh as mesh_lib
 from nemo_jax.train import multihost, parallel
-from nemo_jax.train.checkpoint import PATH_KEYS, Checkpointer, discard_unsaved_run, is_path_value, step_dirs
+from nemo_jax.train.checkpoint import (
+    PATH_KEYS,
+    Checkpointer,
+    discard_unsaved_run,
+    is_path_value,
+    run_files,
+    step_dirs,
+)
 from nemo_jax.train.evaluate import evaluate_and_log
+from nemo_jax.train.lock import LOCK_FILE, workdir_lock
 from nemo_jax.train.metrics import MetricWriter
 from nemo_jax.train.run import build_model, build_neural_mesh, mesh_info
 from nemo_jax.train.sources import batch_dataset, build_sources, write_crop_protocol
@@ -35,7 +43,10 @@ class NonFiniteError(RuntimeError):
 def train(config, workdir: str, model=None, preprocess: Callable | None = None) -> dict:
     """Trains a neural mesh + backbone as ``config`` says, in ``workdir`` (resuming if possible).
 
-    A run that fails before its first checkpoint leaves no workdir behind (nor its config.json);
+    The workdir is locked for the run (:mod:`nemo_jax.train.lock`): a second run started into it
+    is refused with :class:`nemo_jax.train.lock.WorkdirInUse` naming the process that holds it.
+    A run that fails before its first checkpoint removes what it wrote, and the workdir if it
+    created it (files that were there before stay);
     the config's paths (``checkpoint.PATH_KEYS``) are made absolute first, so that the run's
     ``config.json`` reads the same from any working directory.
 
@@ -50,14 +61,20 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
       (``state.mesh`` is the trained neural mesh).
     """
     config = _with_absolute_paths(config)
+    parallel.maybe_initialize_distributed(config.parallel)
     existed = os.path.isdir(workdir)
-    had_checkpoints = bool(step_dirs(os.path.join(workdir, "checkpoints")))
-    try:
-        return _train(config, workdir, model, preprocess)
-    except BaseException:
-        if not had_checkpoints:
-            discard_unsaved_run(workdir, remove_workdir=not existed)
-        raise
+    before = run_files(workdir)  # what a failed first run must leave as it was
+    if os.path.exists(os.path.join(workdir, LOCK_FILE)):
+        before.add(LOCK_FILE)
+    # Process 0 locks the workdir for the whole run (a second run into it is refused).
+    with workdir_lock(workdir, enabled=jax.process_index() == 0) as lock_path:
+        had_checkpoints = bool(step_dirs(os.path.join(workdir, "checkpoints")))
+        try:
+            return _train(config, workdir, model, preprocess)
+        except BaseException:
+            if not had_checkpoints:
+                discard_unsaved_run(workdir, remove_workdir=not existed, keep=before, lock_path=lock_path)
+            raise
 
 
 def _with_absolute_paths(config):
@@ -71,7 +88,6 @@ def _with_absolute_paths(config):
 
 
 def _train(config, workdir: str, model, preprocess) -> dict:
-    parallel.maybe_initialize_distributed(config.parallel)
     multihost.check_same_config(config.to_dict())
     from nemo_jax import models  # noqa: PLC0415
 
