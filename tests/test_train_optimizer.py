@@ -271,3 +271,35 @@ def test_training_loop_runs_the_steps_of_its_epochs(tmp_path):
     np.testing.assert_allclose(lrs, [t.lr] * 3 + [0.2 * t.lr] * 5, rtol=1e-6)
     stored = json.load(open(tmp_path / "run" / "config.json"))["train"]
     assert stored["steps"] == 0 and stored["epochs"] == 1.5
+
+
+@pytest.mark.slow
+def test_the_pascal3d_config_trains_its_epochs_on_a_release_format_tree(tmp_path):
+    """configs/nemo_pascal3d.py as it stands (Adam-L2, 10 batches per update in NeMo's phase, the
+    length in epochs) on a PASCAL3D+-format fixture tree: 1 epoch of 4 images in batches of 2 is 2
+    batches, one update (from the first batch alone, NeMo's phase)."""
+    import data_fixtures as fx  # noqa: PLC0415
+
+    from configs import nemo_pascal3d  # noqa: PLC0415
+    from nemo_jax import data  # noqa: PLC0415
+    from nemo_jax.train.loop import train  # noqa: PLC0415
+
+    manual, data_dir = str(tmp_path / "manual"), str(tmp_path / "data")
+    fx.write_pascal3d(manual, categories=("motorbike",), per_split=(4, 2))
+    options = data.make_options(
+        "pascal3d", {"categories": "motorbike", "neural_vertices": "60", "shrink": "16", "manual_dir": manual}
+    )
+    data.build("pascal3d", data_dir, options, progress=False)
+    config = nemo_pascal3d.get_config("motorbike")
+    assert config.train.steps == 0 and config.train.epochs == 800  # as shipped: NeMo's length
+    config.data.data_dir, config.data.image_size = data_dir, (32, 32)
+    config.model.name, config.model.width, config.model.feature_dim = "tiny", 0.25, 16
+    config.model.pretrained = "none"
+    t = config.train
+    t.epochs, t.batch_size, t.checkpoint_every, t.log_every, t.progress = 1, 2, 2, 1, False
+    t.clutter_size, t.clutter_per_image, t.distance_thr, t.render_stride, t.render_tile = 16, 2, 4.0, 1, 8
+    config.eval.num_batches = 0
+    result, final = train(config, str(tmp_path / "run"))
+    assert result["step"] == int(final.step) == 2
+    inner = final.opt_state.inner_opt_state  # MultiSteps around add_decayed_weights + adam
+    assert int(final.opt_state.gradient_step) == 1 and int(inner[1][0].count) == 1
