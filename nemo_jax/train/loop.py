@@ -32,7 +32,13 @@ from nemo_jax.train.lock import LOCK_FILE, workdir_lock
 from nemo_jax.train.metrics import MetricWriter
 from nemo_jax.train.run import build_model, build_neural_mesh, mesh_info
 from nemo_jax.train.sources import batch_dataset, build_sources, write_crop_protocol
-from nemo_jax.train.state import create_train_state, learning_rate_schedule, make_optimizer
+from nemo_jax.train.state import (
+    create_train_state,
+    learning_rate_schedule,
+    make_optimizer,
+    resolve_steps,
+    update_count,
+)
 from nemo_jax.train.step import StepConfig, jit_step, make_train_step
 
 
@@ -104,6 +110,12 @@ def _train(config, workdir: str, model, preprocess) -> dict:
     if preprocess is None:
         raise ValueError("train: pass preprocess with a custom model")
     step_cfg = StepConfig.from_config(config)
+    # The sources before the optimizer: config.train.epochs counts the training set's examples.
+    if isinstance(geometry, mesh_lib.MeshSet):  # one mesh per CAD sub-type or per category
+        train_src, eval_src = build_sources(config, geometry, None, perm)
+    else:
+        train_src, eval_src = build_sources(config, *geometry, perm)
+    t = resolve_steps(t, len(train_src))
     tx = make_optimizer(t)
     ckpt = Checkpointer(
         workdir,
@@ -142,10 +154,6 @@ def _train(config, workdir: str, model, preprocess) -> dict:
     ordered = bool(config.parallel.get("ordered_reductions", False)) and data_mesh.size > 1
     train_step = make_train_step(model, tx, step_cfg, preprocess, perm, data_mesh if ordered else None)
     step_fn = jit_step(train_step, replicated, split)
-    if isinstance(geometry, mesh_lib.MeshSet):  # one mesh per CAD sub-type or per category
-        train_src, eval_src = build_sources(config, geometry, None, perm)
-    else:
-        train_src, eval_src = build_sources(config, *geometry, perm)
     if jax.process_index() == 0:
         write_crop_protocol(workdir, train_src)
     batches = batch_dataset(train_src, int(t.batch_size), int(config.seed))
@@ -174,7 +182,8 @@ def _train(config, workdir: str, model, preprocess) -> dict:
                 last = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 now = time.perf_counter()
                 last["images_per_s"] = (done - tick_step) * int(t.batch_size) / max(now - tick, 1e-9)
-                last["lr"] = float(schedule(done // int(t.grad_accum)))
+                updates = update_count(done, int(t.grad_accum), t.get("grad_accum_phase", "end"))
+                last["lr"] = float(schedule(updates))
                 tick, tick_step = now, done
                 writer.write(done, last)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", img_s=f"{last['images_per_s']:.1f}")
