@@ -1,5 +1,7 @@
 """Inputs read within their bounds: hostile weight files (``.pth`` without torch, ``.npz``,
-``.safetensors``) are refused before any array is viewed or allocated, naming the file and the tensor.
+``.safetensors``) are refused before any array is viewed or allocated, naming the file and the tensor;
+image files are read as their owners see them (upright, 8-bit RGB); uniform crops are told apart from
+real objects.
 
 The hostile ``.pth`` files are written by the tests (``tests/torch_files.py``, no torch needed), from
 the globals a real checkpoint uses only: what makes them hostile is the offsets, sizes and strides.
@@ -13,11 +15,21 @@ import struct
 import tracemalloc
 import zipfile
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 from torch_files import save_torch_views, save_torch_zip
 
 from nemo_jax import models
+from nemo_jax.data import fixtures, pascal3d
+from nemo_jax.data.images import (
+    UNIFORM_PIXEL_SPREAD,
+    is_uniform,
+    pixel_spread,
+    read_image,
+)
 from nemo_jax.models.weight_bounds import MAX_EXPANSION
 
 _FLAT = np.arange(16, dtype=np.float32) + 0.5
@@ -329,3 +341,215 @@ def test_npz_compressed_member_inflating_past_the_budget_is_refused(tmp_path):
     path = tmp_path / "bomb.npz"
     np.savez_compressed(path, w=np.zeros(16 * 2**20, np.float32))
     _refused(path, "'w.npy'", f"at most {MAX_EXPANSION} times its size")
+
+
+# ---- images ------------------------------------------------------------------------------------
+
+
+def test_16_bit_png_is_stretched_by_its_own_range_not_white(tmp_path):
+    k = np.arange(256, dtype=np.uint16).reshape(16, 16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(1000 + 240 * k).save(path)  # 1000 .. 62200: all over 255
+    assert Image.open(path).mode == "I;16"
+    rgb = read_image(path)
+    assert rgb.shape == (16, 16, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb, np.repeat(k.astype(np.uint8)[..., None], 3, -1))
+
+
+def test_16_bit_big_endian_tiff_and_constant_16_bit_image(tmp_path):
+    k = np.arange(256, dtype=np.uint16).reshape(16, 16)
+    path = tmp_path / "big.tif"
+    Image.fromarray((5 + 3 * k).astype(">u2")).save(path)
+    assert Image.open(path).mode == "I;16B"
+    np.testing.assert_array_equal(read_image(path)[..., 1], k)
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.full((4, 4), 65535, np.uint16)).save(flat)
+    assert (read_image(flat) == 255).all()  # a constant keeps its place on the 16-bit scale
+
+
+def test_float_tiff_is_stretched_by_its_own_range_and_nan_is_refused(tmp_path):
+    k = np.arange(256).reshape(16, 16)
+    path = tmp_path / "float.tif"
+    Image.fromarray((-1.0 + k * (4.0 / 255)).astype(np.float32)).save(path)
+    assert Image.open(path).mode == "F"
+    np.testing.assert_array_equal(read_image(path)[..., 2], k)
+    bad = tmp_path / "nan.tif"
+    values = np.zeros((4, 4), np.float32)
+    values[1, 2] = np.nan
+    Image.fromarray(values).save(bad)
+    with pytest.raises(ValueError, match=r"nan\.tif: image mode F holds NaN"):
+        read_image(bad)
+
+
+# orientation -> how the displayed image follows from the stored pixels (EXIF 2.3, tag 0x0112)
+_UPRIGHT = {
+    3: lambda a: a[::-1, ::-1],
+    6: lambda a: np.rot90(a, -1),  # the top row of the stored pixels becomes the right column
+    8: lambda a: np.rot90(a, 1),
+    2: lambda a: a[:, ::-1],
+}
+
+
+@pytest.mark.parametrize("tag", [6, 3, 8, 2])
+def test_exif_rotated_jpeg_is_read_upright(tmp_path, tag):
+    rng = np.random.default_rng(tag)
+    stored = np.kron(rng.integers(0, 256, (3, 5, 3)), np.ones((8, 8, 1))).astype(np.uint8)  # 24 x 40
+    exif = Image.Exif()
+    exif[0x0112] = tag
+    path = tmp_path / f"turned{tag}.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    as_stored = np.asarray(Image.open(path).convert("RGB"))  # the decoded pixels, tag ignored
+    upright = read_image(path)
+    np.testing.assert_array_equal(upright, _UPRIGHT[tag](as_stored))
+    if tag in (6, 8):
+        assert upright.shape == (40, 24, 3)
+    # where annotations refer to the stored pixels the tag is refused, naming file and tag
+    with pytest.raises(ValueError, match=rf"turned{tag}\.jpg: EXIF orientation {tag} "):
+        read_image(path, orientation="refuse")
+    with pytest.raises(ValueError, match=rf"turned{tag}\.jpg: EXIF orientation"):
+        pascal3d.load_image(str(path))
+
+
+def test_dataset_readers_keep_untagged_images_as_stored(tmp_path):
+    pixels = np.random.default_rng(1).integers(0, 256, (12, 20, 3)).astype(np.uint8)
+    path = tmp_path / "plain.png"
+    Image.fromarray(pixels).save(path)
+    np.testing.assert_array_equal(np.asarray(pascal3d.load_image(str(path))), pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    tagged = tmp_path / "tag1.png"
+    Image.fromarray(pixels).save(tagged, exif=exif)
+    np.testing.assert_array_equal(read_image(tagged, orientation="refuse"), pixels)
+
+
+def test_occluded_fixture_reader_refuses_a_turned_source_image(tmp_path):
+    manual = tmp_path / "manual"
+    views = fixtures.write_pascal3d(str(manual), per_split=(1, 0))
+    (name,) = views
+    src = manual / "PASCAL3D+_release1.1" / "Images" / "car_imagenet" / f"{name}.JPEG"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(src).save(src, exif=exif)
+    with pytest.raises(ValueError, match=rf"{name}\.JPEG: EXIF orientation 6"):
+        fixtures.write_occluded(str(manual), views, levels=(1,))
+
+
+def test_palette_png_reads_as_its_colours_and_transparency_as_black(tmp_path):
+    palette = [10, 20, 30, 200, 100, 50, 0, 255, 0] + [0] * (256 * 3 - 9)
+    index = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
+    image = Image.fromarray(index, "P")
+    image.putpalette(palette)
+    path = tmp_path / "palette.png"
+    image.save(path)
+    want = np.array(palette, np.uint8).reshape(256, 3)[index]
+    np.testing.assert_array_equal(read_image(path), want)
+    image.save(tmp_path / "clear.png", transparency=1)  # colour 1 fully transparent
+    want[index == 1] = 0
+    np.testing.assert_array_equal(read_image(tmp_path / "clear.png"), want)
+
+
+def test_rgba_grey_and_bilevel_images_read_as_rgb(tmp_path):
+    Image.fromarray(np.array([[[200, 100, 50, 128], [9, 9, 9, 255]]], np.uint8)).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), [[[100, 50, 25], [9, 9, 9]]])  # over black
+    Image.fromarray(np.array([[0, 77, 255]], np.uint8)).save(tmp_path / "g.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png"), [[[0] * 3, [77] * 3, [255] * 3]])
+    Image.fromarray(np.array([[True, False]])).save(tmp_path / "b.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "b.png"), [[[255] * 3, [0] * 3]])
+
+
+def test_cmyk_jpeg_reads_as_its_rgb(tmp_path):
+    rgb = np.kron(
+        np.array([[[250, 30, 30], [30, 200, 60]], [[20, 40, 220], [240, 240, 240]]]), np.ones((8, 8, 1))
+    )
+    rgb = rgb.astype(np.uint8)
+    path = tmp_path / "cmyk.jpg"
+    Image.fromarray(rgb).convert("CMYK").save(path, quality=95)
+    assert Image.open(path).mode == "CMYK"
+    got = read_image(path)
+    assert got.dtype == np.uint8 and got.shape == rgb.shape
+    assert np.abs(got.astype(int) - rgb).max() <= 12  # JPEG error only
+
+
+def test_unsupported_mode_unreadable_and_missing_files_are_named(tmp_path):
+    Image.new("LAB", (4, 4)).save(tmp_path / "lab.tif")
+    with pytest.raises(ValueError, match=r"lab\.tif: image mode LAB cannot be read as 8-bit RGB"):
+        read_image(tmp_path / "lab.tif")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match=r"notes\.jpg: unreadable image"):
+        read_image(tmp_path / "notes.jpg")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "whole.jpg")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "whole.jpg").read_bytes()[:300])
+    with pytest.raises(ValueError, match=r"cut\.jpg: unreadable image"):
+        read_image(tmp_path / "cut.jpg")
+    with pytest.raises(FileNotFoundError, match=r"gone\.png: missing image"):
+        read_image(tmp_path / "gone.png")
+    with pytest.raises(FileNotFoundError, match="is a directory"):
+        read_image(tmp_path)
+
+
+# ---- uniform crops -----------------------------------------------------------------------------
+
+
+def _jpeg(pixels: np.ndarray, quality: int = 75) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+@pytest.mark.parametrize("value", [255, 128, 12, 0], ids=["white", "grey", "dark", "zero"])
+def test_constant_crops_are_uniform_even_through_jpeg_and_sensor_noise(value):
+    crop = np.full((96, 128, 3), value, np.uint8)
+    assert float(pixel_spread(crop)) == 0.0 and bool(is_uniform(crop))
+    noisy = np.clip(value + np.random.default_rng(value).normal(0, 3, crop.shape), 0, 255).astype(np.uint8)
+    assert bool(is_uniform(_jpeg(noisy)))
+
+
+def _low_contrast_object(contrast: float, base: float) -> np.ndarray:
+    """A fixture car's silhouette, shaded like a lit surface, ``contrast`` levels over a ``base`` grey
+    background with a faint texture, through JPEG."""
+    view = {"azimuth": 30.0, "elevation": 10.0, "theta": 0.0, "distance": 40.0, "focal": 1.0, "px": 81.0,
+            "py": 61.0, "viewport": 3000.0}  # fmt: skip
+    mask = fixtures.silhouette(fixtures.cad_mesh("car")[0], view)
+    h, w = mask.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    shade = 0.5 + 0.5 * np.cos((xx - w / 2) / w * 3.0) * np.cos((yy - h / 2) / h * 2.0)
+    grey = base + np.where(mask, contrast * shade, 0.0) + np.random.default_rng(0).normal(0, 1.0, (h, w))
+    tint = np.array([1.0, 0.95, 0.9])
+    return _jpeg(np.clip(grey[..., None] * tint, 0, 255).astype(np.uint8), quality=85)
+
+
+@pytest.mark.parametrize("contrast,base", [(40, 110), (16, 20), (16, 200)], ids=["mid", "dim", "bright"])
+def test_real_low_contrast_object_crop_is_not_uniform(contrast, base):
+    crop = _low_contrast_object(contrast, base)
+    assert np.ptp(crop) < 80
+    assert float(pixel_spread(crop)) > 1.5 * UNIFORM_PIXEL_SPREAD
+    assert not bool(is_uniform(crop))
+
+
+def test_uniform_image_beside_crop_padding_is_uniform_when_the_padding_is_left_out():
+    crop = np.zeros((64, 96, 3), np.uint8)
+    crop[:, 30:80] = 250  # a white image that does not fill its crop: zeros beside it
+    valid = np.zeros((64, 96), bool)
+    valid[:, 30:80] = True
+    assert not bool(is_uniform(crop))
+    assert bool(is_uniform(crop, valid)) and float(pixel_spread(crop, valid)) == 0.0
+    assert float(pixel_spread(crop, np.zeros((64, 96), bool))) == 0.0
+
+
+def test_pixel_spread_is_the_same_under_jit_and_vmap():
+    crops = np.stack([_low_contrast_object(16, 20), np.full((120, 160, 3), 128, np.uint8)])
+    one = np.array([float(pixel_spread(c)) for c in crops])
+    batched = np.asarray(jax.jit(jax.vmap(pixel_spread))(jnp.asarray(crops)))
+    np.testing.assert_allclose(batched, one, rtol=1e-5, atol=1e-5)
+    assert list(np.asarray(jax.vmap(is_uniform)(crops))) == [False, True]
+
+
+@pytest.mark.slow
+def test_rendered_synthetic_car_at_low_contrast_is_not_uniform():
+    from nemo_jax.data.synthetic import SyntheticOptions, generate
+
+    options = SyntheticOptions(categories=("car",), train_per_category=1, render_batch=1, height=96, width=96)
+    image = next(generate(options, "train"))["image"].astype(np.float64)
+    dim = np.round((image - image.mean()) * 0.05 + 20).astype(np.uint8)  # about 13 levels of range
+    assert np.ptp(dim) <= 16
+    assert not bool(is_uniform(_jpeg(dim, quality=90)))
