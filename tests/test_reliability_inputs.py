@@ -30,14 +30,15 @@ from nemo_jax.data.images import (
     pixel_spread,
     read_image,
 )
-from nemo_jax.models.weight_bounds import MAX_EXPANSION
+from nemo_jax.models.pretrained import read_pretrained
+from nemo_jax.models.weight_bounds import MAX_EXPANSION, WeightFileError
 
 _FLAT = np.arange(16, dtype=np.float32) + 0.5
 
 
 def _refused(path, *patterns):
-    """load_state_dict raises one ValueError whose single line names ``path`` and every pattern."""
-    with pytest.raises(ValueError) as info:
+    """load_state_dict raises one WeightFileError whose single line names ``path`` and every pattern."""
+    with pytest.raises(WeightFileError) as info:
         models.load_state_dict(path)
     message = str(info.value)
     assert "\n" not in message
@@ -229,12 +230,13 @@ def test_pth_hostile_file_through_the_pretrained_loader_is_one_line_naming_field
     save_torch_views(path, {"0": _FLAT}, {"conv1.weight": ("0", 15, (4,), (-(2**40),))})
     cfg = models.default_config()
     cfg.name, cfg.pretrained = "resnet18", str(path)
-    with pytest.raises(ValueError) as info:
-        models.load_pretrained(cfg, {})
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith("config.model.pretrained: ")
-    assert str(path) in message and "'conv1.weight'" in message
+    for load in (lambda: models.load_pretrained(cfg, {}), lambda: read_pretrained(cfg)):
+        with pytest.raises(WeightFileError) as info:
+            load()
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith("config.model.pretrained: ")
+        assert str(path) in message and "'conv1.weight'" in message
 
 
 # ---- a normal checkpoint, every container ------------------------------------------------------
@@ -268,6 +270,17 @@ def test_normal_converted_resnet_state_dict_still_loads_bit_for_bit(tmp_path):
             assert got.dtype == want.dtype and got.shape == want.shape, (path, name)
             assert got.tobytes() == want.tobytes(), (path, name)
     assert models.check_trunk_weights(models.load_state_dict(paths[0]), "resnet18", source="zip.pth") > 11e6
+    # read once before the model exists, merged later: the same trunk as reading at merge time
+    cfg = models.default_config()
+    cfg.name, cfg.pretrained = "resnet18", str(paths[0])
+    module = models.build_backbone(cfg)
+    abstract = jax.eval_shape(lambda k: module.init(k, jnp.zeros((1, 64, 64, 3))), jax.random.key(0))
+    early = models.load_pretrained(cfg, abstract, pretrained=read_pretrained(cfg))
+    late = models.load_pretrained(cfg, abstract)
+    want = sd["layer4.1.conv2.weight"].transpose(2, 3, 1, 0)
+    for variables in (early, late):
+        np.testing.assert_array_equal(variables["params"]["trunk"]["layer4_1"]["conv2"]["kernel"], want)
+        np.testing.assert_array_equal(variables["batch_stats"]["trunk"]["bn1"]["var"], sd["bn1.running_var"])
 
 
 # ---- .safetensors ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import safetensors.numpy
 from nemo_jax.models import weight_bounds
 from nemo_jax.models.resnet import RESNET_SPECS
 from nemo_jax.models.torch_pickle import load_torch_checkpoint
+from nemo_jax.models.weight_bounds import WeightFileError
 
 # safetensors dtype name -> bytes per element (the names its readers accept for numpy)
 _SAFETENSORS_ITEMSIZE = {
@@ -165,25 +166,31 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     and a ``module.`` prefix (DataParallel) is stripped.
 
     Raises:
-      FileNotFoundError naming a missing file; ValueError (one line) naming the file, and the tensor or
-      member at fault, for an unreadable or hostile one: a foreign pickle global, a tensor view outside
-      its storage, arrays claiming more than the file holds (:mod:`nemo_jax.models.weight_bounds`), an
-      ``.npz`` object array, a safetensors header outside the file.
+      FileNotFoundError naming a missing file; WeightFileError (a ValueError, one line) naming the
+      file, and the tensor or member at fault, for an unreadable or hostile one: a foreign pickle
+      global, a tensor view outside its storage, arrays claiming more than the file holds
+      (:mod:`nemo_jax.models.weight_bounds`), an ``.npz`` object array, a safetensors header outside
+      the file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pretrained weights not found: {path}")
-    if path.endswith(".npz"):
-        sd = _read_npz(path)
-    elif path.endswith(".safetensors"):
-        sd = _read_safetensors(path)
-    else:
-        sd = load_torch_checkpoint(path)
+    try:
+        if path.endswith(".npz"):
+            sd = _read_npz(path)
+        elif path.endswith(".safetensors"):
+            sd = _read_safetensors(path)
+        else:
+            sd = load_torch_checkpoint(path)
+    except WeightFileError:
+        raise
+    except ValueError as e:  # the readers' messages name the file
+        raise WeightFileError(str(e)) from e
     for wrapper in ("state_dict", "model", "state"):
         if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
             sd = sd[wrapper]
     if not isinstance(sd, dict) or not all(isinstance(v, np.ndarray) for v in sd.values()):
-        raise ValueError(f"{path}: expected a flat state_dict of tensors")
+        raise WeightFileError(f"{path}: expected a flat state_dict of tensors")
     return {k.removeprefix("module."): np.asarray(v) for k, v in sd.items()}
 
 
@@ -260,7 +267,7 @@ def convert_state_dict(
         elif leaf == "running_var":
             stats[path + ("var",)] = v
         else:
-            raise ValueError(f"{source}: unexpected tensor '{key}' of shape {v.shape} for {arch}")
+            raise WeightFileError(f"{source}: unexpected tensor '{key}' of shape {v.shape} for {arch}")
     return {"params": params, "batch_stats": stats}
 
 

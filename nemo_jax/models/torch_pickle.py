@@ -35,7 +35,7 @@ from typing import Any
 import ml_dtypes  # registers bfloat16 with numpy: torch.BFloat16Storage tensors need it
 import numpy as np
 
-from nemo_jax.models.weight_bounds import ArrayBudget, check_strided
+from nemo_jax.models.weight_bounds import ArrayBudget, WeightFileError, check_strided
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -342,8 +342,9 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
       The saved python object (usually an ``OrderedDict`` name -> ``np.ndarray``).
 
     Raises:
-      FileNotFoundError naming the file; ValueError naming the file (and the tensor's key where one is
-      at fault) for anything else: a refused global, a tensor outside its storage, a truncated file.
+      FileNotFoundError naming the file; WeightFileError (a ValueError) naming the file (and the tensor's
+      key where one is at fault) for anything else: a refused global, a tensor outside its storage, a
+      truncated file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -354,7 +355,9 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
             return _load_zip(reader)
         return _load_legacy(reader)
     except MemoryError as e:  # a pickle opcode claiming a huge length
-        raise ValueError(f"{path}: cannot read torch checkpoint: it claims more memory than there is") from e
+        raise WeightFileError(
+            f"{path}: cannot read torch checkpoint: it claims more memory than there is"
+        ) from e
     except _READ_ERRORS as e:
         message = " ".join(str(e).split()) or type(e).__name__
-        raise ValueError(f"{path}: cannot read torch checkpoint: {message}") from e
+        raise WeightFileError(f"{path}: cannot read torch checkpoint: {message}") from e

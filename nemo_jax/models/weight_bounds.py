@@ -17,7 +17,8 @@ One rule for ``.pth`` / ``.pt`` (:mod:`nemo_jax.models.torch_pickle`), ``.npz`` 
   one storage (tied weights), zero-stride (expanded) tensors and deflated zip members, while a file
   of a few hundred bytes can no longer claim gigabytes.
 
-A refusal is a ``ValueError`` whose message names the array (the caller adds the file).
+A refusal is a :class:`WeightFileError` (a ``ValueError``) whose one-line message names the file and
+the array: what a command prints as is, without a traceback.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ from collections.abc import Sequence
 MAX_EXPANSION = 4
 #: numpy's limit on the number of axes.
 MAX_DIMS = 64
+
+
+class WeightFileError(ValueError):
+    """A weight file that cannot be used as it is: unreadable, hostile (a foreign pickle global, an array
+    outside the file), or not the checkpoint of the architecture asked for. Its message is one line
+    naming the file (and the config field that named it, where one did)."""
 
 
 class ArrayBudget:
