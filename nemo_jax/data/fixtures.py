@@ -26,6 +26,7 @@ import scipy.spatial
 import trimesh
 from PIL import Image, ImageDraw
 
+from nemo_jax.data.images import read_image
 from nemo_jax.geometry import project_pascal3d
 from nemo_jax.mesh import save_off
 
@@ -181,7 +182,7 @@ def write_occluded(manual_dir: str, views: dict, category: str = "car", levels=(
         os.makedirs(os.path.join(root, "lists"), exist_ok=True)
         names = [n for n in views if f"_{category}_" in n]
         for name in names:
-            image = np.asarray(Image.open(os.path.join(src, name + ".JPEG")).convert("RGB")).copy()
+            image = read_image(os.path.join(src, name + ".JPEG"), orientation="refuse")
             occ = np.zeros((h, w), bool)
             x = int(rng.integers(w // 2 - 15, w // 2 + 5))  # over the object
             occ[:, x : x + 10 * level] = True

@@ -34,6 +34,7 @@ from PIL import Image
 
 from nemo_jax.data import builders, occlusion, splits
 from nemo_jax.data import meshes as meshes_lib
+from nemo_jax.data.images import read_image
 from nemo_jax.geometry import camera_from_viewpoint
 from nemo_jax.mesh import load_off, single_cuboid
 from nemo_jax.mesh.padding import pad_to_common, round_up
@@ -265,15 +266,14 @@ def image_path(folder: str, name: str) -> str:
 
 
 def load_image(path: str) -> Image.Image:
-    """An RGB PIL image (``FileNotFoundError``/``ValueError`` naming the file); grayscale, palette,
-    CMYK and alpha images are converted to RGB."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: missing image")
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except Exception as err:
-        raise ValueError(f"{path}: unreadable image ({type(err).__name__}: {err})") from err
+    """An RGB PIL image read by :func:`nemo_jax.data.images.read_image` (16-bit, float, grey, palette,
+    CMYK and alpha images converted to 8-bit RGB; ``FileNotFoundError``/``ValueError`` naming the file).
+
+    The annotations of PASCAL3D+, OccludedPASCAL3D+ and ObjectNet3D refer to the pixels as stored (the
+    releases' JPEGs carry no EXIF orientation), so an image whose EXIF orientation turns or mirrors it
+    is refused naming the file and the tag (the build stops there) rather than cropped around boxes
+    that may mean the other frame."""
+    return Image.fromarray(read_image(path, orientation="refuse"))
 
 
 def crop_transform(px0: float, py0: float, scale: float, size: tuple[int, int]) -> tuple[int, int]:
