@@ -13,6 +13,10 @@ Augmentation and regularisation follow the recipe chosen on validation data for 
 a pretrained ResNet-50, not validated on real PASCAL3D+ (no copy of it was at hand): read the curve
 of the built ``val`` split (``eval.every``, ``metrics.jsonl`` rows with ``split="val"``) and pick
 them on it.
+
+``configs/baseline_pascal3d.py:specific`` is NeMo's Res50-Specific: one classifier per category
+(``DIR/<category>``), each on its category's crops at the same 256 x 256 input, the steps shared
+out by the categories' image counts.
 """
 
 import os
@@ -24,8 +28,8 @@ from configs import baseline_synthetic  # noqa: E402
 from nemo_jax import models  # noqa: E402
 
 
-def get_config():
-    c = baseline_synthetic.get_config()
+def get_config(variant: str = "general"):
+    c = baseline_synthetic.get_config(variant)
     c.data.name = "pascal3d"
     c.data.input_size = (256, 256)
     c.model = models.default_config()

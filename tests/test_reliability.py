@@ -356,6 +356,13 @@ def test_render_memory_estimate_bounds_the_compiled_need_and_refuses_huge_sizes(
 # 4. Output that is all-or-nothing; 1. degenerate input flagged; 5. boxes named
 
 
+def _listing(folder):
+    """The files of a tool's output folder, its ownership manifest aside (nemo_jax.output)."""
+    from nemo_jax import output
+
+    return sorted(n for n in os.listdir(folder) if n != output.MANIFEST)
+
+
 def _images(site, folder, names):
     from PIL import Image
 
@@ -403,12 +410,12 @@ def test_estimate_pose_skips_bad_images_flags_degenerate_ones_and_writes_atomica
         assert any(m.startswith(f"warning: {name}: ") for m in messages), messages
     saved = json.loads((out / "predictions.json").read_text())
     assert [r["image"] for r in saved] == sorted(by_name)
-    assert sorted(os.listdir(out)) == ["a_pose.png", "d_pose.png", "e_pose.png", "predictions.json"]
+    assert _listing(out) == ["a_pose.png", "d_pose.png", "e_pose.png", "predictions.json"]
 
     # an existing --out from another input is replaced whole
     other = _images(site, tmp_path / "other", ["f.png"])
     estimate.estimate_poses(str(site / "runs" / "car"), str(other), None, str(out), figures=False)
-    assert sorted(os.listdir(out)) == ["predictions.json"]
+    assert _listing(out) == ["predictions.json"]
     # a run that fails midway leaves the previous output as it was, and no scratch folder
     before = (out / "predictions.json").read_text()
     from nemo_jax import viz
@@ -416,15 +423,13 @@ def test_estimate_pose_skips_bad_images_flags_degenerate_ones_and_writes_atomica
     monkeypatch.setattr(viz, "figure_one", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
     with pytest.raises(RuntimeError, match="disk full"):
         estimate.estimate_poses(str(site / "runs" / "car"), str(images), None, str(out))
-    assert (out / "predictions.json").read_text() == before and sorted(os.listdir(out)) == [
-        "predictions.json"
-    ]
+    assert (out / "predictions.json").read_text() == before and _listing(out) == ["predictions.json"]
     assert sorted(os.listdir(tmp_path)) == ["images", "other", "out"]
     # an --out holding something else is refused before any work
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="not an earlier output of estimate_pose"):
+    with pytest.raises(ValueError, match=r"holds files that estimate-pose did not write \(notes.txt\)"):
         estimate.estimate_poses(str(site / "runs" / "car"), str(images), None, str(foreign))
     assert os.listdir(foreign) == ["notes.txt"]
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import importlib.util
-import json
 import multiprocessing
 import os
 import time
 
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
-from nemo_jax import viz
+from nemo_jax import output, viz
 from nemo_jax.apps import evaluate as evaluate_lib
 from nemo_jax.baseline import train_baseline
 from nemo_jax.train.loop import train
@@ -105,14 +104,28 @@ def run_demo(
     scores L0-L3) run at once, in separate processes (``spawn``). Every job is a pure function of
     its config and data, so the numbers do not depend on ``jobs``; only the wall clock does. 1 runs
     them one after the other in this process. ``timings`` holds each job's own seconds (with
-    ``jobs > 1`` they overlap) and the wall clock of the whole (``total_s``)."""
+    ``jobs > 1`` they overlap) and the wall clock of the whole (``total_s``).
+
+    ``workdir`` may hold only an earlier demo's output (:mod:`nemo_jax.output`): its training
+    runs (``nemo/``, ``baseline/``) are resumed, its ``results.json`` and ``figures/`` replaced when
+    the demo succeeds; a workdir holding other files is refused before any work."""
+    with output.output_folder(workdir, "nemo-jax-demo", "--workdir", folders=RUN_FOLDERS) as out:
+        return _run_demo(workdir, out, data_dir, categories, nemo_config, baseline_config, log, jobs)
+
+
+#: The demo's training runs (sub-folders of its workdir, owned whole: resumed, never replaced).
+RUN_FOLDERS = ("nemo", "baseline")
+
+
+def _run_demo(workdir, out, data_dir, categories, nemo_config, baseline_config, log, jobs) -> dict:
+    """:func:`run_demo` with the workdir checked: runs go to ``workdir``, results and figures to the
+    scratch folder ``out``, which is moved into ``workdir`` when the demo succeeds."""
     start = time.perf_counter()
-    os.makedirs(workdir, exist_ok=True)
     timings = {}
     t0 = time.perf_counter()
     data_lib.ensure_built("synthetic", data_dir, categories=categories, log=log)
     timings["data_s"] = time.perf_counter() - t0
-    figures = os.path.join(workdir, "figures")
+    figures = os.path.join(out, "figures")
     os.makedirs(figures, exist_ok=True)
 
     nemo_jobs = {}  # name -> (category, config, run_dir)
@@ -168,8 +181,7 @@ def run_demo(
     timings["jobs"] = jobs
     timings["total_s"] = time.perf_counter() - start
     results["timings"] = {k: round(v, 1) for k, v in timings.items()}
-    with open(os.path.join(workdir, "results.json"), "w") as fh:
-        json.dump(results, fh, indent=1, default=float)
+    output.write_json(os.path.join(out, "results.json"), results, indent=1, default=float)
     log(eval_lib.format_table(results["nemo"], "NeMo"))
     log(eval_lib.format_table(results["baseline"], "Baseline (pose classifier)"))
     viz.accuracy_vs_occlusion(

@@ -20,12 +20,11 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 
 import numpy as np
 from PIL import Image
 
-from nemo_jax.apps import output
+from nemo_jax import output
 from nemo_jax.apps.calibrate import how_to_calibrate
 from nemo_jax.apps.evaluate import _preprocess
 from nemo_jax.data import crop_protocol
@@ -189,9 +188,10 @@ def estimate_poses(
     the boxes' corner convention) and ``distance_image`` (the distance for a focal length of 3000 pixels
     of the input image, PASCAL3D+'s convention; ``distance`` is the crop camera's, as in ``"3d"``).
 
-    All or nothing: the output is written into a scratch folder beside ``out_dir`` and renamed into
-    place at the end, replacing a previous ``out_dir`` of this tool whole (one holding a
-    ``predictions.json``); any other non-empty ``out_dir`` is refused before the work.
+    All or nothing: the output is written into a scratch folder beside ``out_dir`` and moved into
+    place at the end, replacing the files of a previous output of this tool (those its manifest
+    lists, :mod:`nemo_jax.output`); an ``out_dir`` holding any file this tool did not write is
+    refused before the work, naming those files.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if mode not in MODES:
@@ -208,7 +208,7 @@ def estimate_poses(
             f"canvas: expected a number >= 1 (the searched crop over the run's crop size), got {canvas}"
         )
     out_dir = os.path.abspath(out_dir)
-    check_out_dir(out_dir)
+    output.check_output_folder(out_dir, "--out", TOOL)
     names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
     if not names:
         raise FileNotFoundError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
@@ -257,8 +257,7 @@ def estimate_poses(
     if calibration is None and mode == "3d":
         log(f"note: {how_to_calibrate(run_dir)}")
     records, search_config = [], None
-    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}-", dir=os.path.dirname(out_dir))
+    scratch = output.scratch_folder(out_dir)
     try:
         for name in names:
             path = os.path.join(images_dir, name)
@@ -342,27 +341,14 @@ def estimate_poses(
                 )
         with open(os.path.join(scratch, PREDICTIONS), "w") as fh:
             json.dump(records, fh, indent=1)
-        output.replace_dir(scratch, out_dir)
+        output.commit_output(scratch, out_dir, TOOL)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return records
 
 
 PREDICTIONS = "predictions.json"
-
-
-def check_out_dir(out_dir: str) -> None:
-    """``ValueError`` unless ``out_dir`` is absent, empty, or a previous output of this tool (holding
-    a ``predictions.json``), which is then replaced whole."""
-    if not os.path.exists(out_dir):
-        return
-    if not os.path.isdir(out_dir):
-        raise ValueError(f"--out {out_dir}: exists and is not a folder")
-    if os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, PREDICTIONS)):
-        raise ValueError(
-            f"--out {out_dir}: holds files that are not an earlier output of estimate_pose "
-            f"(no {PREDICTIONS}); refusing to replace it, choose another --out"
-        )
+TOOL = "estimate-pose"
 
 
 def six_d_canvas_size(crop_size: tuple[int, int], canvas: float) -> tuple[int, int]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
+from nemo_jax import output
 from nemo_jax.apps import calibrate as calibrate_lib
 from nemo_jax.data.canvas import pad_batch_to_canvas
 from nemo_jax.geometry.camera import feature_coordinates
@@ -559,6 +560,18 @@ def evaluate(
     if calibrate and method == "nemo":
         for run_dir in runs.values():
             calibrate_lib.check_not_training_data(run_dir, data_dir)
+    with output.output_folder(figures_dir if method == "nemo" else "", "evaluate", "--figures") as figures:
+        return _evaluate(
+            workdir, dataset, data_dir, method, levels, cats, runs if method == "nemo" else {}, run_cats,
+            figures, inference_overrides, dtype, subtype, calibrate, category_mode,
+        )  # fmt: skip
+
+
+def _evaluate(
+    workdir, dataset, data_dir, method, levels, cats, runs, run_cats, figures_dir, inference_overrides,
+    dtype, subtype, calibrate, category_mode,
+) -> dict:  # fmt: skip
+    """:func:`evaluate` after its checks; figures (if ``figures_dir``) written there."""
     if method == "baseline":
         records = baseline_records(workdir, dataset, data_dir, levels, cats or None)
     else:

@@ -47,6 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nemo_jax import output
+
 FORMAT = "nemo_jax.export/1"
 ESTIMATOR, MESHES, METADATA, MANIFEST = "estimator.stablehlo", "meshes.npz", "metadata.json", "manifest.json"
 CALIBRATION = "calibration.json"
@@ -250,7 +252,9 @@ def export_run(
     """Writes the run in ``workdir`` as one artifact ``out`` (see the module docstring); returns
     its metadata. ``platforms``: see :func:`lower` (a platform that jax cannot lower for here is
     dropped, its reason in the metadata's ``platforms_skipped``). The file appears whole or not at
-    all."""
+    all, mode 0644 (less the umask); an existing ``out`` is replaced only if it is an earlier
+    artifact (:func:`is_artifact`), and ``out`` is checked before anything is compiled."""
+    out = output.check_output_file(out, "--out", is_artifact)
     check_run(workdir, category)
     check_platforms(platforms)
     kind, calibration = run_calibration(workdir, allow_uncalibrated)
@@ -303,6 +307,17 @@ def lower(fn, args, platforms=("cpu", "cuda"), log=print):
     return jax.export.export(jax.jit(fn), platforms=("cpu",))(args), skipped
 
 
+def is_artifact(path: str) -> bool:
+    """Whether ``path`` is a zip whose manifest says it is an artifact of this format family (an
+    earlier export, which ``export_run`` may replace)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            manifest = json.loads(zf.read(MANIFEST))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False
+    return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith(FORMAT.split("/")[0])
+
+
 def write_artifact(out: str, exported, meshes: dict, metadata: dict) -> None:
     """Writes the zip ``out`` (see the module docstring) from a :class:`jax.export.Exported`, the
     mesh arrays and the metadata; atomically (a scratch file renamed into place)."""
@@ -322,7 +337,9 @@ def write_artifact(out: str, exported, meshes: dict, metadata: dict) -> None:
             zf.writestr(MANIFEST, json.dumps(manifest, indent=1))
             for name, payload in members.items():
                 zf.writestr(name, payload)
-        os.replace(scratch, out)
+        output.replace_file(scratch, out)
+    except OSError as err:  # disk full, permissions: name the path, not the scratch file
+        raise OSError(f"--out {out}: cannot write the artifact ({err.strerror or err})") from None
     finally:
         if os.path.exists(scratch):
             os.remove(scratch)

@@ -1,12 +1,15 @@
 """Training, saving and running the pose-classification baseline (see ``classifier``).
 
 One jitted step over an explicit PyTree state; the NeMo loop's checkpoints (resume), metrics and
-progress bar. The baseline is trained on all categories of a split together (NeMo's
-Res50-General), every crop resized to one input size (``inputs``), from the same ImageNet start as
-NeMo where the config gives one (``config.model.pretrained``, loaded into the trunk), with the
-augmentation of ``augment``, label smoothing, head dropout and decoupled weight decay (AdamW).
-``config.eval`` names a validation split scored every ``eval.every`` steps (Acc@pi/6 in
-``metrics.jsonl``, rows with ``split="val"``), the curve the recipe is chosen on.
+progress bar. ``config.variant`` picks NeMo's Table 1 baseline: 'general' (Res50-General, the
+default) trains one classifier on all categories of a split together; 'specific' (Res50-Specific)
+one classifier per category, each on its category's images only, in ``workdir/<category>/``
+(:mod:`nemo_jax.baseline.runs` reads either kind back). Every crop is resized to one input size
+(``inputs``), the trunk starts from the same ImageNet weights as NeMo where the config gives them
+(``config.model.pretrained``), with the augmentation of ``augment``, label smoothing, head dropout
+and decoupled weight decay (AdamW). ``config.eval`` names a validation split scored every
+``eval.every`` steps (Acc@pi/6 in ``metrics.jsonl``, rows with ``split="val"``), the curve the
+recipe is chosen on.
 """
 
 from __future__ import annotations
@@ -41,8 +44,37 @@ class BaselineState:
     step: jax.Array
 
 
+#: ``config.variant``: NeMo's Res50-General (one classifier for all categories) or Res50-Specific
+#: (one per category).
+VARIANTS = ("general", "specific")
+
+
 def bins_from(config: ml_collections.ConfigDict) -> Bins:
     return Bins(**{k: int(v) for k, v in config.bins.items()})
+
+
+def variant_of(config) -> str:
+    """``config.variant`` (runs saved before the option: 'general'), checked."""
+    variant = str(config.get("variant", "general"))
+    if variant not in VARIANTS:
+        raise ValueError(f"config.variant: {variant!r} is not one of {VARIANTS}")
+    return variant
+
+
+def chosen_categories(config) -> tuple[str, ...]:
+    """``config.data.categories`` (empty: every category of the data)."""
+    return tuple(str(c) for c in (config.data.get("categories", ()) or ()))
+
+
+def _of_categories(source, categories, where: str):
+    """``source`` restricted to ``categories`` (all of it for none); a ValueError naming a category
+    the split lacks."""
+    if not categories:
+        return source
+    missing = [c for c in categories if c not in source.categories]
+    if missing:
+        raise ValueError(f"{where}: config.data.categories {missing} not in the data's {source.categories}")
+    return data_lib.Subset(source, sorted(i for c in categories for i in source.indices_of(c)))
 
 
 def _optimizer(config) -> optax.GradientTransformation:
@@ -105,12 +137,14 @@ def make_train_step(config, module, bins: Bins):
 
 
 def validation_source(config):
-    """The split ``config.eval`` names for validation (None when ``eval.every`` is 0)."""
+    """The split ``config.eval`` names for validation (None when ``eval.every`` is 0), restricted
+    to ``config.data.categories``."""
     ev = config.get("eval", {}) or {}
     if int(ev.get("every", 0)) <= 0:
         return None
     data_dir = ev.get("data_dir", "") or config.data.data_dir
     source = data_lib.load(config.data.name, ev.get("split", "val"), data_dir)
+    source = _of_categories(source, chosen_categories(config), f"{source.path} [{source.split}]")
     limit = int(ev.get("max_images", 0))
     if 0 < limit < len(source):  # evenly spaced, so every category is in it
         source = data_lib.Subset(source, np.linspace(0, len(source) - 1, limit).round().astype(int))
@@ -135,7 +169,44 @@ def _checkpointer(config, workdir: str) -> Checkpointer:
 
 
 def train_baseline(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
-    """Trains the classifier on ``config.data`` (all categories of the train split) in ``workdir``.
+    """Trains the baseline of ``config.variant`` in ``workdir``.
+
+    * 'general' (Res50-General): one classifier on ``config.data.categories`` (empty: every
+      category) of the train split, in ``workdir``; returns :func:`train_classifier`'s dict.
+    * 'specific' (Res50-Specific): one classifier per category, each trained on its own images in
+      ``workdir/<category>`` (its config's ``data.categories`` is that one category). The general
+      run's ``train.steps`` are shared out by the categories' image counts (each at least one), so
+      every image is seen as often as in the general run, at the same cost in all. Returns
+      ``{"categories": {category: train_classifier's dict}, "steps": {category: steps}}``.
+    """
+    variant = variant_of(config)
+    if variant == "general":
+        return train_classifier(config, workdir, log)
+    if os.path.isfile(os.path.join(workdir, "config.json")):
+        raise ValueError(
+            f"{workdir}: holds one classifier (config.json); Res50-Specific needs its own workdir"
+        )
+    source = data_lib.load(config.data.name, "train", config.data.data_dir)
+    cats = chosen_categories(config) or tuple(c for c in source.categories if source.indices_of(c))
+    counts = {c: len(source.indices_of(c)) if c in source.categories else 0 for c in cats}
+    empty = [c for c, n in counts.items() if n == 0]
+    if empty:
+        raise ValueError(f"{source.path}: the train split has no images of config.data.categories {empty}")
+    total = sum(counts.values())
+    steps = {c: max(1, round(int(config.train.steps) * n / total)) for c, n in counts.items()}
+    out = {"categories": {}, "steps": steps}
+    for cat in cats:
+        sub = config.copy_and_resolve_references()
+        sub.data.categories = (cat,)
+        sub.train.steps = steps[cat]
+        log(f"baseline (Res50-Specific) {cat}: {steps[cat]} steps on {counts[cat]} images")
+        out["categories"][cat] = train_classifier(sub, os.path.join(workdir, cat), log)
+    return out
+
+
+def train_classifier(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
+    """Trains one classifier on ``config.data`` (``data.categories`` of the train split, empty:
+    all) in ``workdir``.
 
     The NeMo loop's machinery: ``workdir/config.json`` + orbax checkpoints every
     ``config.train.checkpoint_every`` steps (resumed from, exactly: batch ``s`` is a pure function
@@ -148,9 +219,11 @@ def train_baseline(config: ml_collections.ConfigDict, workdir: str, log=print) -
     models.resolve_pretrained_path(config.model)  # a missing ImageNet file stops the run here
     augment_config(config)
     size = input_size(config)
+    variant_of(config)
     source = data_lib.load(config.data.name, "train", config.data.data_dir)
+    source = _of_categories(source, chosen_categories(config), f"{source.path} [train]")
     if len(source) == 0:
-        raise ValueError(f"{source.path}: the train split is empty")
+        raise ValueError(f"{config.data.data_dir}: the train split has no images of the chosen categories")
     source = Resized(source, size)
     val_source = validation_source(config)
     val_source = Resized(val_source, size) if val_source is not None else None

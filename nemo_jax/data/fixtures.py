@@ -6,6 +6,8 @@ PASCAL3D+ release1.1: ``Images/{cat}_imagenet/*.JPEG``, ``Annotations/{cat}_imag
 elevation, theta, distance, focal, px, py, viewport), ``bbox``, ``cad_index``, ``truncated``,
 ``occluded``, ``difficult``), ``CAD/{cat}/NN.off``, ``Image_sets/{cat}_imagenet_{train,val}.txt``.
 OccludedPASCAL3D+: ``images/{cat}FGL{l}_BGL{l}/*.JPEG``, ``annotations/.../*.npz``, ``lists/*.txt``.
+ObjectNet3D (:func:`write_objectnet3d_release`): ``Images/{id}.JPEG``, ``Annotations/{id}.mat``,
+``CAD/off/{cat}/NN.off`` and ``CAD/cads.mat``, ``Image_sets/{train,val,test}.txt``.
 
 Images are white silhouettes of the (convex) CAD model projected with ``project_pascal3d`` at the annotated
 viewpoint on a black background, so tests can check that crops keep the object where the viewpoint says.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +28,7 @@ import scipy.spatial
 import trimesh
 from PIL import Image, ImageDraw
 
+from nemo_jax.data.images import read_image
 from nemo_jax.geometry import project_pascal3d
 from nemo_jax.mesh import save_off
 
@@ -231,7 +235,7 @@ def write_occluded(manual_dir: str, views: dict, category: str = "car", levels=(
         os.makedirs(os.path.join(root, "lists"), exist_ok=True)
         names = [n for n in views if f"_{category}_" in n]
         for name in names:
-            image = np.asarray(Image.open(os.path.join(src, name + ".JPEG")).convert("RGB")).copy()
+            image = read_image(os.path.join(src, name + ".JPEG"), orientation="refuse")
             occ = np.zeros((h, w), bool)
             x = int(rng.integers(w // 2 - 15, w // 2 + 5))  # over the object
             occ[:, x : x + 10 * level] = True
@@ -277,3 +281,119 @@ def write_objectnet3d(manual_dir: str, category: str = "bed", per_split=(2, 1), 
         with open(os.path.join(root, "Image_sets", f"{split}.txt"), "w") as fh:
             fh.write("".join(n + "\n" for n in names))
     return views
+
+
+def _coarse(angle_deg: float) -> float:
+    """An angle (DEGREES) on the 15-degree grid of a coarse annotation."""
+    return float(round(angle_deg / 15.0) * 15.0)
+
+
+def _objectnet_object(category: str, view: dict, bbox, coarse_only: bool = False) -> dict:
+    """An ObjectNet3D ``record.objects`` entry: its annotation tool writes ``azimuth_coarse`` /
+    ``elevation_coarse`` (DEGREES) beside the fine ``azimuth`` / ``elevation``, which may be empty
+    (``coarse_only``)."""
+    obj = make_object(category, view, bbox)
+    vp = obj["viewpoint"]
+    vp["azimuth_coarse"] = np.float64(_coarse(view["azimuth"]) % 360.0)
+    vp["elevation_coarse"] = np.float64(_coarse(view["elevation"]))
+    if coarse_only:
+        vp["azimuth"] = vp["elevation"] = np.zeros((0, 0))
+    return obj
+
+
+def _write_objectnet_record(path: str, image_name: str, objects: list[dict], size=IMAGE_SIZE) -> None:
+    """An ObjectNet3D annotation .mat: ``record`` with ``filename``, ``imgsize`` ([width, height,
+    depth], as its toolbox reads it) and ``objects``."""
+    record = {
+        "filename": image_name + ".JPEG",
+        "imgsize": np.array([size[1], size[0], 3], np.float64),
+        "objects": _objects(objects),
+    }
+    scipy.io.savemat(path, {"record": record})
+
+
+def write_objectnet3d_release(
+    manual_dir: str, categories=("bed", "cabinet"), per_split=(3, 2), seed=0, nemo_lists: bool = False
+) -> dict:
+    """Writes ``manual_dir/ObjectNet3D`` in the release's layout (as its toolbox,
+    github yuxng/ObjectNet3D_toolbox, and NeMo's refactor, github wufeim/NeMo
+    ``data/prepare_objectnet3d.py``, read it):
+
+    * ``Images/{id}.JPEG``; ``Annotations/{id}.mat`` (one ``record`` per image, every object of the
+      image in ``record.objects``: ``class``, ``bbox``, ``cad_index``, ``viewpoint``, flags);
+    * ``CAD/cads.mat`` (``cads``: one struct array of ``vertices`` / ``faces`` per class, in the
+      order of ``class_names``) for every category, and ``CAD/off/{cat}/01.off`` for all but the
+      last one (which then reads from ``cads.mat``);
+    * ``Image_sets/{train,val,test}.txt``: image ids, one per line (``test`` lists nothing here);
+    * ``nemo_lists``: also NeMo's per-category ``lists/{cat}_imagenet_{train,val}.txt`` (the
+      refactor's extra download).
+
+    Per category and split, ``per_split = (train, val)`` images whose first object is of the
+    category; the first train image of each category has only coarse angles, the second a
+    viewport of 2000 (the toolbox's default) instead of 3000. Plus, per category, one train image
+    whose FIRST object is a ``chair`` and second one of the category: NeMo leaves it out.
+
+    Returns ``{image id: {"category", "view" (the annotated viewpoint, angles DEGREES; on the
+    coarse-only image the coarse angles), "first" (whether the category's object comes first)}}``.
+    """
+    rng = np.random.default_rng(seed)
+    root = os.path.join(manual_dir, "ObjectNet3D")
+    for sub in ("Images", "Annotations", "CAD/off", "Image_sets"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    cad_cells = np.empty(len(categories), dtype=object)  # a cell array of struct arrays
+    for i, cat in enumerate(categories):
+        vertices, faces = cad_mesh(cat)
+        cad_cells[i] = _struct_array({"vertices": vertices.astype(np.float64), "faces": faces + 1.0})
+        if i < len(categories) - 1:
+            os.makedirs(os.path.join(root, "CAD", "off", cat), exist_ok=True)
+            save_off(os.path.join(root, "CAD", "off", cat, "01.off"), vertices, faces)
+    scipy.io.savemat(
+        os.path.join(root, "CAD", "cads.mat"),
+        {"cads": cad_cells, "class_names": np.array(list(categories), dtype=object)},
+    )
+    lists = {split: [] for split in ("train", "val", "test")}
+    per_category = {(cat, split): [] for cat in categories for split in ("train", "val")}
+    truth = {}
+    for cat in categories:
+        vertices, _ = cad_mesh(cat)
+        for split, count in zip(("train", "val"), per_split, strict=True):
+            for i in range(count + (split == "train")):
+                name = f"n0{zlib.crc32(cat.encode()) % 10_000_000:07d}_{split}_{i:03d}"  # ImageNet-like ids
+                view = random_view(rng)
+                coarse_only = split == "train" and i == 0
+                if coarse_only:  # the object drawn at the coarse angles, the only ones annotated
+                    view["azimuth"] = _coarse(view["azimuth"]) % 360.0
+                    view["elevation"] = _coarse(view["elevation"])
+                if split == "train" and i == 1:
+                    view["viewport"] = 2000.0
+                first = not (split == "train" and i == count)  # the extra image: a chair comes first
+                mask = silhouette(vertices, view)
+                ys, xs = np.nonzero(mask)
+                bbox = [xs.min() + 1, ys.min() + 1, xs.max() + 1, ys.max() + 1]
+                obj = _objectnet_object(cat, view, bbox, coarse_only)
+                objects = [obj] if first else [_objectnet_object("chair", random_view(rng), bbox), obj]
+                if first and i == 0:  # a second, other-class object after the first is harmless
+                    objects.append(_objectnet_object("sofa", random_view(rng), [5, 5, 40, 30]))
+                _write_objectnet_record(os.path.join(root, "Annotations", name + ".mat"), name, objects)
+                img = np.where(mask[..., None], 230, 20).astype(np.uint8).repeat(3, -1)
+                Image.fromarray(img).save(os.path.join(root, "Images", name + ".JPEG"), quality=95)
+                lists[split].append(name)
+                per_category[(cat, split)].append(name)
+                truth[name] = {"category": cat, "view": view, "first": first}
+    for split, names in lists.items():
+        with open(os.path.join(root, "Image_sets", f"{split}.txt"), "w") as fh:
+            fh.write("".join(n + "\n" for n in names))
+    if nemo_lists:
+        os.makedirs(os.path.join(root, "lists"), exist_ok=True)
+        for (cat, split), names in per_category.items():
+            with open(os.path.join(root, "lists", f"{cat}_imagenet_{split}.txt"), "w") as fh:
+                fh.write("".join(n + "\n" for n in names))
+    return truth
+
+
+def _struct_array(fields: dict) -> np.ndarray:
+    """A 1 x 1 MATLAB struct array of ``fields``, as savemat writes it."""
+    arr = np.empty((1, 1), dtype=[(f, "O") for f in fields])
+    for f, v in fields.items():
+        arr[0, 0][f] = v
+    return arr

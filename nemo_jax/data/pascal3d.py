@@ -34,6 +34,7 @@ from PIL import Image
 
 from nemo_jax.data import builders, occlusion, splits
 from nemo_jax.data import meshes as meshes_lib
+from nemo_jax.data.images import read_image
 from nemo_jax.geometry import camera_from_viewpoint
 from nemo_jax.mesh import load_off, single_cuboid
 from nemo_jax.mesh.padding import pad_to_common, round_up
@@ -59,11 +60,17 @@ DATA_FOCAL_PX = 3000.0
 #: NeMo's render camera: ``OpenGLPerspectiveCameras(fov=12.0)`` on a square of side ``max(H, W)``.
 NEMO_RENDER_FOV_DEG = 12.0
 PASCAL_CATEGORIES = tuple(CROP_SIZES)
-#: ObjectNet3D categories evaluated by NeMo's follow-ups (StarMap's split of ObjectNet3D).
+#: The 18 ObjectNet3D categories of NeMo's ObjectNet3D experiments (VoGE and NeMo-6D follow them),
+#: in the order of the authors' refactor: github wufeim/NeMo, ``nemo/utils/objectnet3d_utils.py``
+#: ``CATEGORIES`` (lines 1-20). ObjectNet3D's own class name ``cabinet``, not ``filing_cabinet``.
 OBJECTNET3D_CATEGORIES = (
-    "bed", "bookshelf", "calculator", "cellphone", "computer", "door", "filing_cabinet", "guitar", "iron",
-    "knife", "microwave", "pen", "pot", "rifle", "shoe", "slipper", "stove", "toilet", "tub", "wheelchair",
+    "bed", "bookshelf", "calculator", "cellphone", "computer", "cabinet", "guitar", "iron", "knife",
+    "microwave", "pen", "pot", "rifle", "slipper", "stove", "toilet", "tub", "wheelchair",
 )  # fmt: skip
+#: NeMo's ObjectNet3D crop ``(H, W)``, the same for every category: the refactor's data preparation
+#: (github wufeim/NeMo, ``config/datasets/objectnet3d.py`` lines 24-42, ``image_sizes``: 640 x 800
+#: for each of the 18, read as (height, width) by ``data/prepare_objectnet3d.py``'s ``worker``).
+OBJECTNET3D_CROP_SIZES = dict.fromkeys(OBJECTNET3D_CATEGORIES, (640, 800))
 VIEWPOINT_FIELDS = ("azimuth", "elevation", "theta", "distance", "focal", "px", "py", "viewport")
 PASCAL_ROOT, OCCLUDED_ROOT, OBJECTNET_ROOT = "PASCAL3D+_release1.1", "OccludedPASCAL3D+", "ObjectNet3D"
 
@@ -79,7 +86,8 @@ class Pascal3DOptions:
       coverage: SingleCuboid coverage of the CAD vertices.
       pose_split: 'all' or 'unseen' (train/val keep NeMo's seen azimuth bins, test sets the others;
         'unseen' also writes ``test_l0``, the val images of unseen azimuths: its L0).
-      default_crop: crop ``(H, W)`` of categories NeMo gives none for (ObjectNet3D).
+      default_crop: crop ``(H, W)`` for every category that is not a PASCAL3D+ one, in place of
+        NeMo's ObjectNet3D size (:data:`OBJECTNET3D_CROP_SIZES`); ``()`` (default): NeMo's size.
       shrink: integer factor dividing every crop size and multiplying the crop distance (the focal
         stays 3000 px): the same framing with ``shrink`` times fewer pixels per side (1 = NeMo;
         4-8 for CPU runs).
@@ -98,7 +106,7 @@ class Pascal3DOptions:
     neural_vertices: int = 1000
     coverage: float = 0.99
     pose_split: str = "all"
-    default_crop: tuple[int, int] = (320, 320)
+    default_crop: tuple[int, ...] = ()
     shrink: int = 1
     crop_multiple: int = 32
     synthetic_occlusion: bool = False
@@ -111,11 +119,29 @@ class Pascal3DOptions:
             raise ValueError(f"Pascal3DOptions.shrink: must be >= 1, got {self.shrink}")
         if int(self.crop_multiple) < 1:
             raise ValueError(f"Pascal3DOptions.crop_multiple: must be >= 1, got {self.crop_multiple}")
+        try:  # --option default_crop=H,W arrives as strings
+            crop = tuple(int(v) for v in (self.default_crop or ()))
+        except (TypeError, ValueError):
+            crop = (0,)
+        if crop != () and (len(crop) != 2 or min(crop) < 1):
+            raise ValueError(
+                f"Pascal3DOptions.default_crop: expected (H, W) >= 1 or (), got {self.default_crop}"
+            )
+        object.__setattr__(self, "default_crop", crop)
 
     def crop_size(self, category: str) -> tuple[int, int]:
-        """Crop ``(H, W)`` in pixels: NeMo's size over ``shrink``, rounded up to ``crop_multiple``."""
+        """Crop ``(H, W)`` in pixels: NeMo's size (PASCAL3D+'s :data:`CROP_SIZES`, else
+        ``default_crop`` if given, else ObjectNet3D's :data:`OBJECTNET3D_CROP_SIZES`) over
+        ``shrink``, rounded up to ``crop_multiple``."""
         m = int(self.crop_multiple)
-        h, w = CROP_SIZES.get(category, self.default_crop)
+        if category in CROP_SIZES:
+            h, w = CROP_SIZES[category]
+        elif self.default_crop:
+            h, w = self.default_crop
+        elif category in OBJECTNET3D_CROP_SIZES:
+            h, w = OBJECTNET3D_CROP_SIZES[category]
+        else:
+            raise ValueError(f"Pascal3DOptions: no crop size for category {category!r} (set default_crop)")
         return tuple(round_up(max(1, round(s / self.shrink)), m) for s in (h, w))
 
     def crop_distance(self) -> float:
@@ -169,43 +195,61 @@ def first_object(record, category: str, path: str) -> dict:
     filtered on (NeMo keeps every such object). Anything that makes the object unusable (no
     viewpoint, a missing or non-finite field, distance <= 0, no or a degenerate box) raises
     :class:`Skip` with the reason, counted in the build summary."""
+    for obj in record_objects(record):
+        if str(getattr(obj, "class", "")).strip() == category:
+            return object_view(obj)
+    raise Skip(f"no '{category}' object")
+
+
+def record_objects(record) -> list:
+    """``record.objects`` as a list (:class:`Skip` when the record has none)."""
     objects = getattr(record, "objects", None)
     if objects is None or (isinstance(objects, np.ndarray) and objects.size == 0):
         raise Skip("record has no objects")
-    for obj in np.atleast_1d(objects):
-        if str(getattr(obj, "class", "")).strip() != category:
-            continue
-        vp = getattr(obj, "viewpoint", None)
-        if vp is None or isinstance(vp, np.ndarray):
-            raise Skip("object has no viewpoint")
-        view = {}
-        for name in VIEWPOINT_FIELDS:
-            try:
-                value = np.asarray(getattr(vp, name, np.array([])), np.float64).ravel()
-            except (TypeError, ValueError):
-                raise Skip(f"viewpoint.{name} not a number") from None
-            if value.size != 1 or not np.isfinite(value[0]):
-                raise Skip(f"viewpoint.{name} missing")
-            view[name] = float(value[0])
-        if view["distance"] <= 0:
-            raise Skip("viewpoint.distance is 0")
-        if view["focal"] <= 0 or view["viewport"] <= 0:
-            raise Skip("viewpoint.focal or viewport is 0")
-        try:
-            bbox = np.asarray(getattr(obj, "bbox", []), np.float64).ravel()
-        except (TypeError, ValueError):
-            bbox = np.array([])
-        if bbox.size != 4 or not np.all(np.isfinite(bbox)):
-            raise Skip("objects.bbox missing")
-        if bbox[2] <= bbox[0] or bbox[3] <= bbox[1]:
-            raise Skip("zero-size bbox")
-        try:
-            cad = np.asarray(getattr(obj, "cad_index", 1), np.float64).ravel()
-        except (TypeError, ValueError):
-            cad = np.array([])
-        cad_index = int(cad[0]) if cad.size and np.isfinite(cad[0]) else 1
-        return {**view, "bbox": bbox, "cad_index": cad_index}
-    raise Skip(f"no '{category}' object")
+    return list(np.atleast_1d(objects))
+
+
+def _number(vp, name: str) -> np.ndarray:
+    try:
+        return np.asarray(getattr(vp, name, np.array([])), np.float64).ravel()
+    except (TypeError, ValueError):
+        raise Skip(f"viewpoint.{name} not a number") from None
+
+
+def object_view(obj, coarse_fallback: bool = False) -> dict:
+    """One annotated object as :func:`first_object` returns it (:class:`Skip` naming what makes it
+    unusable). ``coarse_fallback``: an empty or absent ``azimuth`` / ``elevation`` is read from
+    ``azimuth_coarse`` / ``elevation_coarse`` (ObjectNet3D, whose annotation tool writes the coarse
+    angles and whose toolbox and NeMo's refactor read them when the fine ones are empty)."""
+    vp = getattr(obj, "viewpoint", None)
+    if vp is None or isinstance(vp, np.ndarray):
+        raise Skip("object has no viewpoint")
+    view = {}
+    for name in VIEWPOINT_FIELDS:
+        value = _number(vp, name)
+        if value.size == 0 and coarse_fallback and name in ("azimuth", "elevation"):
+            value = _number(vp, f"{name}_coarse")
+        if value.size != 1 or not np.isfinite(value[0]):
+            raise Skip(f"viewpoint.{name} missing")
+        view[name] = float(value[0])
+    if view["distance"] <= 0:
+        raise Skip("viewpoint.distance is 0")
+    if view["focal"] <= 0 or view["viewport"] <= 0:
+        raise Skip("viewpoint.focal or viewport is 0")
+    try:
+        bbox = np.asarray(getattr(obj, "bbox", []), np.float64).ravel()
+    except (TypeError, ValueError):
+        bbox = np.array([])
+    if bbox.size != 4 or not np.all(np.isfinite(bbox)):
+        raise Skip("objects.bbox missing")
+    if bbox[2] <= bbox[0] or bbox[3] <= bbox[1]:
+        raise Skip("zero-size bbox")
+    try:
+        cad = np.asarray(getattr(obj, "cad_index", 1), np.float64).ravel()
+    except (TypeError, ValueError):
+        cad = np.array([])
+    cad_index = int(cad[0]) if cad.size and np.isfinite(cad[0]) else 1
+    return {**view, "bbox": bbox, "cad_index": cad_index}
 
 
 IMAGE_SUFFIXES = (".JPEG", ".jpg", ".jpeg", ".JPG", ".png")
@@ -222,15 +266,14 @@ def image_path(folder: str, name: str) -> str:
 
 
 def load_image(path: str) -> Image.Image:
-    """An RGB PIL image (``FileNotFoundError``/``ValueError`` naming the file); grayscale, palette,
-    CMYK and alpha images are converted to RGB."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: missing image")
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except Exception as err:
-        raise ValueError(f"{path}: unreadable image ({type(err).__name__}: {err})") from err
+    """An RGB PIL image read by :func:`nemo_jax.data.images.read_image` (16-bit, float, grey, palette,
+    CMYK and alpha images converted to 8-bit RGB; ``FileNotFoundError``/``ValueError`` naming the file).
+
+    The annotations of PASCAL3D+, OccludedPASCAL3D+ and ObjectNet3D refer to the pixels as stored (the
+    releases' JPEGs carry no EXIF orientation), so an image whose EXIF orientation turns or mirrors it
+    is refused naming the file and the tag (the build stops there) rather than cropped around boxes
+    that may mean the other frame."""
+    return Image.fromarray(read_image(path, orientation="refuse"))
 
 
 def crop_transform(px0: float, py0: float, scale: float, size: tuple[int, int]) -> tuple[int, int]:
@@ -602,8 +645,54 @@ class OccludedPascal3D(_Pascal3DFamily, skip_registration=True):
         )
 
 
+def load_objectnet_cads(path: str, category: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The CAD models of ``category`` in ObjectNet3D's ``CAD/cads.mat`` (its toolbox's
+    ``show_pose_annotations.m``: ``cads`` a cell array with one struct array of ``vertices [N, 3]``
+    and ``faces [M, 3]`` (MATLAB 1-based) per class, in the order of ``class_names``). ``ValueError``
+    naming the file and field otherwise."""
+    try:
+        mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    except Exception as err:
+        raise ValueError(f"{path}: unreadable CAD .mat ({type(err).__name__}: {err})") from err
+    for field in ("cads", "class_names"):
+        if field not in mat:
+            raise ValueError(f"{path}: field {field!r} missing")
+    names = [str(n).strip() for n in np.atleast_1d(mat["class_names"])]
+    cads = np.atleast_1d(mat["cads"])
+    if len(cads) != len(names):
+        raise ValueError(f"{path}: field 'cads' has {len(cads)} entries, 'class_names' {len(names)}")
+    if category not in names:
+        raise ValueError(f"{path}: field 'class_names' has no {category!r}")
+    meshes = []
+    for i, model in enumerate(np.atleast_1d(cads[names.index(category)])):
+        where = f"cads{{{names.index(category) + 1}}}({i + 1})"
+        try:
+            vertices = np.asarray(model.vertices, np.float32).reshape(-1, 3)
+            faces = np.asarray(model.faces, np.int64).reshape(-1, 3) - 1
+        except (AttributeError, ValueError) as err:
+            raise ValueError(f"{path}: field '{where}.vertices/faces' unusable ({err})") from err
+        if len(vertices) == 0 or len(faces) == 0 or faces.min() < 0 or faces.max() >= len(vertices):
+            raise ValueError(f"{path}: field '{where}.faces' indexes outside its vertices")
+        meshes.append((vertices, faces.astype(np.int32)))
+    return meshes
+
+
 class ObjectNet3D(_Pascal3DFamily, skip_registration=True):
-    """ObjectNet3D (Images/, Annotations/*.mat, CAD/off/{cat}/NN.off, Image_sets/{train,val,test}.txt)."""
+    """ObjectNet3D as NeMo's experiments use it (splits: train, val), in the release's layout:
+    ``Images/{id}.JPEG``, ``Annotations/{id}.mat`` (``record.objects``: ``class``, ``bbox``,
+    ``cad_index``, ``viewpoint`` with ``azimuth`` / ``elevation`` or their ``_coarse`` forms,
+    ``theta``, ``distance``, ``focal``, ``px``, ``py``, ``viewport``), ``CAD/off/{cat}/NN.off`` or
+    ``CAD/cads.mat``, ``Image_sets/{train,val,test}.txt``.
+
+    NeMo's protocol (its refactor, github wufeim/NeMo ``data/prepare_objectnet3d.py`` with
+    ``prepare_mode: first``, ``nemo/utils/data_preparation.py``): the 18 categories of
+    :data:`OBJECTNET3D_CATEGORIES`, an image counts for a category only when its FIRST annotated
+    object is of that category (and usable), one 640 x 800 crop for every category
+    (:data:`OBJECTNET3D_CROP_SIZES`) made as PASCAL3D+'s (rescaled to distance 5, centred on the
+    principal point). The image lists: NeMo's per-category ``lists/{cat}_imagenet_{split}.txt``
+    (the refactor's ``ObjectNet3D_lists.zip``, not part of the release) when the tree has them,
+    else the release's ``Image_sets/{split}.txt``, each image going to its first object's class.
+    """
 
     name = "objectnet3d"
     DEFAULT_CATEGORIES = OBJECTNET3D_CATEGORIES
@@ -618,26 +707,51 @@ class ObjectNet3D(_Pascal3DFamily, skip_registration=True):
     def cad_folder(self, category):
         return os.path.join(self.root(OBJECTNET_ROOT), "CAD", "off", category)
 
+    def load_cads(self, category: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``CAD/off/{cat}/NN.off`` (what NeMo's refactor reads), else the release's ``CAD/cads.mat``."""
+        folder = self.cad_folder(category)
+        if os.path.isdir(folder):
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".off") and n[:-4].isdigit())
+            if names:
+                return [load_off(os.path.join(folder, n)) for n in names]
+        mat = os.path.join(self.root(OBJECTNET_ROOT), "CAD", "cads.mat")
+        if os.path.isfile(mat):
+            return load_objectnet_cads(mat, category)
+        raise FileNotFoundError(f"{folder}: no NN.off CAD files (and no {mat})")
+
     def examples(self, split):
         root = self.root(OBJECTNET_ROOT)
         listed = "val" if split.startswith("test_") else split
-        names = read_list(os.path.join(root, "Image_sets", f"{listed}.txt"))
         ann_dir = _require_dir(os.path.join(root, "Annotations"), "Annotations")
         img_dir = _require_dir(os.path.join(root, "Images"), "Images")
-        for name in names:
+        lists = os.path.join(root, "lists")
+        if os.path.isdir(lists):  # NeMo's per-category lists
+            for cat in self.options.categories:
+                for name in read_list(os.path.join(lists, f"{cat}_imagenet_{listed}.txt")):
+                    ex = self.guarded(split, self._listed, split, cat, name, ann_dir, img_dir)
+                    if ex is not None:
+                        yield ex
+            return
+        for name in read_list(os.path.join(root, "Image_sets", f"{listed}.txt")):
             path = os.path.join(ann_dir, name + ".mat")
             record = self.guarded(split, load_record, path)
             if record is None:
                 continue
-            classes = {str(getattr(o, "class", "")) for o in np.atleast_1d(getattr(record, "objects", []))}
-            for cat in self.options.categories:
-                if cat in classes:
-                    ex = self.guarded(split, self._one, split, cat, record, path, name, img_dir)
-                    if ex is not None:
-                        yield ex
+            objects = self.guarded(split, record_objects, record)
+            cat = str(getattr(objects[0], "class", "")).strip() if objects else ""
+            if cat in self.options.categories:  # the image belongs to its first object's class
+                ex = self.guarded(split, self._one, split, cat, objects[0], name, img_dir)
+                if ex is not None:
+                    yield ex
 
-    def _one(self, split, cat, record, path, name, img_dir):
-        view = first_object(record, cat, path)
+    def _listed(self, split, cat, name, ann_dir, img_dir):
+        objects = record_objects(load_record(os.path.join(ann_dir, name + ".mat")))
+        if str(getattr(objects[0], "class", "")).strip() != cat:
+            raise Skip(f"first object is not a '{cat}'")
+        return self._one(split, cat, objects[0], name, img_dir)
+
+    def _one(self, split, cat, obj, name, img_dir):
+        view = object_view(obj, coarse_fallback=True)
         if not self._keep_azimuth(split, view):
             raise Skip("azimuth outside the pose split")
         image = load_image(image_path(img_dir, name))

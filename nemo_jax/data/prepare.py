@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -12,6 +13,7 @@ import time
 import tensorflow_datasets as tfds
 import tqdm
 
+from nemo_jax import output
 from nemo_jax.data import builders
 from nemo_jax.data.layout import dataset_dir
 
@@ -108,6 +110,13 @@ def build(
     exists = os.path.isfile(os.path.join(target, "dataset_info.json"))
     if exists and not overwrite:
         raise FileExistsError(f"{target}: dataset already built (pass overwrite=True / --overwrite)")
+    if exists:  # a rebuild replaces the folder whole: only if it holds nothing but a build's files
+        foreign = output.foreign_entries(target, built_file_pattern(cls.name))
+        if foreign:
+            raise ValueError(
+                f"{target}: holds files that the builder did not write ({output.describe(foreign)}); "
+                "refusing to rebuild over them: move them first"
+            )
     bar = tqdm.tqdm(desc=f"building {dataset}", unit="ex", disable=not progress)
 
     def tick(split):
@@ -127,6 +136,7 @@ def build(
             builder.download_and_prepare(
                 download_dir=downloads, download_config=config, file_format="array_record"
             )
+        output.record_folder(builder.data_dir, f"build-data {dataset}")
         if scratch is not None:
             backup = target + ".replaced"
             os.rename(target, backup)
@@ -138,6 +148,17 @@ def build(
             shutil.rmtree(scratch, ignore_errors=True)
     builder.stats.path = target
     return builder.stats
+
+
+def built_file_pattern(name: str):
+    """``rel -> bool``: whether a relative path inside a built dataset's version folder is one that
+    the builders write (the tfds files, metadata and meshes), so that a build written before
+    builds recorded their files in a manifest can still be rebuilt (:func:`build`)."""
+    pattern = re.compile(
+        rf"({re.escape(name)}-[A-Za-z0-9_]+\.array_record-\d+-of-\d+|dataset_info\.json|features\.json"
+        r"|metadata\.json|[A-Za-z0-9_]+\.labels\.txt|meshes/[^/]+/[^/]+\.off)"
+    )
+    return lambda rel: pattern.fullmatch(rel) is not None
 
 
 def _check_writable(data_dir: str) -> None:

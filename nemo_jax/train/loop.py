@@ -19,12 +19,26 @@ import tqdm
 from nemo_jax import data
 from nemo_jax import mesh as mesh_lib
 from nemo_jax.train import multihost, parallel
-from nemo_jax.train.checkpoint import PATH_KEYS, Checkpointer, discard_unsaved_run, is_path_value, step_dirs
+from nemo_jax.train.checkpoint import (
+    PATH_KEYS,
+    Checkpointer,
+    discard_unsaved_run,
+    is_path_value,
+    run_files,
+    step_dirs,
+)
 from nemo_jax.train.evaluate import evaluate_and_log
+from nemo_jax.train.lock import LOCK_FILE, workdir_lock
 from nemo_jax.train.metrics import MetricWriter
 from nemo_jax.train.run import build_model, build_neural_mesh, mesh_info
 from nemo_jax.train.sources import batch_dataset, build_sources, write_crop_protocol
-from nemo_jax.train.state import create_train_state, learning_rate_schedule, make_optimizer
+from nemo_jax.train.state import (
+    create_train_state,
+    learning_rate_schedule,
+    make_optimizer,
+    resolve_steps,
+    update_count,
+)
 from nemo_jax.train.step import StepConfig, jit_step, make_train_step
 
 
@@ -35,7 +49,10 @@ class NonFiniteError(RuntimeError):
 def train(config, workdir: str, model=None, preprocess: Callable | None = None) -> dict:
     """Trains a neural mesh + backbone as ``config`` says, in ``workdir`` (resuming if possible).
 
-    A run that fails before its first checkpoint leaves no workdir behind (nor its config.json);
+    The workdir is locked for the run (:mod:`nemo_jax.train.lock`): a second run started into it
+    is refused with :class:`nemo_jax.train.lock.WorkdirInUse` naming the process that holds it.
+    A run that fails before its first checkpoint removes what it wrote, and the workdir if it
+    created it (files that were there before stay);
     the config's paths (``checkpoint.PATH_KEYS``) are made absolute first, so that the run's
     ``config.json`` reads the same from any working directory.
 
@@ -50,14 +67,20 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
       (``state.mesh`` is the trained neural mesh).
     """
     config = _with_absolute_paths(config)
+    parallel.maybe_initialize_distributed(config.parallel)
     existed = os.path.isdir(workdir)
-    had_checkpoints = bool(step_dirs(os.path.join(workdir, "checkpoints")))
-    try:
-        return _train(config, workdir, model, preprocess)
-    except BaseException:
-        if not had_checkpoints:
-            discard_unsaved_run(workdir, remove_workdir=not existed)
-        raise
+    before = run_files(workdir)  # what a failed first run must leave as it was
+    if os.path.exists(os.path.join(workdir, LOCK_FILE)):
+        before.add(LOCK_FILE)
+    # Process 0 locks the workdir for the whole run (a second run into it is refused).
+    with workdir_lock(workdir, enabled=jax.process_index() == 0) as lock_path:
+        had_checkpoints = bool(step_dirs(os.path.join(workdir, "checkpoints")))
+        try:
+            return _train(config, workdir, model, preprocess)
+        except BaseException:
+            if not had_checkpoints:
+                discard_unsaved_run(workdir, remove_workdir=not existed, keep=before, lock_path=lock_path)
+            raise
 
 
 def _with_absolute_paths(config):
@@ -71,7 +94,6 @@ def _with_absolute_paths(config):
 
 
 def _train(config, workdir: str, model, preprocess) -> dict:
-    parallel.maybe_initialize_distributed(config.parallel)
     multihost.check_same_config(config.to_dict())
     from nemo_jax import models  # noqa: PLC0415
 
@@ -88,6 +110,12 @@ def _train(config, workdir: str, model, preprocess) -> dict:
     if preprocess is None:
         raise ValueError("train: pass preprocess with a custom model")
     step_cfg = StepConfig.from_config(config)
+    # The sources before the optimizer: config.train.epochs counts the training set's examples.
+    if isinstance(geometry, mesh_lib.MeshSet):  # one mesh per CAD sub-type or per category
+        train_src, eval_src = build_sources(config, geometry, None, perm)
+    else:
+        train_src, eval_src = build_sources(config, *geometry, perm)
+    t = resolve_steps(t, len(train_src))
     tx = make_optimizer(t)
     ckpt = Checkpointer(
         workdir,
@@ -126,10 +154,6 @@ def _train(config, workdir: str, model, preprocess) -> dict:
     ordered = bool(config.parallel.get("ordered_reductions", False)) and data_mesh.size > 1
     train_step = make_train_step(model, tx, step_cfg, preprocess, perm, data_mesh if ordered else None)
     step_fn = jit_step(train_step, replicated, split)
-    if isinstance(geometry, mesh_lib.MeshSet):  # one mesh per CAD sub-type or per category
-        train_src, eval_src = build_sources(config, geometry, None, perm)
-    else:
-        train_src, eval_src = build_sources(config, *geometry, perm)
     if jax.process_index() == 0:
         write_crop_protocol(workdir, train_src)
     batches = batch_dataset(train_src, int(t.batch_size), int(config.seed))
@@ -158,7 +182,8 @@ def _train(config, workdir: str, model, preprocess) -> dict:
                 last = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 now = time.perf_counter()
                 last["images_per_s"] = (done - tick_step) * int(t.batch_size) / max(now - tick, 1e-9)
-                last["lr"] = float(schedule(done // int(t.grad_accum)))
+                updates = update_count(done, int(t.grad_accum), t.get("grad_accum_phase", "end"))
+                last["lr"] = float(schedule(updates))
                 tick, tick_step = now, done
                 writer.write(done, last)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", img_s=f"{last['images_per_s']:.1f}")

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import nemo_jax
+from nemo_jax.train.lock import WorkdirInUse
+
+#: Errors about the user's input, files or runs: one line, not a traceback (see :func:`run`).
+USER_ERRORS = (ValueError, OSError, WorkdirInUse)
 
 #: The checkout holding ``configs/`` (a source tree or an editable install).
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(nemo_jax.__file__)))
@@ -63,13 +68,31 @@ def usage(module_name: str) -> str:
 
 def run(module_name: str, main) -> None:
     """Runs ``main`` under ``absl.app.run``. ``--help`` (or ``-h``) prints :func:`usage` and exits 0
-    (absl's own ``--help`` exits 1 and lists only the flags of ``__main__``, which is a shim here)."""
+    (absl's own ``--help`` exits 1 and lists only the flags of ``__main__``, which is a shim here).
+
+    An error the library raises about the user's input or files (:data:`USER_ERRORS`) prints one
+    line, ``command: message``, and exits 1; ``--verbose`` prints the traceback as well. Any other
+    exception is a bug and keeps its traceback."""
     from absl import app
 
     if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
         print(usage(module_name))
         sys.exit(0)
-    app.run(main, flags_parser=parse_flags)
+    verbose = "--verbose" in sys.argv[1:]
+    if verbose:
+        sys.argv.remove("--verbose")
+    command = "nemo-jax-" + module_name.rsplit(".", 1)[-1].replace("_", "-")
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except USER_ERRORS as err:
+            if verbose:
+                traceback.print_exc()
+            print(f"{command}: {_innermost_message(err)}", file=sys.stderr)
+            return 1
+
+    app.run(guarded, flags_parser=parse_flags)
 
 
 def _innermost_message(err: BaseException) -> str:

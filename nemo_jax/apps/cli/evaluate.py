@@ -103,7 +103,7 @@ def _main(argv) -> int:
     no_positional(argv)
     from nemo_jax import data as data_lib
     from nemo_jax import eval as eval_lib
-    from nemo_jax.apps import output
+    from nemo_jax import output
     from nemo_jax.apps.evaluate import evaluate
 
     try:
@@ -112,7 +112,9 @@ def _main(argv) -> int:
         raise app.UsageError(str(err)) from err
     levels = parse_levels(_LEVELS.value)
     try:  # output paths first: a bad one fails now, not after the whole evaluation
-        json_path = output.check_output_file(_JSON.value, "--json") if _JSON.value else ""
+        json_path = ""
+        if _JSON.value:  # replaced only if it is an earlier results JSON
+            json_path = output.check_output_file(_JSON.value, "--json", output.is_json_with("results"))
         if _FIGURES.value and os.path.exists(_FIGURES.value) and not os.path.isdir(_FIGURES.value):
             raise ValueError(f"--figures {_FIGURES.value}: exists and is not a folder")
         results = evaluate(
