@@ -3,6 +3,7 @@ writer read back by the existing builders, occluded levels and the occluder fami
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -11,7 +12,7 @@ import scipy.io
 import trimesh
 from conftest import run_tool
 
-from nemo_jax import data
+from nemo_jax import data, output
 from nemo_jax.data import fixtures, occlusion, pascal3d
 from nemo_jax.data import prepare as build_lib
 from nemo_jax.data.scenes import categories, tree, views
@@ -48,12 +49,15 @@ def _names(out, category, split):
 
 
 def _tree_bytes(root):
+    """``{relative path: bytes}`` of every file under ``root`` but the output manifest (it records
+    modification times)."""
     files = {}
     for folder, _, names in os.walk(root):
         for n in names:
             path = os.path.join(folder, n)
-            with open(path, "rb") as fh:
-                files[os.path.relpath(path, root)] = fh.read()
+            if n != output.MANIFEST:
+                with open(path, "rb") as fh:
+                    files[os.path.relpath(path, root)] = fh.read()
     return files
 
 
@@ -133,6 +137,9 @@ def test_tree_has_the_release_layout(written):
                 files = sorted(os.listdir(os.path.join(out, pascal3d.OCCLUDED_ROOT, sub, folder)))
                 assert files == sorted(n + ext for n in listed)
     assert summary["counts"]["car/train"] == 3 and not summary["skipped"]
+    with open(os.path.join(out, tree.RECORD)) as fh:
+        record = json.load(fh)
+    assert record["options"]["seed"] == 7 and record["counts"] == summary["counts"]
 
 
 def test_annotations_agree_with_the_cad_models_and_images(written):
@@ -212,9 +219,9 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
 
 def test_refuses_a_folder_it_did_not_write(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not written by"):
+    with pytest.raises(ValueError, match="--out .*did not write .*mine.txt"):
         tree.write_validation_tree(str(tmp_path), OPTIONS)
-    assert (tmp_path / "mine.txt").read_text() == "keep me"
+    assert os.listdir(tmp_path) == ["mine.txt"] and (tmp_path / "mine.txt").read_text() == "keep me"
 
 
 @pytest.mark.parametrize(
@@ -320,13 +327,13 @@ def test_fixed_header_records_and_npz_are_byte_stable(tmp_path):
 
 def test_tool_names_bad_flags_and_refuses_foreign_folders(tmp_path):
     bad = run_tool("write_validation_tree", "--out", tmp_path / "x", "--categories", "spaceship", timeout=300)
-    assert bad.returncode == 2 and "spaceship" in bad.stderr.strip().splitlines()[-1]
+    assert bad.returncode == 1 and "spaceship" in bad.stderr.strip().splitlines()[-1]
     (tmp_path / "y").mkdir()
     (tmp_path / "y" / "photo.jpg").write_bytes(b"")
     refused = run_tool(
         "write_validation_tree", "--out", tmp_path / "y", "--train_per_category", 1, timeout=300
     )
-    assert refused.returncode == 2 and "not written by" in refused.stderr
+    assert refused.returncode == 1 and "photo.jpg" in refused.stderr.strip().splitlines()[-1]
     assert os.listdir(tmp_path / "y") == ["photo.jpg"]
 
 

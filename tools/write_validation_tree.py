@@ -6,8 +6,8 @@ r"""Writes generated validation trees in the real releases' formats (nemo_jax.da
 DIR then holds PASCAL3D+_release1.1/ (shaded, textured procedural objects of each category on
 textured backgrounds, annotations, CAD models, image sets) and OccludedPASCAL3D+/ (the val images at
 levels FGL1-3_BGL1-3, occluders of the named family: objects, polygons or blobs); it is the
-builders' --manual_dir. The same flags give the same files on the same machine. An existing DIR is
-replaced only if this command wrote it; any other non-empty DIR is refused.
+builders' --manual_dir. The same flags give the same files on the same machine. A DIR holding files
+this command did not write is refused before any work; its own earlier tree is replaced.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def main(argv) -> int:
             levels=levels,
         )
         summary = scenes.write_validation_tree(_OUT.value, options, progress=print)
-    except (ValueError, FileExistsError) as err:
+    except (ValueError, OSError) as err:  # the project's commands: one line, exit 1
         print(f"write_validation_tree: {err}", file=sys.stderr)
-        return 2
+        return 1
     print("written: " + ", ".join(f"{k} {v}" for k, v in summary["counts"].items()))
     if summary["skipped"]:
         print(

@@ -16,13 +16,16 @@
     annotations/{cat}FGL{l}_BGL{l}/{name}.npz   source, occluder_mask, mask, box, occluder_box,
                                                 category, occluder_level
     lists/{cat}FGL{l}_BGL{l}.txt
-  .nemo_jax_validation_tree.json             what was asked for and what was written
+  validation_tree.json                       what was asked for and what was written
 
 The formats are :mod:`nemo_jax.data.fixtures`' (the builders ``pascal3d`` and ``occluded_pascal3d``
-read the tree as a release). The same options give the same bytes on the same machine: every image
-draws from its own generator seeded by ``(seed, category, split, index)``, the occluded levels by
-``(seed, category, index, level)``, and the annotation files carry no time stamps. The CAD models do
-not depend on the seed (as a release's CAD folder does not).
+read the tree as a release). The same options give the same bytes on the same machine (the output
+manifest of :mod:`nemo_jax.output` aside, which records modification times): every image draws from
+its own generator seeded by ``(seed, category, split, index)``, the occluded levels by ``(seed,
+category, index, level)``, and the annotation files carry no time stamps. The CAD models do not
+depend on the seed (as a release's CAD folder does not). ``out`` is written as every tool's output
+folder is (:func:`nemo_jax.output.output_folder`): a folder holding files this writer did not write
+is refused before any work, and the tree appears only once complete.
 """
 
 from __future__ import annotations
@@ -31,18 +34,21 @@ import dataclasses
 import io
 import json
 import os
-import shutil
 import time
 
 import numpy as np
 from PIL import Image
 
+from nemo_jax import output
 from nemo_jax.data import fixtures, occlusion
 from nemo_jax.data.pascal3d import OCCLUDED_ROOT, PASCAL_CATEGORIES, PASCAL_ROOT
 from nemo_jax.data.scenes import categories, renderer, sprites, views
 from nemo_jax.mesh import save_off
 
-MARKER = ".nemo_jax_validation_tree.json"
+#: The tree's own record: options, counts of written images, measured occluded shares.
+RECORD = "validation_tree.json"
+#: The tool name in the output manifest and in refusals.
+TOOL = "write-validation-tree"
 #: ImageNet synset of each category: the image names' prefix, as in the release.
 SYNSETS = {
     "aeroplane": "n02691156", "bicycle": "n02834778", "boat": "n02858304", "bottle": "n02876657",
@@ -101,32 +107,6 @@ class TreeOptions:
 def image_name(category: str, split: str, seed: int, index: int) -> str:
     """The file stem of one generated image: synset, seed, split, index."""
     return f"{SYNSETS[category]}_s{seed}_{split}_{index:05d}"
-
-
-def _prepare(out: str) -> None:
-    """Refuses a non-empty ``out`` that this writer did not write; clears one that it did."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise FileExistsError(f"{out}: --out exists and is not a folder")
-    entries = sorted(os.listdir(out)) if os.path.isdir(out) else []
-    if entries:
-        ours = {MARKER, PASCAL_ROOT, OCCLUDED_ROOT}
-        if MARKER not in entries or not set(entries) <= ours:
-            raise FileExistsError(
-                f"{out}: --out is not empty and was not written by write_validation_tree "
-                f"(no {MARKER} or other files in it: {entries[:5]}); choose an empty or new folder"
-            )
-        for entry in entries:
-            path = os.path.join(out, entry)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    os.makedirs(out, exist_ok=True)
-
-
-def _write_marker(out: str, options: TreeOptions, complete: bool, counts: dict) -> None:
-    record = {"writer": "nemo_jax.data.scenes.write_validation_tree", "options": dataclasses.asdict(options),
-              "complete": complete, "counts": counts}  # fmt: skip
-    with open(os.path.join(out, MARKER), "w") as fh:
-        json.dump(record, fh, indent=1, sort_keys=True)
-        fh.write("\n")
 
 
 def _annotation_view(view: views.SceneView) -> dict:
@@ -227,17 +207,7 @@ def _write_category(out, options, family, category, stats, progress) -> None:
         stats["counts"][folder] = len(names)
 
 
-def write_validation_tree(out: str, options: TreeOptions, progress=None) -> dict:
-    """Writes the trees described in the module docstring under ``out``.
-
-    ``out`` must be new, empty, or a tree this function wrote (then it is replaced); anything else
-    raises ``FileExistsError``. ``progress``: optional callable taking one line of text.
-
-    Returns ``{"counts": {"car/train": 200, "carFGL1_BGL1": 100, ...}, "skipped": {folder: n},
-    "ratios": {folder: [min, mean, max]}}`` (the measured occluded fraction of the object per level).
-    """
-    _prepare(out)
-    _write_marker(out, options, False, {})
+def _write_tree(out: str, options: TreeOptions, progress) -> dict:
     for category in options.categories:
         root = os.path.join(out, PASCAL_ROOT)
         for sub in (
@@ -266,5 +236,27 @@ def write_validation_tree(out: str, options: TreeOptions, progress=None) -> dict
         _write_category(out, options, family, category, stats, progress)
     ratios = {k: [float(np.min(v)), float(np.mean(v)), float(np.max(v))] for k, v in stats["ratios"].items()}
     summary = {"counts": stats["counts"], "skipped": stats["skipped"], "ratios": ratios}
-    _write_marker(out, options, True, summary)
+    record = {"writer": f"nemo_jax.data.scenes ({TOOL})", "options": dataclasses.asdict(options), **summary}
+    with open(os.path.join(out, RECORD), "w") as fh:
+        json.dump(record, fh, indent=1, sort_keys=True)
+        fh.write("\n")
     return summary
+
+
+def write_validation_tree(out: str, options: TreeOptions, progress=None, flag: str = "--out") -> dict:
+    """Writes the trees described in the module docstring under ``out``.
+
+    ``out`` may be new, empty, or hold only an earlier tree of this writer (it is replaced); a
+    folder holding anything else is refused with a ``ValueError`` naming ``flag`` and the files,
+    before any work (:func:`nemo_jax.output.check_output_folder`). ``progress``: optional callable
+    taking one line of text.
+
+    Returns ``{"counts": {"car/train": 200, "carFGL1_BGL1": 100, ...}, "skipped": {folder: n},
+    "ratios": {folder: [min, mean, max]}}`` (the measured occluded share of the object per level;
+    ``skipped``: val images whose level was not reached, left out of that level as the release
+    leaves such images out).
+    """
+    if not out:
+        raise ValueError(f"{flag}: no folder given")
+    with output.output_folder(out, TOOL, flag) as scratch:
+        return _write_tree(scratch, options, progress)
