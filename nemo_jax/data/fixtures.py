@@ -15,7 +15,9 @@ viewpoint on a black background, so tests can check that crops keep the object w
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 import zlib
 
 import jax
@@ -84,8 +86,17 @@ def _objects(objects: list[dict]) -> np.ndarray:
     return arr
 
 
-def write_record(path: str, image_name: str, objects: list[dict], size=IMAGE_SIZE) -> None:
-    """Writes a PASCAL3D+ annotation .mat with a ``record`` struct."""
+#: The fixed MAT-file header text of :func:`write_record` with ``fixed_header`` (scipy writes the
+#: time of writing there, so two writes of one record would differ).
+MAT_HEADER = b"MATLAB 5.0 MAT-file, written by nemo_jax"
+
+
+def write_record(
+    path: str, image_name: str, objects: list[dict], size=IMAGE_SIZE, fixed_header=False
+) -> None:
+    """Writes a PASCAL3D+ annotation .mat with a ``record`` struct. ``fixed_header``: the file's
+    116-byte header text is :data:`MAT_HEADER` instead of scipy's, which holds the time of writing,
+    so the same record gives the same bytes."""
     record = {
         "filename": image_name + ".JPEG",
         "folder": os.path.basename(os.path.dirname(path)),
@@ -93,19 +104,61 @@ def write_record(path: str, image_name: str, objects: list[dict], size=IMAGE_SIZ
         "imgname": image_name + ".JPEG",
         "objects": _objects(objects),
     }
-    scipy.io.savemat(path, {"record": record})
+    if not fixed_header:
+        scipy.io.savemat(path, {"record": record})
+        return
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"record": record})
+    data = bytearray(buf.getvalue())
+    data[:116] = MAT_HEADER.ljust(116, b" ")
+    with open(path, "wb") as fh:
+        fh.write(bytes(data))
 
 
-def make_object(category: str, view: dict, bbox, cad_index: int = 1) -> dict:
+def make_object(
+    category: str, view: dict, bbox, cad_index: int = 1, truncated=0, occluded=0, difficult=0
+) -> dict:
     return {
         "class": category,
         "viewpoint": {k: np.float64(v) for k, v in view.items()},
         "bbox": np.asarray(bbox, np.float64),
         "cad_index": np.float64(cad_index),
-        "truncated": np.float64(0),
-        "occluded": np.float64(0),
-        "difficult": np.float64(0),
+        "truncated": np.float64(truncated),
+        "occluded": np.float64(occluded),
+        "difficult": np.float64(difficult),
     }
+
+
+def save_npz(path: str, **arrays) -> None:
+    """``numpy.savez_compressed`` with fixed member dates and no pickled objects: the same arrays
+    give the same bytes (numpy stamps each member with the time of writing). Compressed, because
+    the occluded releases' masks are mostly zeros (375 KB -> a few KB per image)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, value in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(value), allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED  # a ZipInfo of its own is stored, not deflated
+            zf.writestr(info, buf.getvalue(), compresslevel=6)
+
+
+def write_occluded_annotation(
+    path: str, source: str, category: str, level: int, occluder_mask, object_mask, box, occluder_boxes
+) -> None:
+    """Writes one OccludedPASCAL3D+ annotation ``.npz`` (the release's per-image fields): ``source``
+    (the clean image's path), ``occluder_mask`` and ``mask`` (the object's) ``[H, W]`` bool, ``box``
+    ``(y0, y1, x0, x1, H, W)`` of the object, ``occluder_box`` ``[K, 6]`` one such row per occluder,
+    ``category`` and ``occluder_level``. Deterministic bytes (:func:`save_npz`)."""
+    save_npz(
+        path,
+        source=np.str_(source),
+        occluder_mask=np.asarray(occluder_mask, bool),
+        mask=np.asarray(object_mask, bool),
+        box=np.asarray(box, np.int64),
+        occluder_box=np.asarray(occluder_boxes, np.int64).reshape(-1, 6),
+        category=np.str_(category),
+        occluder_level=np.int64(level),
+    )
 
 
 def write_pascal3d(
