@@ -504,3 +504,13 @@ def test_occluded_npz_fields_are_never_unpickled(tmp_path):
     with pytest.raises(ValueError, match=f"{name}: corrupt annotation .*pickled object"):
         build_lib.build("occluded_pascal3d", str(tmp_path / "data2"), _options(manual), progress=False)
     assert not os.path.exists(marker)
+
+
+def test_image_lists_name_images_with_or_without_their_suffix(tmp_path):
+    """OccludedPASCAL3D+'s release lists ``name.JPEG`` (its CreateOccludedDataset.py writes the file
+    names), PASCAL3D+'s Image_sets bare names: both give the bare name the annotations are filed under."""
+    from nemo_jax.data.pascal3d import read_list
+
+    path = tmp_path / "carFGL1_BGL1.txt"
+    path.write_text("n02814533_10003.JPEG\nn02814533_1004\n\nn02814533_77.jpg\nn02814533_10003\n")
+    assert read_list(str(path)) == ["n02814533_10003", "n02814533_1004", "n02814533_77"]

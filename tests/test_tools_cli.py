@@ -23,7 +23,7 @@ def _scripts() -> dict:
 
 def test_every_tool_is_a_console_command():
     scripts = _scripts()
-    assert set(TOOLS) == set(COMMANDS)
+    assert set(TOOLS) - set(COMMANDS) == {"write_validation_tree"}  # a benchmark-side script
     for name in COMMANDS:
         target = scripts[f"nemo-jax-{name.replace('_', '-')}"]
         assert target == f"nemo_jax.apps.cli.{name}:main"

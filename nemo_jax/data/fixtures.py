@@ -250,7 +250,7 @@ def write_occluded(manual_dir: str, views: dict, category: str = "car", levels=(
                 occluder_box=np.array([0, h, x, x + 10 * level]),
             )
         with open(os.path.join(root, "lists", folder + ".txt"), "w") as fh:
-            fh.write("".join(n + "\n" for n in names))
+            fh.write("".join(n + ".JPEG\n" for n in names))  # the release lists file names
 
 
 def write_objectnet3d(manual_dir: str, category: str = "bed", per_split=(2, 1), seed=0) -> dict:

@@ -437,8 +437,10 @@ def load_cad_mat(path: str, category: str) -> list[tuple[np.ndarray, np.ndarray]
 
 
 def read_list(path: str) -> list[str]:
-    """Image names of a list file: the first token per line; blank lines and VOC-style negative
-    entries (``name -1``) are left out; duplicates are kept once (first occurrence)."""
+    """Image names of a list file: the first token per line, without an image suffix (the
+    OccludedPASCAL3D+ release lists ``name.JPEG``, PASCAL3D+'s Image_sets bare names); blank lines
+    and VOC-style negative entries (``name -1``) are left out; duplicates are kept once (first
+    occurrence)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: missing image-set list")
     names = []
@@ -446,8 +448,16 @@ def read_list(path: str) -> list[str]:
         for line in fh:
             tokens = line.split()
             if tokens and not (len(tokens) > 1 and tokens[1] == "-1"):
-                names.append(tokens[0])
+                names.append(strip_image_suffix(tokens[0]))
     return list(dict.fromkeys(names))
+
+
+def strip_image_suffix(name: str) -> str:
+    """``name`` without a trailing image suffix of :data:`IMAGE_SUFFIXES` (``a.JPEG`` -> ``a``)."""
+    for suffix in IMAGE_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 class _Pascal3DFamily(builders.NemoBuilder, skip_registration=True):

@@ -203,7 +203,7 @@ def _write_category(out, options, family, category, stats, progress) -> None:
         folder = f"{category}FGL{level}_BGL{level}"
         names = stats["lists"].get(folder, [])
         with open(os.path.join(out, OCCLUDED_ROOT, "lists", folder + ".txt"), "w") as fh:
-            fh.write("".join(n + "\n" for n in names))
+            fh.write("".join(n + ".JPEG\n" for n in names))  # the release lists file names
         stats["counts"][folder] = len(names)
 
 
