@@ -166,11 +166,11 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     and a ``module.`` prefix (DataParallel) is stripped.
 
     Raises:
-      FileNotFoundError naming a missing file; WeightFileError (a ValueError, one line) naming the
-      file, and the tensor or member at fault, for an unreadable or hostile one: a foreign pickle
-      global, a tensor view outside its storage, arrays claiming more than the file holds
-      (:mod:`nemo_jax.models.weight_bounds`), an ``.npz`` object array, a safetensors header outside
-      the file.
+      FileNotFoundError: the file does not exist (named in the message).
+      WeightFileError: a ValueError with one line naming the file, and the tensor or member at
+        fault, for an unreadable or hostile file: a foreign pickle global, a tensor view outside its
+        storage, arrays claiming more than the file holds (:mod:`nemo_jax.models.weight_bounds`), an
+        ``.npz`` object array, a safetensors header outside the file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
