@@ -88,6 +88,11 @@ def base() -> ml_collections.ConfigDict:
     c.train.render_stride = 2
     c.train.render_tile = 16
     c.train.visibility_tolerance = 0.5  # depth slack, in mean mesh edge lengths
+    # Occlusion levers (nemo_jax.train.step.StepConfig). visibility_in_box: a vertex counts as
+    # visible only inside the example's box (NeMo's rule), grown by visibility_box_margin times the
+    # box's width / height on each side; False: the whole image.
+    c.train.visibility_in_box = False
+    c.train.visibility_box_margin = 0.0
     c.train.log_every = 50
     c.train.checkpoint_every = 1000
     c.train.max_to_keep = 3

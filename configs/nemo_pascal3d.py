@@ -41,6 +41,8 @@ def get_config(category: str = "car"):
     # NeMo trains without augmentation (RandomHorizontalFlip and ColorJitter are defined, unused).
     c.train.flip_prob = 0.0
     c.train.brightness = c.train.contrast = c.train.saturation = 0.0
+    # NeMo counts a vertex as visible only inside the object's box.
+    c.train.visibility_in_box = True
     # The crops put every object at a known distance, so the refinement keeps it and turns the angles;
     # on validation data this matched NeMo's camera-position refinement at the same time per image
     # (README, "Pose refinement"). --config.inference.parametrization=camera_position runs NeMo's.

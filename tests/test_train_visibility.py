@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from nemo_jax import mesh
 from nemo_jax.geometry import camera_from_viewpoint
@@ -52,3 +53,73 @@ def test_visibility_stops_at_the_box_and_the_image():
     assert np.any(visible & (x > 70.0))
     np.testing.assert_array_equal(np.asarray(boxed.visible), visible & (x <= 70.0))
     assert np.asarray(boxed.visible).sum() > 0
+
+
+def _two_view_batch():
+    """Two images of a 96 x 64 crop, the object's centre near the right border, each with a box."""
+    b = 2
+    return {
+        "azimuth": jnp.array([0.7, 2.5]),
+        "elevation": jnp.array([0.3, 0.35]),
+        "theta": jnp.array([0.1, -0.1]),
+        "distance": jnp.array([6.0, 6.0]),
+        "px": jnp.array([70.0, 40.0]),
+        "py": jnp.array([31.5, 30.0]),
+        "focal": jnp.ones(b),
+        "viewport": jnp.full(b, 150.0),
+        "box": jnp.array([[30.0, 10.0, 80.0, 50.0], [20.0, 15.0, 55.0, 45.0]]),
+    }
+
+
+def test_step_visibility_box_option_on_off_and_margin():
+    """``visibility_in_box`` off: the whole image; on: the box; margin: the box grown by that fraction
+    of its width / height on each side. Each matches a direct numpy mask of the projections."""
+    from nemo_jax.mesh.neural import NeuralMesh
+    from nemo_jax.train import step
+
+    v, f = mesh.cuboid_mesh(np.array([-1.0, -0.6, -0.4]), np.array([1.0, 0.6, 0.4]), 200)
+    m = NeuralMesh(vertices=jnp.asarray(v), faces=jnp.asarray(f), features=None, clutter=None)
+    batch = _two_view_batch()
+    base = dict(image_size=(64, 96), feature_stride=8, render_stride=2, render_tile=8)
+    off = step.views(m, batch, step.StepConfig(**base, visibility_in_box=False))
+    on = step.views(m, batch, step.StepConfig(**base, visibility_in_box=True))
+    margin = 0.15
+    grown_cfg = step.StepConfig(**base, visibility_in_box=True, visibility_box_margin=margin)
+    grown = step.views(m, batch, grown_cfg)
+    # without the box field, the option on is the whole image
+    no_box = {k: x for k, x in batch.items() if k != "box"}
+    on_no_box = step.views(m, no_box, step.StepConfig(**base, visibility_in_box=True))
+    np.testing.assert_array_equal(np.asarray(on_no_box.visible), np.asarray(off.visible))
+
+    points = np.asarray(off.points)  # [B, V, 2]
+    plain = np.asarray(off.visible)
+    box = np.asarray(batch["box"], np.float64)
+
+    def inside(bx):
+        x, y = points[..., 0], points[..., 1]
+        return (x >= bx[:, None, 0]) & (x <= bx[:, None, 2]) & (y >= bx[:, None, 1]) & (y <= bx[:, None, 3])
+
+    size = box[:, 2:] - box[:, :2]
+    big = np.concatenate([box[:, :2] - margin * size, box[:, 2:] + margin * size], axis=1)
+    # the mesh is partly outside each box, and the margin brings some of it back
+    assert np.any(plain & ~inside(box), axis=1).all()
+    assert np.any(plain & inside(big) & ~inside(box), axis=1).all()
+    np.testing.assert_array_equal(np.asarray(on.visible), plain & inside(box))
+    np.testing.assert_array_equal(np.asarray(grown.visible), plain & inside(big))
+    # off: the box changes nothing (the same as a batch without one)
+    off_no_box = step.views(m, no_box, step.StepConfig(**base))
+    np.testing.assert_array_equal(plain, np.asarray(off_no_box.visible))
+
+
+def test_step_config_reads_the_visibility_box_keys():
+    from configs import common, nemo_pascal3d
+    from nemo_jax.train import step
+
+    config = common.base()
+    config.data.image_size = (64, 96)
+    cfg = step.StepConfig.from_config(config)
+    assert cfg.visibility_in_box is False and cfg.visibility_box_margin == 0.0
+    assert step.StepConfig.from_config(nemo_pascal3d.get_config("car")).visibility_in_box is True
+    config.train.visibility_box_margin = -0.1
+    with pytest.raises(ValueError, match="config.train.visibility_box_margin"):
+        step.StepConfig.from_config(config)

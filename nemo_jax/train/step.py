@@ -31,7 +31,8 @@ SUBTYPE_FIELD = "cad_index"
 # selects the image's neural mesh from the stacked meshes as ``cad_index`` does for sub-types.
 CATEGORY_FIELD = "category_index"
 #: Batch fields the step uses when present: ``box [B, 4]`` (x0, y0, x1, y1) image pixels, the region
-#: where a vertex may count as visible (the object's box within the image; default: the whole image).
+#: where a vertex may count as visible when ``StepConfig.visibility_in_box`` (the object's box within
+#: the image; default: the whole image).
 OPTIONAL_FIELDS = ("box",)
 
 
@@ -69,6 +70,11 @@ class StepConfig:
     # probabilities (``None``: ``flip_prob`` for every image).
     cross_category_negatives: bool = False
     category_flip_probs: tuple[float, ...] | None = None
+    # NeMo's rule: a vertex counts as visible only inside the example's ``box`` field (when the batch
+    # has one), grown by ``visibility_box_margin`` times the box's width / height on each side.
+    # False: the whole image bounds visibility and the box is not read.
+    visibility_in_box: bool = False
+    visibility_box_margin: float = 0.0
 
     @classmethod
     def from_config(cls, config) -> StepConfig:
@@ -93,7 +99,17 @@ class StepConfig:
             scale_range=_scale_range(t.get("scale_range", (1.0, 1.0))),
             cross_category_negatives=bool(t.get("cross_category_negatives", False)),
             category_flip_probs=_category_flip_probs(config),
+            visibility_in_box=bool(t.get("visibility_in_box", False)),
+            visibility_box_margin=_box_margin(t.get("visibility_box_margin", 0.0)),
         )
+
+
+def _box_margin(value) -> float:
+    """``config.train.visibility_box_margin``: a finite fraction >= 0 of the box size."""
+    margin = float(value)
+    if not (np.isfinite(margin) and margin >= 0):
+        raise ValueError(f"config.train.visibility_box_margin: expected a finite number >= 0, got {value}")
+    return margin
 
 
 def _scale_range(value) -> tuple[float, float]:
@@ -126,9 +142,27 @@ def stack_index(batch: dict) -> jax.Array:
     return jnp.asarray(batch[SUBTYPE_FIELD]).astype(jnp.int32) - 1
 
 
+def visibility_boxes(batch: dict, cfg: StepConfig) -> jax.Array:
+    """``[B, 4]`` float32 ``(x0, y0, x1, y1)`` image pixels bounding each image's visible vertices:
+    with ``cfg.visibility_in_box`` and a ``box`` field, that box grown by
+    ``cfg.visibility_box_margin`` times its width (x) and height (y) on each side; otherwise the
+    whole image (:func:`full_box`)."""
+    b = batch["azimuth"].shape[0]
+    boxes = batch.get("box") if cfg.visibility_in_box else None
+    if boxes is None:
+        return jnp.broadcast_to(jnp.asarray(full_box(*cfg.image_size)), (b, 4))
+    boxes = jnp.asarray(boxes, jnp.float32)
+    if cfg.visibility_box_margin > 0:
+        size = boxes[:, 2:] - boxes[:, :2]  # [B, 2] width, height
+        grow = cfg.visibility_box_margin * size
+        boxes = jnp.concatenate([boxes[:, :2] - grow, boxes[:, 2:] + grow], axis=1)
+    return boxes
+
+
 def views(state_mesh, batch: dict, cfg: StepConfig):
-    """Per-image vertex projections / visibility / object footprint. Batch fields ``[B]``; with a
-    ``box [B, 4]`` field, vertices outside an image's box are not visible.
+    """Per-image vertex projections / visibility / object footprint. Batch fields ``[B]``; with
+    ``cfg.visibility_in_box`` and a ``box [B, 4]`` field, vertices outside an image's box (grown by
+    ``cfg.visibility_box_margin``) are not visible (:func:`visibility_boxes`).
 
     ``state_mesh``: one mesh (``vertices [V, 3]``, ``faces [F, 3]``) for the whole batch, or one per
     image (``vertices [B, V, 3]``, ``faces [B, F, 3]``; ``-1`` face rows are padding)."""
@@ -136,10 +170,7 @@ def views(state_mesh, batch: dict, cfg: StepConfig):
         batch["azimuth"], batch["elevation"], batch["theta"], batch["distance"],
         batch["px"], batch["py"], batch["focal"], batch["viewport"],
     )  # fmt: skip
-    b = batch["azimuth"].shape[0]
-    boxes = batch.get("box")
-    if boxes is None:
-        boxes = jnp.broadcast_to(jnp.asarray(full_box(*cfg.image_size)), (b, 4))
+    boxes = visibility_boxes(batch, cfg)
     axis = 0 if state_mesh.vertices.ndim == 3 else None
     return jax.vmap(
         lambda cam, box, vertices, faces: vertex_view(
@@ -154,7 +185,7 @@ def views(state_mesh, batch: dict, cfg: StepConfig):
             box=box,
         ),  # fmt: skip
         in_axes=(0, 0, axis, axis),
-    )(cams, jnp.asarray(boxes, jnp.float32), state_mesh.vertices, state_mesh.faces)
+    )(cams, boxes, state_mesh.vertices, state_mesh.faces)
 
 
 def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm, shard=None) -> dict:
