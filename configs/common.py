@@ -93,6 +93,11 @@ def base() -> ml_collections.ConfigDict:
     # box's width / height on each side; False: the whole image.
     c.train.visibility_in_box = False
     c.train.visibility_box_margin = 0.0
+    # occluder_augment: probability that a training image gets a patch of another batch image pasted
+    # over its object (a rectangle or ellipse of occluder_fraction (low, high) of the object's box);
+    # its vertices become invisible and its cells clutter. 0: off.
+    c.train.occluder_augment = 0.0
+    c.train.occluder_fraction = (0.2, 0.6)
     c.train.log_every = 50
     c.train.checkpoint_every = 1000
     c.train.max_to_keep = 3

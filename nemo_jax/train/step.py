@@ -20,7 +20,7 @@ from nemo_jax.geometry.camera import camera_from_viewpoint, feature_coordinates
 from nemo_jax.mesh import subtypes
 from nemo_jax.mesh.neural import momentum_update, push_clutter
 from nemo_jax.models import layers
-from nemo_jax.train import augment, contrastive, parallel
+from nemo_jax.train import augment, contrastive, occluders, parallel
 from nemo_jax.train.state import TrainState
 from nemo_jax.train.visibility import vertex_view
 
@@ -75,6 +75,11 @@ class StepConfig:
     # False: the whole image bounds visibility and the box is not read.
     visibility_in_box: bool = False
     visibility_box_margin: float = 0.0
+    # Occluder augmentation (:mod:`nemo_jax.train.occluders`): with probability ``occluder_prob`` an
+    # image gets a patch of another batch image pasted over its object through a rectangle or an
+    # ellipse covering ``occluder_fraction`` (low, high) of the object's box. 0: off (no draws).
+    occluder_prob: float = 0.0
+    occluder_fraction: tuple[float, float] = (0.2, 0.6)
 
     @classmethod
     def from_config(cls, config) -> StepConfig:
@@ -101,7 +106,27 @@ class StepConfig:
             category_flip_probs=_category_flip_probs(config),
             visibility_in_box=bool(t.get("visibility_in_box", False)),
             visibility_box_margin=_box_margin(t.get("visibility_box_margin", 0.0)),
+            occluder_prob=_probability("occluder_augment", t.get("occluder_augment", 0.0)),
+            occluder_fraction=_fraction(t.get("occluder_fraction", (0.2, 0.6))),
         )
+
+
+def _probability(name: str, value) -> float:
+    """``config.train.<name>`` as a probability in [0, 1]."""
+    p = float(value)
+    if not 0 <= p <= 1:
+        raise ValueError(f"config.train.{name}: expected a probability in [0, 1], got {value}")
+    return p
+
+
+def _fraction(value) -> tuple[float, float]:
+    """``config.train.occluder_fraction`` as ``(low, high)`` with ``0 < low <= high <= 1``."""
+    lo, hi = (float(v) for v in value)
+    if not (0 < lo <= hi <= 1):
+        raise ValueError(
+            f"config.train.occluder_fraction: expected (low, high) with 0 < low <= high <= 1, got {value}"
+        )
+    return lo, hi
 
 
 def _box_margin(value) -> float:
@@ -218,6 +243,29 @@ def augment_batch(key: jax.Array, batch: dict, cfg: StepConfig, perm, shard=None
     return batch
 
 
+def occlude_batch(key: jax.Array, images: jax.Array, view, cfg: StepConfig, shard=None):
+    """Occluder augmentation (:mod:`nemo_jax.train.occluders`) of augmented ``images [B, H, W, 3]``
+    (float32) whose vertex geometry is ``view`` (:func:`views`).
+
+    Returns ``(images, visible [B, V], background [B, h, w])``: the images with the occluders
+    pasted, the visibility without the vertices under an occluder, and the clutter mask's object
+    cells (``view.object_mask``) without the cells an occluder mostly covers, so those are
+    sampled as clutter. ``shard``: as in :func:`augment_batch` (draws of the global batch; the
+    patches may come from any device's images)."""
+    rows = (lambda x: x) if shard is None else shard.rows
+    gather = (lambda x: x) if shard is None else shard.gather
+    boxes = occluders.object_boxes(view.points, view.visible, cfg.image_size)
+    occ = occluders.draw_occluders(
+        key, gather(boxes), cfg.image_size, cfg.occluder_prob, cfg.occluder_fraction
+    )
+    occ = jax.tree.map(rows, occ)
+    masks = occluders.occluder_masks(occ, cfg.image_size)  # [B, H, W]
+    images = occluders.paste(images, gather(images), masks, occ)
+    visible = view.visible & ~jax.vmap(occluders.hidden_vertices)(view.points, masks)
+    cells = jax.vmap(lambda m: occluders.occluder_cells(m, cfg.feature_stride))(masks)
+    return images, visible, view.object_mask & ~cells
+
+
 def shift_scale_on(cfg: StepConfig) -> bool:
     """Whether the step shifts or zooms its images."""
     return cfg.shift_px > 0 or cfg.scale_range != (1.0, 1.0)
@@ -317,6 +365,13 @@ def make_train_step(
             owner = jnp.arange(n_mesh)[:, None]
             other_mask = (real[None] & (owner[None] != subtype[:, None, None])).reshape(-1, n_mesh * n_vert)
         view = views(mesh, batch, cfg)
+        object_cells = view.object_mask  # cells clutter is not sampled from
+        if cfg.occluder_prob > 0:  # its own stream: the other draws stay those of a run without it
+            occluded, visible, object_cells = occlude_batch(
+                jax.random.fold_in(k_aug, 2), batch["image"], view, cfg, shard
+            )
+            batch = dict(batch, image=occluded)
+            view = view.replace(visible=visible)
         images = preprocess(batch["image"])
         points = feature_coordinates(view.points, cfg.feature_stride)  # [B, V, 2]
         b = images.shape[0]
@@ -337,7 +392,7 @@ def make_train_step(
             vfeat = contrastive.unit_samples(vfeat)
             clutter, valid = jax.vmap(
                 lambda k, f, m: contrastive.sample_clutter(k, f, m, cfg.clutter_per_image)
-            )(clutter_keys, feats, view.object_mask)
+            )(clutter_keys, feats, object_cells)
             loss, aux = contrastive.contrastive_loss(
                 vfeat, view.visible, view.points, mesh.features, mesh.clutter, clutter,
                 valid, bank_mask, other_bank, other_mask, temperature=cfg.temperature,
