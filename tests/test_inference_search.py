@@ -2,6 +2,7 @@
 rejects bad input, never returns a NaN pose. One compiled search (batch of 3 images) for the module."""
 
 import dataclasses
+import functools
 
 import chex
 import jax
@@ -222,3 +223,107 @@ def test_search_batch_refuses_nonfinite_features_vertex_features_or_clutter(scen
     clutter[1, :] = np.nan
     with pytest.raises(ValueError, match=r"non-finite values in clutter"):
         search_batch(good.replace(clutter=jnp.asarray(clutter)), config=scene["config"])
+
+
+def _numpy_greedy_starts(grid, loss, k, separation_deg):
+    """Greedy NMS on rotations, host-side: by increasing loss (ties: lower index), skip a pose closer
+    than ``separation_deg`` to a chosen one; when none is left, the best pose not yet chosen."""
+    from nemo_jax.eval.metrics import rotation_error
+
+    order = np.argsort(loss, kind="stable")
+    chosen = []
+    for _ in range(k):
+        free = [i for i in order if i not in chosen]
+        far = [
+            i
+            for i in free
+            if all(np.rad2deg(rotation_error(grid[i, :3], grid[j, :3])) >= separation_deg for j in chosen)
+        ]
+        chosen.append((far or free)[0])
+    return np.array(chosen)
+
+
+def test_select_starts_matches_numpy_greedy_nms():
+    from nemo_jax.inference.search import select_starts
+
+    config = SearchConfig(raster=RasterSettings(H, W))
+    grid = np.asarray(pose_grid(config))
+    rng = np.random.default_rng(3)
+    select = jax.jit(select_starts, static_argnums=(2, 3))
+    for trial in range(4):
+        loss = rng.uniform(0.2, 1.0, len(grid)).astype(np.float32)
+        loss[rng.choice(len(grid), 5, replace=False)] = np.inf  # non-finite grid losses come last
+        if trial == 3:  # ties: the lower index first
+            loss[:20] = 0.5
+        for k, sep in ((1, 47.0), (4, 47.0), (6, 95.0), (8, 170.0)):
+            got = np.asarray(select(jnp.asarray(grid), jnp.asarray(loss), k, sep))
+            want = _numpy_greedy_starts(grid, loss, k, sep)
+            np.testing.assert_array_equal(got, want, err_msg=f"k={k} sep={sep}")
+            assert len(set(got.tolist())) == k
+        # 0: plain top-K
+        np.testing.assert_array_equal(
+            np.asarray(select(jnp.asarray(grid), jnp.asarray(loss), 5, 0.0)),
+            np.asarray(jax.lax.top_k(-jnp.asarray(loss), 5)[1]),
+        )
+    # a separation keeps the starts apart where top-K takes the best pose's neighbours
+    loss = np.asarray(rng.uniform(0.2, 1.0, len(grid)), np.float32)
+    from nemo_jax.eval.metrics import rotation_error
+
+    best = int(np.argmin(loss))
+    loss = np.where(np.rad2deg(rotation_error(grid[:, :3].T, grid[best, :3])) < 40, loss - 1.0, loss)
+    spread = np.asarray(select(jnp.asarray(grid), jnp.asarray(loss), 3, 60.0))
+    top = np.asarray(select(jnp.asarray(grid), jnp.asarray(loss), 3, 0.0))
+    assert min(np.rad2deg(rotation_error(grid[spread[0], :3], grid[s, :3])) for s in spread[1:]) >= 60
+    assert max(np.rad2deg(rotation_error(grid[top[0], :3], grid[s, :3])) for s in top[1:]) < 40
+
+
+def test_k_starts_equal_the_best_of_k_single_start_refinements(scene):
+    """The K starts are refined independently: the vmapped K-start search is the best of K
+    one-start refinements (a loop) from the same grid poses."""
+    from nemo_jax.inference.search import image_objective, refine_starts, search_single, select_starts
+
+    config = dataclasses.replace(scene["config"], num_starts=3, steps=40, early_stop_tol=0.0)
+    inputs = SearchInputs(
+        jnp.asarray(scene["occluded"]), jnp.asarray(scene["vf"]), jnp.asarray(scene["clutter"]),
+        jnp.asarray(scene["v"]), jnp.asarray(scene["f"], jnp.int32), jnp.float32(FOCAL),
+        jnp.asarray(scene["pp"]), jnp.float32(DIST),
+    )  # fmt: skip
+    full = jax.jit(search_single, static_argnames="config")(inputs, config=config)
+
+    @functools.partial(jax.jit, static_argnames="config")
+    def one_start(inputs, index, config):
+        loss_fn, _, _ = image_objective(inputs, config)
+        grid = pose_grid(config)
+        grid = jnp.concatenate([grid, jnp.full((grid.shape[0], 1), inputs.distance)], axis=1)
+        start = grid[index][None]
+        return refine_starts(loss_fn, start, _finite(loss_fn(start[0])[0])[None], config)
+
+    grid = jnp.concatenate([pose_grid(config), jnp.full((config.grid_size, 1), DIST)], axis=1)
+    starts = np.asarray(select_starts(grid, full.grid_loss, 3))
+    first = lambda x: np.asarray(x)[0] if np.ndim(x) else x  # noqa: E731 (the one start of K = 1)
+    singles = [jax.tree.map(first, one_start(inputs, int(i), config=config)) for i in starts]
+    losses = np.array([r.loss for r in singles])
+    assert len(set(np.round(losses, 4).tolist())) > 1  # the starts do end apart
+    best = singles[int(np.argmin(losses))]
+    np.testing.assert_allclose(float(full.loss), losses.min(), atol=1e-5)
+    pose = np.array([float(full.azimuth), float(full.elevation), float(full.theta), float(full.distance)])
+    want = np.array(best.poses)
+    want[0] = np.mod(want[0], 2 * np.pi)
+    np.testing.assert_allclose(pose, want, atol=1e-4)
+    assert int(full.steps) == int(best.steps)
+
+
+def _finite(x):
+    return jnp.where(jnp.isfinite(x), x, jnp.inf)
+
+
+def test_start_separation_setting_reaches_the_search_config(scene):
+    from nemo_jax.inference import settings
+
+    s = settings.run_settings({}, {"inference.start_separation_deg": 45})
+    assert settings.search_fields(s)["start_separation_deg"] == 45.0
+    assert settings.default_settings().start_separation_deg == 0.0
+    with pytest.raises(ValueError, match="inference.start_separation_deg"):
+        settings.run_settings({}, {"start_separation_deg": -1.0})
+    with pytest.raises(ValueError, match="start_separation_deg"):
+        SearchConfig(raster=scene["config"].raster, start_separation_deg=200.0)

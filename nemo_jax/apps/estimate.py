@@ -217,6 +217,8 @@ def estimate_poses(
         raise ValueError(f"{boxes_source}: boxes for images not in {images_dir}: {', '.join(unmatched)}")
     config, model, variables, mesh = load_run(run_dir)
     settings = run_settings(config, inference_overrides, where=os.path.join(run_dir, "config.json"))
+    if settings.clutter_clusters != 1 and mode == "6d":
+        raise ValueError(f"{run_dir}: inference.clutter_clusters > 1 is not supported by the 6D search")
     if category_data.is_shared_config(config):  # one backbone, one mesh per category: pick it
         known = category_data.shared_categories(config)
         if category is None:
@@ -290,7 +292,9 @@ def estimate_poses(
                             stride,
                             six_d_starts,
                         )
-                inputs = neural_mesh_inputs(mesh, observed, focal_px, principal, distance)
+                inputs = neural_mesh_inputs(
+                    mesh, observed, focal_px, principal, distance, int(settings.clutter_clusters)
+                )
                 result = (six_d_pose if mode == "6d" else search_pose)(inputs, search_config)
             except ValueError as err:
                 log(f"warning: {name}: skipped ({err})")

@@ -35,7 +35,7 @@ from nemo_jax.inference import (
 from nemo_jax.inference import confidence as confidence_lib
 from nemo_jax.inference.search import pose_grid
 from nemo_jax.inference.settings import search_fields
-from nemo_jax.mesh import clutter_feature, subtypes
+from nemo_jax.mesh import clutter_model, subtypes
 from nemo_jax.render import RasterSettings
 from nemo_jax.train import category_data
 from nemo_jax.train.run import load_run
@@ -134,6 +134,13 @@ def nemo_records(
 
         config.model.dtype = dtype
         model = models.build_backbone(config.model)
+    if settings.clutter_clusters != 1 and (
+        category_data.is_shared_config(config) or subtypes.is_stacked(mesh)
+    ):
+        raise ValueError(
+            f"{workdir}: inference.clutter_clusters={settings.clutter_clusters} needs a run with one neural "
+            "mesh (not per-sub-type or shared-category meshes)"
+        )
     if category_data.is_shared_config(config):
         return shared_records(
             workdir, config, model, variables, mesh, dataset, data_dir, levels, batch_size,
@@ -154,7 +161,7 @@ def nemo_records(
             workdir, config, model, variables, mesh, dataset, data_dir, levels, batch_size,
             settings, on_batch, subtype or settings.subtype,
         )  # fmt: skip
-    clutter = clutter_feature(mesh)
+    clutter = clutter_model(mesh, int(settings.clutter_clusters))  # [C] or [N, C]
     features_fn = jax.jit(lambda variables, images: model.apply(variables, _preprocess(images), train=False))
     devices = sharding.image_mesh()  # every batch is spread over all local devices
     variables = sharding.replicate(variables, devices)
@@ -180,7 +187,7 @@ def nemo_records(
                 mesh.vertices, mesh.faces, mesh.features, search_config
             )
             vertices, faces, vertex_features = sharding.replicate((vertices, faces, vertex_features), devices)
-        per_image = (np.broadcast_to(np.asarray(clutter, np.float32), (b, clutter.shape[0])),)
+        per_image = (np.broadcast_to(np.asarray(clutter, np.float32), (b, *clutter.shape)),)
         per_image += tuple(np.asarray(x, np.float32) for x in (focal_px, principal, batch["distance"]))
         (clutters, *camera), _ = sharding.shard_images(per_image, devices)  # padded like observed
         inputs = SearchInputs(observed, vertex_features, clutters, vertices, faces, *camera)

@@ -14,20 +14,27 @@ import numpy as np
 import trimesh
 
 from nemo_jax.inference.search import SearchConfig, SearchInputs, size_tile_budget
-from nemo_jax.mesh import NeuralMesh, clutter_feature
+from nemo_jax.mesh import NeuralMesh, clutter_model
 from nemo_jax.mesh.padding import pad_mesh, pad_rows, round_up
 from nemo_jax.render import RasterSettings
 
 
-def neural_mesh_inputs(neural_mesh: NeuralMesh, observed, focal_px, principal, distance) -> SearchInputs:
+def neural_mesh_inputs(
+    neural_mesh: NeuralMesh, observed, focal_px, principal, distance, clutter_clusters: int = 1
+) -> SearchInputs:
     """:class:`nemo_jax.inference.SearchInputs` of ``observed`` (``[h, w, C]`` or ``[B, h, w, C]``)
     against a trained neural mesh: its vertices, faces and vertex features, and its clutter bank's
-    normalised mean as the clutter feature ``[C]``. ``focal_px`` in feature-map pixels,
-    ``principal`` (x, y) in feature-map pixels, ``distance`` in CAD units."""
+    normalised mean as the clutter feature ``[C]`` (``clutter_clusters > 1``: the bank's k-means
+    centres ``[N, C]``, :func:`nemo_jax.mesh.clutter_model`; per image ``[B, N, C]`` for a batch).
+    ``focal_px`` in feature-map pixels, ``principal`` (x, y) in feature-map pixels, ``distance``
+    in CAD units."""
+    clutter = clutter_model(neural_mesh, clutter_clusters)
+    if clutter.ndim == 2 and np.ndim(observed) == 4:
+        clutter = jnp.broadcast_to(clutter, (np.shape(observed)[0], *clutter.shape))
     return SearchInputs(
         observed=observed,
         vertex_features=neural_mesh.features,
-        clutter=clutter_feature(neural_mesh),
+        clutter=clutter,
         vertices=neural_mesh.vertices,
         faces=neural_mesh.faces,
         focal_px=focal_px,

@@ -33,9 +33,15 @@ def similarity_table(vertex_features: jax.Array, observed: jax.Array) -> jax.Arr
 
 
 def clutter_similarity(observed: jax.Array, clutter: jax.Array) -> jax.Array:
-    """``[H, W]`` similarity of each observed feature ``[H, W, C]`` to the clutter feature ``[C]``
-    (NeMo: the normalised mean of the clutter bank)."""
-    return observed @ clutter
+    """``[H, W]`` similarity of each observed feature ``[H, W, C]`` to the clutter model: one
+    feature ``[C]`` (NeMo: the normalised mean of the clutter bank), or ``N`` features ``[N, C]``
+    (:func:`nemo_jax.mesh.cluster_clutter`), a pixel's similarity then its best over them
+    (``[1, C]`` gives the same as ``[C]``)."""
+    if clutter.ndim == 1:
+        return observed @ clutter
+    if clutter.shape[0] == 1:
+        return observed @ clutter[0]
+    return jnp.max(observed @ clutter.T, axis=-1)
 
 
 def nemo_loss(object_similarity: jax.Array, clutter_sim: jax.Array) -> jax.Array:

@@ -5,7 +5,8 @@ Per image (all arrays at FEATURE resolution ``[h, w]``):
 1. ``S = vertex_features @ observed^T`` once (``[V, h*w]``, see :mod:`nemo_jax.inference.objective`);
 2. NeMo's loss at every pose of the initial grid (default 12 azimuths x 4 elevations x 3 thetas = 144)
    in one vmapped render;
-3. the ``num_starts`` best grid poses are refined in parallel with optax Adam (NeMo: lr 0.05,
+3. the ``num_starts`` best grid poses (optionally kept ``start_separation_deg`` apart,
+   :func:`select_starts`) are refined in parallel (:func:`refine_starts`) with optax Adam (NeMo: lr 0.05,
    betas (0.4, 0.6), 300 steps, lr x0.2 every 100 steps) inside one ``lax.scan``; an optional early
    stop freezes a start once its loss changes by less than ``early_stop_tol`` (a mask: static shapes).
    Adam acts on ``config.parametrization`` (:mod:`nemo_jax.inference.parametrization`): NeMo's
@@ -38,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nemo_jax.geometry import camera_from_viewpoint
+from nemo_jax.geometry import camera_from_viewpoint, geodesic_distance, rotation_from_viewpoint
 from nemo_jax.inference import sharding
 from nemo_jax.inference.objective import clutter_similarity, nemo_loss, similarity_table
 from nemo_jax.inference.parametrization import PARAMETRIZATIONS, to_parameters, to_pose
@@ -59,6 +60,10 @@ class SearchConfig:
         refinement and the output maps, so variants are compared with the same code.
       azimuths_deg, elevations_deg, thetas_deg: the initial grid (DEGREES), all combinations.
       num_starts: K best grid poses refined in parallel (NeMo: 1).
+      start_separation_deg: DEGREES; 0 (default): the K lowest-loss grid poses. Else the K starts
+        are chosen greedily by loss, skipping grid poses whose rotation is closer than this to a
+        chosen one (:func:`select_starts`), so extra starts reach distinct views such as the
+        front / back flip. The 6D search (:mod:`nemo_jax.inference.six_d`) picks its own starts.
       steps: Adam steps (NeMo: 300).
       lr, b1, b2: Adam (NeMo: 0.05, 0.4, 0.6); ``lr`` in the parameters' units (radians for
         ``"angles"``, CAD units of the camera centre for ``"camera_position"``).
@@ -79,6 +84,7 @@ class SearchConfig:
     elevations_deg: tuple[float, ...] = NEMO_ELEVATIONS_DEG
     thetas_deg: tuple[float, ...] = NEMO_THETAS_DEG
     num_starts: int = 1
+    start_separation_deg: float = 0.0
     steps: int = 300
     lr: float = 0.05
     b1: float = 0.4
@@ -99,6 +105,10 @@ class SearchConfig:
         if self.num_starts < 1 or self.num_starts > self.grid_size:
             raise ValueError(
                 f"SearchConfig.num_starts: expected 1..{self.grid_size} (grid size), got {self.num_starts}"
+            )
+        if not (np.isfinite(self.start_separation_deg) and 0 <= self.start_separation_deg <= 180):
+            raise ValueError(
+                f"SearchConfig.start_separation_deg: expected 0..180 degrees, got {self.start_separation_deg}"
             )
         if self.steps < 0:
             raise ValueError(f"SearchConfig.steps: expected >= 0, got {self.steps}")
@@ -124,7 +134,9 @@ class SearchInputs:
     Attributes:
       observed: ``[h, w, C]`` unit features of the image (any backbone), FEATURE-map resolution.
       vertex_features: ``[V, C]`` unit features of the neural mesh's vertices.
-      clutter: ``[C]`` clutter feature (NeMo: the normalised mean of the clutter bank).
+      clutter: ``[C]`` clutter feature (NeMo: the normalised mean of the clutter bank), or ``[N, C]``
+        clutter features (:func:`nemo_jax.mesh.clutter_model`; a pixel's clutter similarity is its
+        best over them, :func:`nemo_jax.inference.objective.clutter_similarity`).
       vertices: ``[V, 3]`` CAD frame, CAD units.
       faces: ``[F, 3]`` int32 vertex indices (``-1`` rows = padding, drawn as nothing).
       focal_px: ``[]`` focal length in PIXELS OF THE FEATURE MAP (``focal * viewport / stride`` of a
@@ -135,8 +147,8 @@ class SearchInputs:
         moves: ``parametrization="camera_position"`` or ``optimize_distance``).
 
     Batched (:func:`search_batch`, :func:`search_pose`): ``observed [B, h, w, C]``, ``clutter
-    [B, C]``, ``focal_px [B]``, ``principal [B, 2]``, ``distance [B]``; the mesh (``vertices``,
-    ``faces``, ``vertex_features``) is shared by the batch (one category).
+    [B, C]`` (or ``[B, N, C]``), ``focal_px [B]``, ``principal [B, 2]``, ``distance [B]``; the mesh
+    (``vertices``, ``faces``, ``vertex_features``) is shared by the batch (one category).
     """
 
     observed: jax.Array
@@ -283,33 +295,87 @@ def refine_step(loss_fn, optimizer: optax.GradientTransformation, config: Search
     return optax.apply_updates(params, updates), new_state, loss, overflow, finite
 
 
-def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
-    """Pure, jittable pose search for ONE image (no input checks; use :func:`search_pose`).
+def select_starts(grid: jax.Array, grid_loss: jax.Array, num_starts: int, separation_deg: float = 0.0):
+    """``[K]`` int32 indices of the grid poses the refinement starts from.
 
     Args:
-      inputs: :class:`SearchInputs` of one image (``observed [h, w, C]``, ``clutter [C]``,
-        ``focal_px []``, ``principal [2]``, ``distance []``).
-      config: static.
+      grid: ``[G, 3 + E]`` poses, (azimuth, elevation, theta) RADIANS first.
+      grid_loss: ``[G]`` loss of each pose (``inf`` for a non-finite one).
+      num_starts: static ``K <= G``.
+      separation_deg: static, DEGREES. 0: the ``K`` lowest losses (``lax.top_k``). Else greedy, by
+        increasing loss: a pose whose rotation is closer than ``separation_deg`` (geodesic angle,
+        :func:`nemo_jax.geometry.geodesic_distance`) to an already chosen start is skipped, so the
+        starts spread over distinct views (e.g. an object's front / back flip) rather than the
+        neighbours of the best one. When every pose left is that close, the lowest-loss pose not
+        yet chosen is taken, so there are always ``K`` distinct starts. Ties: the lower index.
     """
-    settings = config.raster
-    vertices, faces, distance = inputs.vertices, inputs.faces, inputs.distance
+    if separation_deg <= 0:
+        _, best = jax.lax.top_k(-grid_loss, num_starts)
+        return best
+    rotations = rotation_from_viewpoint(grid[:, 0], grid[:, 1], grid[:, 2])  # [G, 3, 3]
+    order = jnp.argsort(grid_loss, stable=True)  # inf last
+    threshold = jnp.deg2rad(jnp.float32(separation_deg))
+    g = grid_loss.shape[0]
+
+    def pick(i, carry):
+        chosen, taken, near = carry
+        free = ~taken
+        candidate = free & ~near
+        candidate = jnp.where(jnp.any(candidate), candidate, free)
+        index = order[jnp.argmax(candidate[order])]  # first candidate in loss order
+        near = near | (geodesic_distance(rotations[index], rotations) < threshold)
+        return chosen.at[i].set(index), taken.at[index].set(True), near
+
+    init = (jnp.zeros(num_starts, jnp.int32), jnp.zeros(g, bool), jnp.zeros(g, bool))
+    chosen, _, _ = jax.lax.fori_loop(0, num_starts, pick, init)
+    return chosen
+
+
+def image_objective(inputs: SearchInputs, config: SearchConfig):
+    """``(loss_fn, table, clutter_sim)`` of one image: ``loss_fn(pose [4]) -> (loss [], overflow [])``
+    (:func:`pose_loss` with the image bound), the similarity table ``[V, h*w]`` and the clutter
+    similarity ``[h, w]``."""
     table = similarity_table(inputs.vertex_features, inputs.observed)
     clutter_sim = clutter_similarity(inputs.observed, inputs.clutter)
 
     def loss_fn(pose):
         return pose_loss(
-            pose, table, clutter_sim, vertices, faces, inputs.focal_px, inputs.principal, settings
-        )
+            pose, table, clutter_sim, inputs.vertices, inputs.faces, inputs.focal_px, inputs.principal,
+            config.raster,
+        )  # fmt: skip
 
-    # 1. The initial grid, one vmapped render.
-    grid = pose_grid(config)
-    grid = jnp.concatenate([grid, jnp.full((grid.shape[0], 1), distance, grid.dtype)], axis=1)
-    grid_loss, grid_overflow = jax.vmap(loss_fn)(grid)
-    grid_loss = _finite_or(grid_loss, jnp.inf)
-    _, best = jax.lax.top_k(-grid_loss, config.num_starts)
-    starts = grid[best]  # [K, 4]
+    return loss_fn, table, clutter_sim
 
-    # 2. Refinement of the K starts in parallel, one scan.
+
+@flax.struct.dataclass
+class Refined:
+    """:func:`refine_starts`'s output for ``K`` starts.
+
+    Attributes:
+      poses: ``[K, 4]`` (azimuth, elevation, theta RADIANS, distance); a start whose refinement
+        ended higher than it began (or non-finite) keeps its start pose.
+      loss: ``[K]`` loss at ``poses`` (``inf`` if never finite).
+      steps: ``[K]`` int32 refinement steps that moved each returned pose (0: start pose kept).
+      overflow: ``[]`` int32 max tiles dropped by any render of the refinement.
+    """
+
+    poses: jax.Array
+    loss: jax.Array
+    steps: jax.Array
+    overflow: jax.Array
+
+
+def refine_starts(loss_fn, starts: jax.Array, start_loss: jax.Array, config: SearchConfig) -> Refined:
+    """Adam refinement (:func:`refine_step`, ``config.steps`` in one ``lax.scan``) of ``K`` start
+    poses in parallel; every start is refined independently of the others (``K`` is
+    ``starts.shape[0]``, not ``config.num_starts``).
+
+    Args:
+      loss_fn: ``pose [4] -> (loss [], overflow [])`` (:func:`image_objective`).
+      starts: ``[K, 4]`` poses (azimuth, elevation, theta RADIANS, distance).
+      start_loss: ``[K]`` ``loss_fn`` at ``starts`` (``inf`` where not finite).
+      config: static.
+    """
     optimizer = refine_optimizer(config)
 
     def step(carry, _):
@@ -327,43 +393,69 @@ def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
         moved = moved + move[:, 0].astype(jnp.int32)
         return (new_params, new_state, loss, calm, active, overflow, moved), None
 
-    k = config.num_starts
+    k = starts.shape[0]
     start_params = to_parameters(starts, config.parametrization)
     init = (
         start_params,
         optimizer.init(start_params),
-        grid_loss[best],
+        start_loss,
         jnp.zeros(k, jnp.int32),
         jnp.ones(k, bool),
-        jnp.max(grid_overflow),
+        jnp.zeros((), jnp.int32),
         jnp.zeros(k, jnp.int32),
     )
     (params, _, _, _, _, overflow, moved), _ = jax.lax.scan(step, init, None, length=config.steps)
     poses = to_pose(params, config.parametrization)
 
-    # 3. Final losses; a start whose pose or loss went non-finite falls back to its grid pose.
+    # A start whose pose or loss went non-finite falls back to its start pose.
     poses = jnp.where(jnp.all(jnp.isfinite(poses), axis=-1, keepdims=True), poses, starts)
     final_loss, final_overflow = jax.vmap(loss_fn)(poses)
     final_loss = _finite_or(final_loss, jnp.inf)
-    use_start = final_loss > grid_loss[best]  # never worse than the grid
-    poses = jnp.where(use_start[:, None], starts, poses)
-    final_loss = jnp.minimum(final_loss, grid_loss[best])
-    winner = jnp.argmin(final_loss)
-    pose = poses[winner]
-    occluder, mask = occlusion_maps(
-        pose, table, clutter_sim, vertices, faces, inputs.focal_px, inputs.principal, settings
+    use_start = final_loss > start_loss  # never worse than the start
+    return Refined(
+        poses=jnp.where(use_start[:, None], starts, poses),
+        loss=jnp.minimum(final_loss, start_loss),
+        steps=jnp.where(use_start, 0, moved),
+        overflow=jnp.maximum(overflow, jnp.max(final_overflow)).astype(jnp.int32),
     )
+
+
+def search_single(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
+    """Pure, jittable pose search for ONE image (no input checks; use :func:`search_pose`).
+
+    Args:
+      inputs: :class:`SearchInputs` of one image (``observed [h, w, C]``, ``clutter [C]``,
+        ``focal_px []``, ``principal [2]``, ``distance []``).
+      config: static.
+    """
+    loss_fn, table, clutter_sim = image_objective(inputs, config)
+
+    # 1. The initial grid, one vmapped render.
+    grid = pose_grid(config)
+    grid = jnp.concatenate([grid, jnp.full((grid.shape[0], 1), inputs.distance, grid.dtype)], axis=1)
+    grid_loss, grid_overflow = jax.vmap(loss_fn)(grid)
+    grid_loss = _finite_or(grid_loss, jnp.inf)
+    best = select_starts(grid, grid_loss, config.num_starts, config.start_separation_deg)
+
+    # 2. Refinement of the K starts in parallel, one scan; 3. the lowest final loss wins.
+    refined = refine_starts(loss_fn, grid[best], grid_loss[best], config)
+    winner = jnp.argmin(refined.loss)
+    pose = refined.poses[winner]
+    occluder, mask = occlusion_maps(
+        pose, table, clutter_sim, inputs.vertices, inputs.faces, inputs.focal_px, inputs.principal,
+        config.raster,
+    )  # fmt: skip
     return PoseResult(
         azimuth=jnp.mod(pose[0], 2 * jnp.pi),
         elevation=pose[1],
         theta=pose[2],
         distance=pose[3],
-        loss=final_loss[winner],
+        loss=refined.loss[winner],
         grid_loss=grid_loss,
         occluder=occluder,
         object_mask=mask,
-        overflow=jnp.maximum(overflow, jnp.max(final_overflow)).astype(jnp.int32),
-        steps=jnp.where(use_start, 0, moved)[winner],
+        overflow=jnp.maximum(jnp.max(grid_overflow), refined.overflow).astype(jnp.int32),
+        steps=refined.steps[winner],
         **trust_diagnostics(inputs, clutter_sim),
     )
 
@@ -438,7 +530,8 @@ def search_pose(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
     Args:
       inputs: :class:`SearchInputs` (NumPy or JAX arrays, or Python numbers) where
         ``observed`` is ``[B, h, w, C]`` (or ``[h, w, C]``), ``[h, w]`` equal to ``config.raster``'s
-        ``(height, width)``; ``vertex_features [V, C]``; ``clutter [C]`` or ``[B, C]``;
+        ``(height, width)``; ``vertex_features [V, C]``; ``clutter [C]``, ``[B, C]`` or ``[B, N, C]``
+        (``N`` clutter features per image);
         ``vertices [V, 3]`` float; ``faces [F, 3]`` int (``-1`` rows allowed as padding);
         ``focal_px`` ``[]`` or ``[B]`` in FEATURE-map pixels (``focal * viewport / stride``);
         ``principal`` ``[2]`` or ``[B, 2]`` (x, y) in feature-map pixels; ``distance`` ``[]`` or
@@ -477,7 +570,10 @@ def search_pose(inputs: SearchInputs, config: SearchConfig) -> PoseResult:
     fcs = np.asarray(inputs.faces)
     if fcs.ndim != 2 or fcs.shape[1] != 3 or not np.issubdtype(fcs.dtype, np.integer):
         raise ValueError(f"search_pose: faces must be an int [F, 3] array, got {fcs.dtype} {fcs.shape}")
-    clu = _per_image("clutter", inputs.clutter, b, (c,))
+    clutter = np.asarray(inputs.clutter, np.float32)
+    clu = _per_image("clutter", clutter, b, clutter.shape[-2:] if clutter.ndim == 3 else (c,))
+    if clu.shape[-1] != c:
+        raise ValueError(f"search_pose: clutter must be [C={c}], [B, C] or [B, N, C], got shape {clu.shape}")
     foc = _per_image("focal_px", inputs.focal_px, b, ())
     pp = _per_image("principal", inputs.principal, b, (2,))
     dist = _per_image("distance", inputs.distance, b, ())

@@ -9,6 +9,9 @@ estimation read it back (:func:`run_settings`, defaults filling keys that older 
 Keys (NeMo's values as defaults, but for the parametrization, chosen on validation data):
   azimuths_deg, elevations_deg, thetas_deg: the initial pose grid, DEGREES (12 x 4 x 3 = 144).
   num_starts: grid poses refined (NeMo: 1, the best).
+  start_separation_deg: DEGREES; 0 (NeMo): the ``num_starts`` lowest-loss grid poses; else chosen
+    greedily by loss, skipping poses closer than this rotation angle to a chosen start
+    (:func:`nemo_jax.inference.search.select_starts`).
   steps, lr, b1, b2, decay_every, decay_rate: Adam refinement (300, 0.05, 0.4, 0.6, x0.2 every 100).
     ``lr`` is in the parameters' units: radians for ``"angles"``, CAD units of the camera centre
     for ``"camera_position"``, where one step turns the view by about ``lr / distance`` radians
@@ -23,6 +26,9 @@ Keys (NeMo's values as defaults, but for the parametrization, chosen on validati
   variant: rasterizer, ``"hard"`` (NeMo), ``"soft"`` or any registered variant
     (:func:`nemo_jax.render.variant_names`).
   tile_budget: rasterizer tiles per render; 0 sizes it from the mesh and camera.
+  clutter_clusters: the clutter model: 1 (NeMo) the normalised mean of the trained clutter queue;
+    N > 1 the queue's N spherical k-means centres, a pixel's clutter similarity its best over them
+    (:func:`nemo_jax.mesh.clutter_model`). Read by the callers that build the search inputs.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from nemo_jax.render import variant_names
 
 SUBTYPE_MODES = ("ground_truth", "search")
 # Keys of the section that are not SearchConfig fields.
-_OTHER_KEYS = ("subtype", "variant", "tile_budget")
+_OTHER_KEYS = ("subtype", "variant", "tile_budget", "clutter_clusters")
 _GRID_KEYS = ("azimuths_deg", "elevations_deg", "thetas_deg")
 
 
@@ -50,6 +56,7 @@ def default_settings(**overrides) -> ml_collections.ConfigDict:
     c.elevations_deg = NEMO_ELEVATIONS_DEG
     c.thetas_deg = NEMO_THETAS_DEG
     c.num_starts = 1
+    c.start_separation_deg = 0.0
     c.steps = 300
     c.lr = 0.05
     c.b1 = 0.4
@@ -66,6 +73,7 @@ def default_settings(**overrides) -> ml_collections.ConfigDict:
     c.subtype = "ground_truth"
     c.variant = "hard"
     c.tile_budget = 0
+    c.clutter_clusters = 1
     unknown = sorted(set(overrides) - set(c.keys()))
     if unknown:
         raise ValueError(f"config.inference: unknown key(s) {unknown}; expected {sorted(c.keys())}")
@@ -128,6 +136,15 @@ def check_settings(settings, where: str = "config") -> None:
         raise ValueError(
             f"{where}: inference.tile_budget: expected >= 0 (0 = sized), got {settings.tile_budget}"
         )
+    if int(settings.clutter_clusters) != settings.clutter_clusters or settings.clutter_clusters < 1:
+        raise ValueError(
+            f"{where}: inference.clutter_clusters: expected an integer >= 1, got {settings.clutter_clusters}"
+        )
+    separation = float(settings.start_separation_deg)
+    if not (0 <= separation <= 180):
+        raise ValueError(
+            f"{where}: inference.start_separation_deg: expected 0..180 degrees, got {separation}"
+        )
     for key in _GRID_KEYS:
         if not tuple(settings[key]):
             raise ValueError(f"{where}: inference.{key}: the pose grid needs at least one value")
@@ -174,6 +191,7 @@ def search_fields(settings) -> dict:
     if missing:
         raise ValueError(f"inference settings: missing SearchConfig field(s) {missing}")
     fields = {k: settings[k] for k in names}
+    fields["start_separation_deg"] = float(fields["start_separation_deg"])
     for key in _GRID_KEYS:
         fields[key] = tuple(float(v) for v in fields[key])
     return fields

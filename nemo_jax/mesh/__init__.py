@@ -5,7 +5,9 @@ from nemo_jax.mesh.cad import MeshSet, multi_cuboid, pad_meshes, remesh
 from nemo_jax.mesh.cuboid import coverage_bounds, cuboid_mesh, single_cuboid
 from nemo_jax.mesh.neural import (
     NeuralMesh,
+    cluster_clutter,
     clutter_feature,
+    clutter_model,
     init_neural_mesh,
     mirror_permutation,
     momentum_update,
@@ -27,6 +29,8 @@ __all__ = [
     "momentum_update",
     "multi_cuboid",
     "clutter_feature",
+    "clutter_model",
+    "cluster_clutter",
     "normalize",
     "pad_mesh",
     "pad_meshes",

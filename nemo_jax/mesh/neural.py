@@ -54,6 +54,47 @@ def clutter_feature(mesh: NeuralMesh) -> jax.Array:
     return normalize(jnp.mean(mesh.clutter, axis=0))
 
 
+def cluster_clutter(queue: jax.Array, clusters: int, iterations: int = 10) -> jax.Array:
+    """Spherical k-means of the clutter queue ``[K, D]`` (unit rows) into ``[N, D]`` unit features.
+
+    Deterministic: the first centre is the queue's normalised mean (NeMo's single clutter feature),
+    each next one the queue row least similar to the centres so far (farthest-point seeding); then
+    ``iterations`` rounds of assigning every row to its most similar centre (cosine) and setting
+    each centre to the normalised sum of its rows (a centre with no rows stays). ``N = 1`` returns
+    ``[1, D]``, the normalised mean, whatever ``iterations``.
+    """
+    k = queue.shape[0]
+    if not 1 <= clusters <= k:
+        raise ValueError(f"cluster_clutter: clusters must be in 1..{k} (queue size), got {clusters}")
+    queue = jnp.asarray(queue, jnp.float32)
+    mean = normalize(jnp.mean(queue, axis=0))
+    if clusters == 1:
+        return mean[None]
+
+    def seed(i, centres):
+        sim = jnp.where(jnp.arange(clusters)[None] < i, queue @ centres.T, -jnp.inf)  # [K, N]
+        return centres.at[i].set(queue[jnp.argmin(jnp.max(sim, axis=1))])
+
+    centres = jnp.zeros((clusters, queue.shape[1]), jnp.float32).at[0].set(mean)
+    centres = jax.lax.fori_loop(1, clusters, seed, centres)
+
+    def update(_, centres):
+        assign = jax.nn.one_hot(jnp.argmax(queue @ centres.T, axis=1), clusters, dtype=queue.dtype)  # [K, N]
+        sums = assign.T @ queue  # [N, D]
+        return jnp.where(jnp.sum(assign, axis=0)[:, None] > 0, normalize(sums), centres)
+
+    return jax.lax.fori_loop(0, iterations, update, centres)
+
+
+def clutter_model(mesh: NeuralMesh, clusters: int = 1) -> jax.Array:
+    """The clutter model the pose search scores against: NeMo's :func:`clutter_feature` ``[D]``
+    for ``clusters = 1``; else ``[N, D]`` unit features from :func:`cluster_clutter` (a pixel's
+    clutter similarity is then its best over them)."""
+    if clusters == 1:
+        return clutter_feature(mesh)
+    return cluster_clutter(mesh.clutter, clusters)
+
+
 def init_neural_mesh(
     key: jax.Array, vertices, faces, feature_dim: int = 128, clutter_size: int = 2560
 ) -> NeuralMesh:
