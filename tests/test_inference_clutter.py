@@ -60,3 +60,30 @@ def test_clutter_clusters_setting_is_checked():
     with pytest.raises(ValueError, match="inference.clutter_clusters"):
         settings.run_settings({}, {"clutter_clusters": 0})
     assert "clutter_clusters" not in settings.search_fields(settings.default_settings())
+
+
+def test_search_pose_takes_per_image_clutter_clusters():
+    """``clutter [B, N, C]`` reaches the search: two copies of one feature score as that feature, and
+    a wrongly sized clutter is an error naming the field."""
+    from nemo_jax.inference import SearchConfig, SearchInputs, search_pose
+    from nemo_jax.mesh import cuboid_mesh
+    from nemo_jax.render import RasterSettings
+
+    rng = np.random.default_rng(2)
+    v, f = cuboid_mesh([-1, -0.6, -0.4], [1, 0.6, 0.4], 40)
+    obs = _unit(rng.normal(size=(2, 12, 16, 8))).astype(np.float32)
+    feats = _unit(rng.normal(size=(len(v), 8))).astype(np.float32)
+    clutter = _unit(rng.normal(size=8)).astype(np.float32)
+    raster = RasterSettings(
+        height=12, width=16, tile_height=4, tile_width=4, cull_backfaces=True, tile_budget=64
+    )
+    cfg = SearchConfig(
+        raster=raster, azimuths_deg=(0.0, 90.0), elevations_deg=(0.0,), thetas_deg=(0.0,), steps=3
+    )
+    inputs = SearchInputs(obs, feats, clutter, v, f, 20.0, [8.0, 6.0], 5.0)
+    one = search_pose(inputs, cfg)
+    two = search_pose(inputs.replace(clutter=np.broadcast_to(clutter, (2, 2, 8))), cfg)
+    np.testing.assert_allclose(np.asarray(two.grid_loss), np.asarray(one.grid_loss), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(two.null_loss), np.asarray(one.null_loss), atol=1e-6)
+    with pytest.raises(ValueError, match="search_pose: clutter"):
+        search_pose(inputs.replace(clutter=np.zeros((2, 2, 5), np.float32)), cfg)
