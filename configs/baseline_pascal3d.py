@@ -19,17 +19,11 @@ them on it.
 out by the categories' image counts.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import baseline_synthetic  # noqa: E402
-from nemo_jax import models  # noqa: E402
+from nemo_jax import models, recipes
 
 
 def get_config(variant: str = "general"):
-    c = baseline_synthetic.get_config(variant)
+    c = recipes.baseline_synthetic(variant)
     c.data.name = "pascal3d"
     c.data.input_size = (256, 256)
     c.model = models.default_config()

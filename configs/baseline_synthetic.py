@@ -17,55 +17,9 @@ the categories' image counts (each image seen as often as by the general classif
 validated separately.
 """
 
-import ml_collections
-
-from nemo_jax import models
-from nemo_jax.baseline.train import VARIANTS
+from nemo_jax import recipes
 
 
 def get_config(variant: str = "general"):
-    if variant not in VARIANTS:
-        raise ValueError(f"baseline_synthetic: unknown variant {variant!r}; known: {list(VARIANTS)}")
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.variant = variant  # 'general' (Res50-General) | 'specific' (Res50-Specific)
-    # input_size () keeps the data's size (the synthetic set: 64 x 64 for every category);
-    # categories () trains on every category of the data
-    c.data = ml_collections.ConfigDict(
-        {"name": "synthetic", "data_dir": "data", "input_size": (), "categories": ()}
-    )
-    c.model = models.default_config()
-    c.model.name = "tiny"
-    c.model.width = 1.0
-    c.model.dropout = 0.1
-    c.bins = ml_collections.ConfigDict({"azimuth": 36, "elevation": 18, "theta": 36})
-    c.train = ml_collections.ConfigDict(
-        {
-            "steps": 2000,
-            "batch_size": 32,
-            "lr": 1e-3,
-            "weight_decay": 1e-4,
-            "warmup_steps": 0,
-            "label_smoothing": 0.1,
-            "augment": ml_collections.ConfigDict(
-                {
-                    "flip_prob": 0.0,
-                    "scale_jitter": 0.1,
-                    "shift": 0.05,
-                    "brightness": 0.2,
-                    "contrast": 0.2,
-                    "saturation": 0.2,
-                }
-            ),
-            "log_every": 100,
-            "checkpoint_every": 200,
-            "max_to_keep": 2,
-            "progress": True,
-        }
-    )
-    # Validation during training (off by default): Acc@pi/6 on ``eval.split`` of ``eval.data_dir``
-    # (e.g. the synthetic set built with seed=1) every ``eval.every`` steps, into metrics.jsonl.
-    c.eval = ml_collections.ConfigDict(
-        {"data_dir": "", "split": "test_l0", "every": 0, "max_images": 0, "batch_size": 32}
-    )
-    return c
+    """The recipe, each value with its reason: :func:`nemo_jax.recipes.baseline_synthetic`."""
+    return recipes.baseline_synthetic(variant)

@@ -9,27 +9,22 @@ and one compilation for every category. Otherwise NeMo's recipe, as ``nemo_pasca
 ``--config.train.cross_category_negatives=True`` makes other categories' vertices negatives too.
 """
 
-import os
-import sys
+from nemo_jax import defaults, recipes
+from nemo_jax.data.canvas import canvas_size
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import common, nemo_pascal3d  # noqa: E402
-from nemo_jax.data.canvas import canvas_size  # noqa: E402
-
-ALL = ",".join(common.CROP_SIZES)
+ALL = ",".join(defaults.CROP_SIZES)
 
 
 def get_config(categories: str = ALL):
     cats = tuple(x for x in categories.split(",") if x)
-    unknown = [x for x in cats if x not in common.CROP_SIZES]
+    unknown = [x for x in cats if x not in defaults.CROP_SIZES]
     if unknown or not cats:
-        known = sorted(common.CROP_SIZES)
+        known = sorted(defaults.CROP_SIZES)
         raise ValueError(f"nemo_pascal3d_all: unknown categories {unknown}; known: {known}")
-    c = nemo_pascal3d.get_config(cats[0])
+    c = recipes.nemo_pascal3d(cats[0])
     c.categories = cats
     c.category = ""  # a shared run: config.categories
-    c.data.image_size = canvas_size([common.CROP_SIZES[x] for x in cats])
+    c.data.image_size = canvas_size([defaults.CROP_SIZES[x] for x in cats])
     c.mesh.category_overrides = {}
     c.train.cross_category_negatives = False
     c.train.no_flip_categories = ()

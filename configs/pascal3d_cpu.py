@@ -9,13 +9,8 @@ config expects; training fails if the built data has another). The object then s
 per category sized for at most 10 minutes of training on a 2-core CPU (see the README's "Real data").
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import common  # noqa: E402
-from nemo_jax.data.pascal3d import Pascal3DOptions  # noqa: E402
+from nemo_jax import defaults
+from nemo_jax.data.pascal3d import Pascal3DOptions
 
 SHRINK = 8
 #: Train-step time model on a 2-core CPU at batch 16, tiny backbone, NeMo's ~1,000-vertex cuboid:
@@ -29,14 +24,14 @@ TRAIN_BUDGET_S = 500.0
 
 
 def get_config(category: str = "car"):
-    if category not in common.CROP_SIZES:
-        raise ValueError(f"pascal3d_cpu: unknown category {category!r}; known: {sorted(common.CROP_SIZES)}")
-    c = common.base()
+    if category not in defaults.CROP_SIZES:
+        raise ValueError(f"pascal3d_cpu: unknown category {category!r}; known: {sorted(defaults.CROP_SIZES)}")
+    c = defaults.base()
     c.category = category
     c.data.name = "pascal3d"
     c.data.shrink = SHRINK
     c.data.image_size = Pascal3DOptions(shrink=SHRINK).crop_size(category)
-    c.data.distance = common.CROP_DISTANCE * SHRINK  # the crops' object distance (focal 3000 px)
+    c.data.distance = defaults.CROP_DISTANCE * SHRINK  # the crops' object distance (focal 3000 px)
     c.model.name = "tiny"
     c.model.width = 1.0
     c.model.feature_dim = 64

@@ -1,16 +1,11 @@
 """A tiny run that trains for a few steps in seconds, on in-memory toy data (no files needed):
 ``python tools/train.py --config configs/smoke.py --workdir /tmp/smoke``. Tests use it."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import common  # noqa: E402
+from nemo_jax import defaults
 
 
 def get_config():
-    c = common.base()
+    c = defaults.base()
     c.category = "toy"
     c.data.source = "toy"
     c.data.image_size = (64, 64)

@@ -13,16 +13,11 @@ chosen ranges at 2,400 steps (93 % vs 100 %). The price is occlusion robustness 
 protocol (README "6D pose").
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import synthetic_cpu  # noqa: E402
+from nemo_jax import recipes
 
 
 def get_config(category: str = "car"):
-    c = synthetic_cpu.get_config(category)
+    c = recipes.synthetic_cpu(category)
     c.train.steps = 1600
     c.train.shift_px = 8.0
     c.train.scale_range = (0.9, 1.11)

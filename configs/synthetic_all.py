@@ -7,16 +7,11 @@ the other categories' vertices negatives too. ``tools/evaluate.py --workdir RUN`
 category from the one checkpoint; ``--category_mode=search`` infers the category as well.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import synthetic_cpu  # noqa: E402
+from nemo_jax import recipes
 
 
 def get_config(categories: str = "car,chair,aeroplane"):
-    c = synthetic_cpu.get_config("car")
+    c = recipes.synthetic_cpu("car")
     c.categories = tuple(x for x in categories.split(",") if x)
     c.category = ""  # a shared run: config.categories
     c.mesh.category_overrides = {}

@@ -1,5 +1,5 @@
 """NeMo's camera-position refinement: the C <-> pose map (look-at convention, finite gradients at
-the degenerate points) and the acceptance check that it recovers a rendered pose, distance included,
+the degenerate points) and its recovery of a rendered pose, distance included,
 from a wrong initial distance."""
 
 import jax
@@ -85,7 +85,8 @@ TRUE = np.array([np.deg2rad(100.0), np.deg2rad(20.0), np.deg2rad(-10.0), 5.0], n
 
 @pytest.mark.slow
 def test_camera_position_recovers_distance():
-    """Acceptance (issue 11): observed map = the mesh's own vertex features rendered at TRUE (clutter
+    """Camera-position refinement recovers the distance and rotation of a rendered pose. The observed
+    map is the mesh's own vertex features rendered at TRUE (clutter
     elsewhere), so the optimum is exact. From the best grid pose at a wrong distance (5.5 and 4.5 for
     a true 5.0), NeMo's refinement of C and theta (Adam 0.05, betas (0.4, 0.6), 300 steps, x0.2 every
     100) recovers the rotation within 2 degrees and the distance within 2 %. A 24-pose grid (NeMo's 12

@@ -1,4 +1,4 @@
-"""One backbone for several categories (issue 12, sections 1-2): one neural mesh per category
+"""One backbone for several categories: one neural mesh per category
 stacked, mixed-category batches, cross-category negatives, one checkpoint scoring every category,
 the category search, the common canvas, and the errors for a category the run does not know."""
 
@@ -146,7 +146,7 @@ def test_cross_category_negatives_option_reaches_the_step():
 
 @pytest.mark.slow
 def test_one_checkpoint_scores_every_category_and_search_finds_the_category(trained, monkeypatch):
-    """Acceptance: one shared checkpoint evaluates both categories (per-category + mean results);
+    """One shared checkpoint evaluates both categories (per-category + mean results);
     ``category_mode="search"`` picks each rendered image's category (clearly different meshes)."""
     config, workdir, state, held = trained
     init, _, _ = run.build_neural_mesh(config, jax.random.split(jax.random.PRNGKey(0))[0])

@@ -156,7 +156,7 @@ def _tiny_subtype_config(cad_dir, steps):
 
 @pytest.mark.slow
 def test_two_subtypes_train_two_banks_and_search_picks_the_right_one(tmp_path, monkeypatch):
-    """Acceptance (issue 11): a fixture category with two CAD sub-types trains two banks with one
+    """A fixture category with two CAD sub-types trains two banks with one
     backbone, and ``subtype="search"`` picks each rendered test image's sub-type."""
     cad = write_cad(tmp_path / "cad")
     config = _tiny_subtype_config(cad, steps=60)

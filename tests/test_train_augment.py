@@ -162,9 +162,9 @@ def test_augment_batch_without_shift_scale_is_the_flip_and_jitter_of_before():
 
 
 def test_shift_scale_config_defaults_off():
-    from configs import common
+    from nemo_jax import defaults
 
-    config = common.base()
+    config = defaults.base()
     assert config.train.shift_px == 0 and tuple(config.train.scale_range) == (1.0, 1.0)
     assert not step.shift_scale_on(step.StepConfig.from_config(config))
     config.train.shift_px, config.train.scale_range = 8.0, [0.8, 1.25]

@@ -118,7 +118,7 @@ def _final_params(workdir, step=None, keys=None):
 
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
-    """An uninterrupted 2 processes x 2 devices smoke run (shared by the acceptance tests)."""
+    """An uninterrupted 2 processes x 2 devices smoke run (shared by the layout and restart tests)."""
     base = tmp_path_factory.mktemp("multihost")
     outs = _run_ok(base / "two", base / "cache", 2, 2)
     return base, outs
@@ -126,7 +126,7 @@ def two_process_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process_four_devices(two_process_run):
-    """Issue 14: 2 processes x 2 devices reach the learned state of 1 process x 4 devices.
+    """2 processes x 2 devices reach the learned state of 1 process x 4 devices.
 
     With ``parallel.ordered_reductions`` every cross-device sum is an all-gather plus a sum in
     device order, so the process layout does not change the order of any addition: the learned
@@ -167,7 +167,7 @@ def test_two_processes_equal_one_process_four_devices(two_process_run):
 
 @pytest.mark.slow
 def test_sigkill_one_process_then_restart_resumes_exactly(two_process_run):
-    """Issue 14: SIGKILL one of two processes after checkpoint 4, restart both: the run resumes (a
+    """SIGKILL one of two processes after checkpoint 4, restart both: the run resumes (a
     restored state is replicated process by process, parallel.replicate) and ends with the
     uninterrupted run's parameters."""
     base, _ = two_process_run

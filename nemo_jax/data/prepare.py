@@ -14,15 +14,13 @@ import tensorflow_datasets as tfds
 import tqdm
 
 from nemo_jax import output
-from nemo_jax.data import builders
+from nemo_jax.data import builders, pascal3d
 from nemo_jax.data.layout import dataset_dir
 
 logger = logging.getLogger(__name__)
 
 
 def _registry():
-    from nemo_jax.data import pascal3d  # local: the real-data readers are optional at import time
-
     return {
         "synthetic": (builders.Synthetic, builders.synthetic.SyntheticOptions),
         "pascal3d": (pascal3d.Pascal3D, pascal3d.Pascal3DOptions),

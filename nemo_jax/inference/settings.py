@@ -1,6 +1,6 @@
 """The ``inference`` section of a NeMo config: the pose search's settings, stored with the run.
 
-Every ml_collections NeMo config (``configs/common.py:base``) holds ``config.inference =
+Every ml_collections NeMo config (``nemo_jax/defaults.py:base``) holds ``config.inference =
 default_settings()``; training writes it into the run's ``config.json``. Evaluation and pose
 estimation read it back (:func:`run_settings`, defaults filling keys that older runs lack), apply
 ``--config.inference.X=...`` overrides, and turn it into the search's static

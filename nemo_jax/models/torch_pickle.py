@@ -23,6 +23,7 @@ copy, C-contiguous, dtype as saved).
 
 from __future__ import annotations
 
+import builtins
 import collections
 import io
 import os
@@ -150,7 +151,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if module == "torch" and name in _TORCH_DTYPES:
             return _StorageType(_TORCH_DTYPES[name])
         if module == "builtins" and name in ("set", "frozenset", "slice", "complex"):
-            return getattr(__import__("builtins"), name)
+            return getattr(builtins, name)
         if module == "argparse" and name == "Namespace":
             return _Namespace
         raise pickle.UnpicklingError(f"refusing global {module}.{name} (not a tensor, dict or plain value)")

@@ -8,13 +8,13 @@ Gaussians), or any variant registered with :func:`register_variant` (see
 keeps work proportional to the projected area, and ``visibility`` for the one vertex-visibility rule
 (z-buffer test inside the image).
 
-Every module of this package is imported with it, so a variant module dropped in here registers
-itself without any other edit.
+The variant modules register themselves when imported; this package imports each by name below, so
+``import nemo_jax.render`` makes every built-in variant available.
 """
 
-import importlib as _importlib
-import pkgutil as _pkgutil
-
+# The built-in rasterizer variants, imported for their register_variant() calls. A new variant module
+# adds one name here.
+from nemo_jax.render import gaussian, hard, pytorch3d, soft  # noqa: F401
 from nemo_jax.render.output import RenderOutput
 from nemo_jax.render.rasterize import project_primitives, render, render_exact, tiles_needed, validate_mesh
 from nemo_jax.render.settings import RasterSettings, variant_names
@@ -27,9 +27,6 @@ from nemo_jax.render.variants import (
     unregister_variant,
 )
 from nemo_jax.render.visibility import project_with_visibility, vertex_visibility
-
-for _module in _pkgutil.iter_modules(__path__):
-    _importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "NoParams",

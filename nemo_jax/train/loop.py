@@ -57,7 +57,7 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
     ``config.json`` reads the same from any working directory.
 
     Args:
-      config: an ``ml_collections.ConfigDict`` like ``configs/common.py``'s ``base()``.
+      config: an ``ml_collections.ConfigDict`` like ``nemo_jax/defaults.py``'s ``base()``.
       workdir: run directory (created; resumed from when it holds a compatible checkpoint).
       model, preprocess: optional backbone module and image normalisation (default: from
         ``config.model`` via ``nemo_jax.models``).

@@ -1,5 +1,7 @@
-"""Shared defaults of the training configs (NeMo's hyper-parameters). Not a config file itself:
-``nemo_pascal3d.py``, ``synthetic_cpu.py`` and ``smoke.py`` build on :func:`base`."""
+"""The one source of the training configs' defaults (NeMo's hyper-parameters): :func:`base` and the
+crop constants. Not a config file itself: the ``configs/`` files build on :func:`base` (directly or
+through :mod:`nemo_jax.recipes`) and import it as ``from nemo_jax import defaults``, so they load by
+path from any working directory. A new default key goes into :func:`base`, nowhere else."""
 
 from __future__ import annotations
 
