@@ -172,7 +172,7 @@ def test_probability_zero_leaves_the_step_unchanged(random_batch):
 
 
 def test_step_config_reads_the_occluder_keys():
-    from configs import common
+    from nemo_jax import defaults as common
 
     config = common.base()
     config.data.image_size = (64, 96)

@@ -112,7 +112,8 @@ def test_step_visibility_box_option_on_off_and_margin():
 
 
 def test_step_config_reads_the_visibility_box_keys():
-    from configs import common, nemo_pascal3d
+    from configs import nemo_pascal3d
+    from nemo_jax import defaults as common
     from nemo_jax.train import step
 
     config = common.base()
