@@ -221,8 +221,10 @@ def interpolate_table(frags: Fragments, faces: jax.Array, table: jax.Array) -> j
     bary = frags.bary.reshape(h * w, 3)
     flat, pixel = table.reshape(-1), jnp.arange(h * w, dtype=jnp.int32)
     # 1-D gathers into the flat table: measured 2x faster on CPU than a [P, 3] 2-D gather.
-    values = [flat[faces[:, k][index] * (h * w) + pixel] for k in range(3)]
-    return (bary[:, 0] * values[0] + bary[:, 1] * values[1] + bary[:, 2] * values[2]).reshape(h, w)
+    # One [P, 3] array of the three gathers: XLA then fuses them into one operation with the table
+    # as ONE operand (its cost analysis counts a gather's whole operand as read, 11 MB for the car).
+    values = jnp.stack([flat[faces[:, k][index] * (h * w) + pixel] for k in range(3)], axis=-1)
+    return jnp.sum(bary * values, axis=-1).reshape(h, w)
 
 
 def render_hard(
