@@ -140,12 +140,15 @@ def bench_pose(
     cull: bool = True,
     log=print,
     cost: bool = False,
+    xla_bytes: bool = True,
 ):
     """NeMo's full pose search on the car setting: yields ``common`` (the setting and environment,
     a dict) first, then one record per benchmark (``pose_search``: the search for a batch of
     ``images`` from precomputed feature maps; ``pose_search_e2e``: ``backbone`` + search from uint8
     images). ``focal`` in pixels of the feature map. With several devices the image batch is
     sharded over them (data parallel). ``log`` receives a JSON-able note when a benchmark is skipped.
+    ``xla_bytes``: the ``pose_search`` record also holds ``xla_bytes_per_image``, the bytes XLA's cost
+    analysis counts for the whole search per image (two more compilations, at 0 and 1 steps).
 
     ``cost=True``: nothing is timed; each record holds XLA's cost analysis of the compiled program
     per image (FLOPs, bytes accessed; the refinement loop counted ``steps`` times, see
@@ -202,23 +205,31 @@ def bench_pose(
     only = [s for s in only if s]
     benches = _pose_benches(shared, config, only, backbone, keys[3], log)
     yield common
+    with_steps = None
+
+    def per_image_cost(name, fn_args):
+        nonlocal with_steps
+        if with_steps is None:  # compiled at 0 and 1 steps: XLA counts a loop body once
+            with_steps = [
+                _pose_benches(shared, dataclasses.replace(config, steps=k), only, backbone, keys[3], log)
+                for k in (0, 1)
+            ]
+        at = [cost_lib.compiled_cost(w[name][0], *fn_args) for w in with_steps]
+        return cost_lib.with_loop(at[0], at[1], steps).per(b)
+
     if cost:
-        with_steps = [
-            _pose_benches(shared, dataclasses.replace(config, steps=k), only, backbone, keys[3], log)
-            for k in (0, 1)
-        ]
         for name, (_, fn_args, extra) in benches.items():
             if only and name not in only:
                 continue
-            at = [cost_lib.compiled_cost(w[name][0], *fn_args) for w in with_steps]
-            per_image = cost_lib.with_loop(at[0], at[1], steps).per(b)
-            yield {"name": f"{name}_cost", **cost_record(per_image), **extra, **common}
+            yield {"name": f"{name}_cost", **cost_record(per_image_cost(name, fn_args)), **extra, **common}
         return
     for name, (fn, fn_args, extra) in benches.items():
         if only and name not in only:
             continue
         compile_s, median_ms, cpu_ms = timed(fn, *fn_args, repeats=repeats)
         result = fn(*fn_args)
+        if xla_bytes and name == "pose_search":
+            extra = {**extra, "xla_bytes_per_image": per_image_cost(name, fn_args).bytes_accessed}
         yield {
             "name": name,
             "ms_per_image": round(median_ms / b, 3),

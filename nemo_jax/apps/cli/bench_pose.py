@@ -43,6 +43,12 @@ _COST = flags.DEFINE_bool(
     False,
     "Print XLA's cost analysis of the compiled search (FLOPs, bytes per image) and the H100 roofline.",
 )
+_XLA_BYTES = flags.DEFINE_bool(
+    "xla_bytes",
+    True,
+    "Add xla_bytes_per_image (XLA's count for the whole search) to the pose_search record; costs two "
+    "more compilations.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -60,6 +66,7 @@ def _main(argv) -> int:
         cull=not FLAGS.no_cull,
         log=lambda note: print(json.dumps(note)),
         cost=_COST.value,
+        xla_bytes=_XLA_BYTES.value,
     )
     common = next(records)
     if not FLAGS.json:
