@@ -182,13 +182,14 @@ def nemo_records(
                 mesh.vertices, mesh.faces, mesh.features, search_config
             )
             vertices, faces, vertex_features = sharding.replicate((vertices, faces, vertex_features), devices)
+            # the occluder scores' stack of one mesh, on every device as the mesh is
+            stack = {"vertex_features": vertex_features[None], "clutter": jnp.asarray(clutter)[None]}
+            stack = sharding.replicate(dict(stack, vertices=vertices[None], faces=faces[None]), devices)
         per_image = (np.broadcast_to(np.asarray(clutter, np.float32), (b, clutter.shape[0])),)
         per_image += tuple(np.asarray(x, np.float32) for x in (focal_px, principal, batch["distance"]))
         (clutters, *camera), _ = sharding.shard_images(per_image, devices)  # padded like observed
         inputs = SearchInputs(observed, vertex_features, clutters, vertices, faces, *camera)
         result = _checked(sharding.unpad(search_batch(inputs, search_config), b))
-        stack = {"vertex_features": vertex_features[None], "clutter": jnp.asarray(clutter)[None]}
-        stack.update(vertices=vertices[None], faces=faces[None])
         occluder = _occluder_counts(
             batch, inputs, stack, search_config.raster, result, np.zeros(b, np.int32),
             np.zeros(b, np.int32), _stride(config), devices,
