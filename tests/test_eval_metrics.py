@@ -221,3 +221,42 @@ def test_ece_if_calibrated_is_the_sampling_noise_of_a_perfect_calibration():
     assert got == pytest.approx(expected, rel=0.08)
     assert ece_if_calibrated(np.full(n, 0.5), draws=2000) == got  # deterministic
     assert ece_if_calibrated([0.0, 1.0, 1.0]) == 0.0  # certain outcomes: no noise
+
+
+def _occluder_counts(occluded_scores, visible_scores, intersection, union):
+    """A record's ``occluder`` entry with the same counts at both poses (scores on bin centres)."""
+    from nemo_jax.eval import occluder
+
+    hist = lambda s: np.histogram(s, occluder.EDGES)[0].tolist()  # noqa: E731
+    counts = {"occluded": hist(occluded_scores), "visible": hist(visible_scores)}
+    counts.update(intersection=intersection, union=union)
+    return {"region": "object_mask", "predicted_pose": counts, "true_pose": dict(counts, intersection=0)}
+
+
+def test_occluder_measures_pool_per_level_and_stored_predictions_keep_only_iou_counts():
+    from nemo_jax.apps.demo import print_results_table
+
+    recs = [_record(0, "car", 0, 5), _record(1, "car", 1, 40), _record(2, "bus", 1, 3)]
+    recs[0]["occluder"] = _occluder_counts([], [0.105, -0.305], 0, 1)  # L0: nothing occluded
+    recs[1]["occluder"] = _occluder_counts([0.305, -0.105], [0.105], 1, 3)
+    recs[2]["occluder"] = _occluder_counts([0.505], [-0.205, 0.605], 1, 1)
+    out = evaluate_records(recs)
+    mean = out["results"]["mean"]
+    # L1 pooled by hand: positives {0.305, -0.105, 0.505}, negatives {0.105, -0.205, 0.605}: of 9
+    # pairs the positive wins 0.305>0.105, 0.305>-0.205, -0.105>-0.205, 0.505>0.105, 0.505>-0.205
+    assert mean["L1"]["occluder_auroc"] == pytest.approx(5 / 9)
+    assert mean["L1"]["occluder_iou"] == pytest.approx((1 + 1) / (3 + 1))
+    assert mean["L1"]["occluder_iou_true_pose"] == pytest.approx(0.0)
+    assert out["results"]["bus"]["L1"]["occluder_auroc"] == pytest.approx(1 / 2)
+    assert mean["L0"]["occluder_auroc"] is None and mean["L0"]["occluder_iou"] == 0.0
+    assert out["occluder"]["levels"]["L1"]["predicted_pose"]["occluded_cells"] == 3
+    stored = json.loads(json.dumps(out))
+    assert all("occluded" not in p["occluder"]["predicted_pose"] for p in stored["predictions"])
+    again = evaluate_records(stored["predictions"])["results"]["mean"]["L1"]  # the IoU, no AUROC
+    assert again["occluder_iou"] == mean["L1"]["occluder_iou"] and again["occluder_auroc"] is None
+    table = format_table(out).splitlines()
+    assert table[0].split()[-1] == "OccAUROC"
+    assert table[-1].split()[-1] == f"{5 / 9:.3f}" and table[-2].split()[-1] == "-"
+    assert "OccAUROC" not in format_table(evaluate_records([_record(0, "car", 0, 5)]))
+    demo = print_results_table({"nemo": out, "baseline": out}).splitlines()
+    assert demo[-1].split()[2:4] == ["-", f"{5 / 9:.3f}"]  # after "nemo occ."

@@ -128,3 +128,201 @@ def test_batched_scores_equal_one_image_at_a_time():
         )  # fmt: skip
         np.testing.assert_allclose(score[i], one, atol=1e-5)  # jitted vs eager rounding
         np.testing.assert_array_equal(mask[i], one_mask)
+
+
+def _direct_measures(score, predicted_object, region, occluded):
+    """AUROC (pairs counted) and IoU straight from one image's cell maps (bool region/occluded)."""
+    pos, neg = score[region & occluded], score[region & ~occluded]
+    predicted = predicted_object & (score > 0)
+    truth = region & occluded
+    return _direct_auroc(pos, neg), np.sum(predicted & truth) / np.sum(predicted | truth)
+
+
+def _hand_made_batch():
+    """Two images of 4 x 4 cells (stride 2: 8 x 8 crop pixels), scores on bin centres (distinct
+    scores in distinct bins), the predicted and the true pose's maps differing."""
+    rng = np.random.default_rng(3)
+    centres = occluder.EDGES[:-1] + 0.005
+    score = rng.choice(centres[40:360], size=(2, 2, 4, 4), replace=False)  # [B, pose, h, w]
+    obj = np.zeros((2, 2, 4, 4), bool)
+    obj[:, 0, 0:3, 0:3] = True  # predicted pose: top-left 3 x 3 cells
+    obj[:, 1, 1:4, 0:4] = True  # true pose: the lower three rows
+    object_mask = np.zeros((2, 8, 8), np.uint8)
+    object_mask[:, 0:6, 0:8] = 1  # cells rows 0-2
+    occluder_mask = np.zeros((2, 8, 8), np.uint8)
+    occluder_mask[0, 0:4, 2:6] = 255  # image 0: cells (0-1, 1-2)
+    occluder_mask[1, 2:8, 0:2] = 1  # image 1: cells (1-3, 0)
+    return score, obj, object_mask, occluder_mask
+
+
+def test_batch_counts_equal_direct_computations_at_the_predicted_and_the_true_pose():
+    score, obj, object_mask, occluder_mask = _hand_made_batch()
+    cells = lambda m: m.reshape(4, 2, 4, 2).mean(axis=(1, 3)) >= 0.5  # noqa: E731
+    for with_object_mask in (True, False):
+        batch = {"occluder_mask": occluder_mask}
+        if with_object_mask:
+            batch["object_mask"] = object_mask
+        counts = occluder.batch_counts(batch, score, obj, stride=2)
+        for p, pose in enumerate(occluder.POSES):
+            for i in range(2):
+                # the true object region: the dataset's mask, else the silhouette at the TRUE pose
+                region = cells(object_mask[i]) if with_object_mask else obj[i, 1]
+                assert counts[i]["region"] == ("object_mask" if with_object_mask else "silhouette")
+                auroc, iou = _direct_measures(score[i, p], obj[i, p], region, cells(occluder_mask[i]))
+                assert occluder.image_iou(counts[i][pose]) == pytest.approx(iou)
+                one = occluder.summarize([counts[i][pose]])
+                assert one["auroc"] == pytest.approx(auroc, abs=1e-12)
+            entry = occluder.level_entry(counts)
+            suffix = "" if pose == "predicted_pose" else "_true_pose"
+            # pooled over the images: all pairs of the level's cells, the summed IoU counts
+            regions = [cells(object_mask[i]) if with_object_mask else obj[i, 1] for i in range(2)]
+            occ = [cells(occluder_mask[i]) for i in range(2)]
+            pos = np.concatenate([score[i, p][regions[i] & occ[i]] for i in range(2)])
+            neg = np.concatenate([score[i, p][regions[i] & ~occ[i]] for i in range(2)])
+            assert entry[f"occluder_auroc{suffix}"] == pytest.approx(_direct_auroc(pos, neg), abs=1e-12)
+            predicted = [obj[i, p] & (score[i, p] > 0) for i in range(2)]
+            inter = sum(np.sum(predicted[i] & regions[i] & occ[i]) for i in range(2))
+            union = sum(np.sum(predicted[i] | (regions[i] & occ[i])) for i in range(2))
+            assert entry[f"occluder_iou{suffix}"] == pytest.approx(inter / union)
+        assert entry["occluder_auroc"] != entry["occluder_auroc_true_pose"]  # the poses differ
+    assert occluder.batch_counts({"object_mask": object_mask}, score, obj, stride=2) is None
+
+
+def test_masks_of_a_crop_pasted_on_a_canvas_move_with_it():
+    score, obj, object_mask, occluder_mask = _hand_made_batch()
+    big = np.zeros((2, 2, 6, 6))
+    big[..., 1:5, 2:6] = score  # the crop's cells at cell offset (1, 2): pixel offset (2, 4)
+    big_obj = np.zeros((2, 2, 6, 6), bool)
+    big_obj[..., 1:5, 2:6] = obj
+    batch = {"occluder_mask": occluder_mask, "object_mask": object_mask}
+    on_canvas = occluder.batch_counts(batch, big, big_obj, stride=2, offset=(2, 4))
+    assert on_canvas == occluder.batch_counts(batch, score, obj, stride=2)
+
+
+def test_pose_scores_pick_each_poses_mesh_of_a_stack():
+    observed, inputs, pose, focal, principal, settings, _, _ = _scene(2)
+    other = jnp.asarray(inputs["vertices"]) * 0.7  # a second, smaller mesh
+    stack = dict(
+        vertex_features=jnp.stack([inputs["vertex_features"]] * 2),
+        clutter=jnp.stack([inputs["clutter"]] * 2),
+        vertices=jnp.stack([inputs["vertices"], other]),
+        faces=jnp.stack([inputs["faces"]] * 2),
+    )
+    poses = jnp.stack([jnp.stack([pose, pose.at[0].add(0.3)])] * 2)  # [2, 2, 4]
+    index = jnp.array([[0, 1], [1, 0]], jnp.int32)
+    obs = jnp.stack([jnp.asarray(observed)] * 2)
+    score, mask, overflow = occluder.pose_scores(
+        obs, stack["vertex_features"], stack["clutter"], stack["vertices"], stack["faces"],
+        jnp.full(2, focal), jnp.stack([principal] * 2), poses, index, settings,
+    )  # fmt: skip
+    assert score.shape == (2, 2, 24, 24) and int(np.max(overflow)) == 0
+    for i in range(2):
+        for p in range(2):
+            s = int(index[i, p])
+            one, one_mask = occluder.occlusion_scores(
+                obs[i], inputs["vertex_features"], inputs["clutter"], stack["vertices"][s], inputs["faces"],
+                focal, principal, poses[i, p], settings,
+            )  # fmt: skip
+            np.testing.assert_allclose(score[i, p], one, atol=1e-5)
+            np.testing.assert_array_equal(mask[i, p], one_mask)
+    assert not np.array_equal(mask[0, 1], mask[1, 1])  # the two meshes' silhouettes differ
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny evaluation: a 2-step run on 32 x 32 synthetic crops (an 8 x 8 feature map) at L0 and L3
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from configs import synthetic_cpu
+    from nemo_jax import data
+    from nemo_jax.train import train
+
+    root = tmp_path_factory.mktemp("occluder_eval")
+    options = {
+        "categories": "car", "height": 32, "width": 32, "train_per_category": 8,
+        "val_per_category": 4, "test_per_category": 3, "neural_vertices": 60,
+    }  # fmt: skip
+    data.build("synthetic", str(root / "data"), data.make_options("synthetic", options), progress=False)
+    config = synthetic_cpu.get_config("car")
+    config.data.data_dir = str(root / "data")
+    config.data.image_size = (32, 32)
+    config.train.steps, config.train.batch_size, config.train.checkpoint_every = 2, 4, 2
+    config.train.clutter_size, config.train.progress = 16, False
+    config.model.width = 0.25
+    config.eval.batch_size, config.eval.num_batches = 4, 0
+    train(config, str(root / "runs" / "car"))
+    return root
+
+
+def test_tiny_evaluation_reports_the_four_occluder_measures_and_draws_them(tiny_run, tmp_path, monkeypatch):
+    from nemo_jax import viz
+    from nemo_jax.apps import evaluate
+    from nemo_jax.eval import format_table
+
+    titles = []
+    figure_one = viz.figure_one
+    monkeypatch.setattr(viz, "figure_one", lambda *a, **k: titles.append(k["title"]) or figure_one(*a, **k))
+    figures = tmp_path / "figures"
+    results = evaluate.evaluate(
+        str(tiny_run / "runs" / "car"), "synthetic", str(tiny_run / "data"), levels=(0, 3),
+        figures_dir=str(figures), inference_overrides={"steps": 3},
+    )  # fmt: skip
+    names = ("occluder_auroc", "occluder_iou", "occluder_auroc_true_pose", "occluder_iou_true_pose")
+    for category in ("car", "mean"):
+        l3 = results["results"][category]["L3"]
+        for name in names:
+            assert l3[name] is not None and 0.0 <= l3[name] <= 1.0 and np.isfinite(l3[name]), name
+        assert results["results"][category]["L0"]["occluder_auroc"] is None  # nothing occluded at L0
+    # The JSON keeps the histograms pooled per level, each prediction only its IoU counts.
+    pooled = results["occluder"]["levels"]["L3"]
+    assert pooled["region"] == ["object_mask"]
+    assert pooled["predicted_pose"]["auroc"] == pytest.approx(
+        results["results"]["mean"]["L3"]["occluder_auroc"]
+    )
+    assert len(pooled["true_pose"]["occluded"]) == occluder.BINS
+    for p in results["predictions"]:
+        for pose in occluder.POSES:
+            assert set(p["occluder"][pose]) == {
+                "intersection",
+                "union",
+                "iou",
+                "occluded_cells",
+                "visible_cells",
+            }
+    assert "OccAUROC" in format_table(results)
+    assert (figures / "occluder_vs_occlusion.png").is_file()
+    assert len(titles) == 2 and all("occluder IoU" in t for t in titles)  # Figure 1, one per level
+
+
+def test_without_an_object_mask_the_region_is_the_silhouette_at_the_true_pose(tiny_run, monkeypatch):
+    from nemo_jax.apps import evaluate
+
+    real = evaluate.level_source
+
+    class NoObjectMask:  # OccludedPASCAL3D+-like: an occluder mask, no object mask
+        def __init__(self, source):
+            self.source, self.path, self.split = source, source.path, source.split
+            self.categories = source.categories
+
+        def __len__(self):
+            return len(self.source)
+
+        def indices_of(self, category):
+            return self.source.indices_of(category)
+
+        def __getitem__(self, i):
+            return {k: v for k, v in self.source[i].items() if k != "object_mask"}
+
+    monkeypatch.setattr(evaluate, "level_source", lambda *a: NoObjectMask(real(*a)))
+    records = evaluate.nemo_records(
+        str(tiny_run / "runs" / "car"), "synthetic", str(tiny_run / "data"), levels=(3,),
+        inference_overrides={"steps": 3},
+    )  # fmt: skip
+    assert len(records) == 3 and all(r["occluder"]["region"] == "silhouette" for r in records)
+    # at the true pose the region is the rendered object itself: every object cell is scored
+    for r in records:
+        counts = r["occluder"]["true_pose"]
+        assert sum(counts["occluded"]) + sum(counts["visible"]) > 0
+    entry = occluder.level_entry(r["occluder"] for r in records)
+    assert all(v is None or 0.0 <= v <= 1.0 for v in entry.values())

@@ -248,3 +248,32 @@ def test_selective_accuracy_curve(tmp_path, monkeypatch):
     assert np.abs(_png_pixel(png, fig, ax, 100 * 5 / 8, 80.0) - TAB_BLUE).max() <= 40
     assert np.abs(_png_pixel(png, fig, ax, 100 * 4.5 / 8, 90.0) - TAB_BLUE).max() <= 40
     assert _png_pixel(png, fig, ax, 100 * 5 / 8, 70.0).min() >= 200  # below the curve: background
+
+
+def test_occluder_vs_occlusion_plots_the_auroc_at_both_poses_and_both_accuracies(tmp_path, monkeypatch):
+    from nemo_jax.viz import occluder_vs_occlusion
+
+    def level(acc, auroc=None, auroc_true=None):
+        entry = {"n": 4, "acc_pi6": acc, "acc_pi18": acc / 2, "med_err_deg": 10.0}
+        if auroc is not None or auroc_true is not None:
+            entry.update(occluder_auroc=auroc, occluder_auroc_true_pose=auroc_true)
+        return entry
+
+    nemo = {"results": {"mean": {
+        "L0": level(0.9, None, None),  # no occluded cell: no AUROC
+        "L1": level(0.8, 0.7, 0.9), "L2": level(0.6, 0.65, 0.85), "L3": level(0.5, 0.55, 0.8),
+    }}}  # fmt: skip
+    base = {"mean": {f"L{k}": level(a) for k, a in enumerate((0.9, 0.5, 0.3, 0.1))}}
+    captured = _capture_figures(monkeypatch)
+    path = occluder_vs_occlusion(tmp_path / "figs" / "occ.png", nemo, base)
+    assert Image.open(path).size[0] > 0
+    axes = {ax.get_label(): ax for ax in captured[-1].axes}
+    lines = {line.get_label(): line for line in axes["occluder"].lines}
+    np.testing.assert_array_equal(lines["at predicted pose"].get_xdata(), [1, 2, 3])
+    np.testing.assert_allclose(lines["at predicted pose"].get_ydata(), [0.7, 0.65, 0.55])
+    np.testing.assert_allclose(lines["at true pose"].get_ydata(), [0.9, 0.85, 0.8])
+    acc = {line.get_label(): line for line in axes["accuracy"].lines}
+    np.testing.assert_allclose(acc["NeMo"].get_ydata(), [90.0, 80.0, 60.0, 50.0])
+    np.testing.assert_allclose(acc["baseline"].get_ydata(), [90.0, 50.0, 30.0, 10.0])
+    with pytest.raises(ValueError, match="no 'occluder_auroc'"):
+        occluder_vs_occlusion(tmp_path / "none.png", base)

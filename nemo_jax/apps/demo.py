@@ -189,14 +189,23 @@ def _run_demo(workdir, out, data_dir, categories, nemo_config, baseline_config, 
         {"NeMo": results["nemo"], "Baseline": results["baseline"]},
         title="Synthetic set, all categories",
     )
+    title = "Synthetic set, all categories"
+    evaluate_lib.occluder_figure(figures, results["nemo"], results["baseline"], title)
     return results
 
 
 def print_results_table(results: dict) -> str:
-    """Side-by-side Acc@pi/6 per level of NeMo and the baseline (all categories pooled)."""
+    """Side-by-side Acc@pi/6 per level of NeMo and the baseline (all categories pooled) and, when
+    NeMo's results have them, its occluder map's AUROC at the predicted pose (``-`` where undefined,
+    e.g. L0 with no occluded cell)."""
     levels = sorted(results["nemo"]["results"]["mean"])
     lines = [f"{'method':<10}" + "".join(f"{lv:>8}" for lv in levels) + "   (Acc@pi/6, %)"]
     for name in ("nemo", "baseline"):
         means = results[name]["results"]["mean"]
         lines.append(f"{name:<10}" + "".join(f"{100 * means[lv]['acc_pi6']:>8.1f}" for lv in levels))
+    means = results["nemo"]["results"]["mean"]
+    if any("occluder_auroc" in means[lv] for lv in levels):
+        values = [means[lv].get("occluder_auroc") for lv in levels]
+        cells = "".join(f"{'-':>8}" if v is None else f"{v:>8.3f}" for v in values)
+        lines.append(f"{'nemo occ.':<10}{cells}   (occluder AUROC at the predicted pose)")
     return "\n".join(lines)

@@ -19,7 +19,9 @@ from nemo_jax import data as data_lib
 from nemo_jax import eval as eval_lib
 from nemo_jax import output
 from nemo_jax.apps import calibrate as calibrate_lib
+from nemo_jax.data.canvas import offset as canvas_offset
 from nemo_jax.data.canvas import pad_batch_to_canvas
+from nemo_jax.eval import occluder as occluder_lib
 from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.inference import (
     SearchInputs,
@@ -187,15 +189,66 @@ def nemo_records(
                 mesh.vertices, mesh.faces, mesh.features, search_config
             )
             vertices, faces, vertex_features = sharding.replicate((vertices, faces, vertex_features), devices)
+            # the occluder scores' stack of one mesh, on every device as the mesh is
+            stack = {"vertex_features": vertex_features[None], "clutter": jnp.asarray(clutter)[None]}
+            stack = sharding.replicate(dict(stack, vertices=vertices[None], faces=faces[None]), devices)
         per_image = (np.broadcast_to(np.asarray(clutter, np.float32), (b, *clutter.shape)),)
         per_image += tuple(np.asarray(x, np.float32) for x in (focal_px, principal, batch["distance"]))
         (clutters, *camera), _ = sharding.shard_images(per_image, devices)  # padded like observed
         inputs = SearchInputs(observed, vertex_features, clutters, vertices, faces, *camera)
         result = _checked(sharding.unpad(search_batch(inputs, search_config), b))
-        records += _batch_records(result, batch, category, level, pose_grid(search_config), calibration)
+        occluder = _occluder_counts(
+            batch, inputs, stack, search_config.raster, result, np.zeros(b, np.int32),
+            np.zeros(b, np.int32), _stride(config), devices,
+        )  # fmt: skip
+        records += _batch_records(
+            result, batch, category, level, pose_grid(search_config), calibration, occluder
+        )
         if on_batch is not None:
-            on_batch(batch, result)
+            on_batch(_with_iou(batch, occluder), result)
     return records
+
+
+def _stride(config) -> int:
+    return int(config.model.get("stride", 8))
+
+
+def _occluder_counts(
+    batch, inputs, stack, settings, result, chosen, truth, stride, devices=None, offset=(0, 0)
+):
+    """NeMo's occluder map scored against ``batch``'s ``occluder_mask`` at the predicted and at the
+    true pose (:func:`nemo_jax.eval.occluder.batch_counts`), or ``None`` when the data has no
+    occluder mask. ``inputs``: the batch's :class:`SearchInputs` (``observed [B', h, w, C]``,
+    ``focal_px``, ``principal``, possibly padded to ``B' >= B`` and split over ``devices``);
+    ``stack``: ``vertex_features``, ``clutter``, ``vertices``, ``faces`` of the ``S`` meshes (a
+    leading ``[S]`` axis); ``chosen [B]`` / ``truth [B]``: the mesh of each image's predicted pose
+    (the search's choice) and of its true pose (the annotated one). A render that dropped tiles is a
+    RuntimeError, as in the search."""
+    if "occluder_mask" not in batch:
+        return None
+    b = len(batch["id"])
+    pred = [np.asarray(getattr(result, k), np.float32) for k in ("azimuth", "elevation", "theta", "distance")]
+    true = [np.asarray(batch[k], np.float32) for k in ("azimuth", "elevation", "theta", "distance")]
+    poses = np.stack([np.stack(pred, -1), np.stack(true, -1)], 1)  # [B, 2, 4]
+    index = np.stack([np.asarray(chosen), np.asarray(truth)], 1).astype(np.int32)  # [B, 2]
+    if devices is not None:  # padded and split like the features
+        (poses, index), _ = sharding.shard_images((poses, index), devices)
+    score, obj, overflow = occluder_lib.pose_scores(
+        inputs.observed, stack["vertex_features"], stack["clutter"], stack["vertices"], stack["faces"],
+        inputs.focal_px, inputs.principal, jnp.asarray(poses), jnp.asarray(index), settings,
+    )  # fmt: skip
+    score, obj, overflow = sharding.unpad((score, obj, overflow), b)
+    if int(np.max(overflow)) > 0:
+        raise RuntimeError("occluder scores: tile budget overflow; raise the search tile budget")
+    return occluder_lib.batch_counts(batch, score, obj, stride, offset)
+
+
+def _with_iou(batch: dict, occluder) -> dict:
+    """``batch`` with ``occluder_iou`` ``[B]`` (each image's occluder IoU at the predicted pose, None
+    where undefined) for the figures, when ``occluder`` (:func:`_occluder_counts`) has them."""
+    if occluder is None:
+        return batch
+    return dict(batch, occluder_iou=[occluder_lib.image_iou(o["predicted_pose"]) for o in occluder])
 
 
 def check_crop_size(workdir: str, config, source, batch) -> None:
@@ -237,14 +290,17 @@ def _subtype_records(
         result, chosen = _stacked_search(
             mesh, settings, setup, observed, batch, focal_px, principal, labels, mode
         )
+        occluder = _stacked_occluder_counts(
+            setup, observed, batch, focal_px, principal, result, chosen, labels, config
+        )
         batch_records = _batch_records(
-            result, batch, category, level, pose_grid(setup["config"]), calibration
+            result, batch, category, level, pose_grid(setup["config"]), calibration, occluder
         )
         for record, s, true_s in zip(batch_records, np.asarray(chosen), labels, strict=True):
             record.update(subtype=int(s) + 1, true_subtype=int(true_s) + 1, subtype_mode=mode)
         records += batch_records
         if on_batch is not None:  # figures draw the chosen sub-type's mesh
-            on_batch(dict(batch, subtype=np.asarray(chosen) + 1), result)
+            on_batch(dict(_with_iou(batch, occluder), subtype=np.asarray(chosen) + 1), result)
     return records
 
 
@@ -265,6 +321,23 @@ def _stacked_search(mesh, settings, setup: dict, observed, batch, focal_px, prin
     )
     result, chosen, _ = search_subtypes(inputs, jnp.asarray(labels), setup["config"], mode)
     return _checked(result), chosen
+
+
+def _stacked_occluder_counts(
+    setup, observed, batch, focal_px, principal, result, chosen, labels, config, offset=(0, 0)
+):  # fmt: skip
+    """:func:`_occluder_counts` after :func:`_stacked_search` (``setup`` as it fills it): the
+    predicted pose renders the chosen mesh, the true pose the annotated one (``labels [B]``)."""
+    if "occluder_mask" not in batch:
+        return None
+    camera = [jnp.asarray(x, jnp.float32) for x in (focal_px, principal, batch["distance"])]
+    inputs = SearchInputs(
+        observed, **setup["mesh"], focal_px=camera[0], principal=camera[1], distance=camera[2]
+    )
+    return _occluder_counts(
+        batch, inputs, setup["mesh"], setup["config"].raster, result, chosen, labels, _stride(config),
+        offset=offset,
+    )  # fmt: skip
 
 
 def _level_batches(workdir, config, dataset, data_dir, levels, batch_size):
@@ -293,17 +366,25 @@ def _checked(result):
     return result
 
 
-def _batch_records(result, batch, category, level: int, grid=None, calibration=None) -> list[dict]:
+def _batch_records(
+    result, batch, category, level: int, grid=None, calibration=None, occluder=None
+) -> list[dict]:
     """Prediction records of one searched batch (see :func:`nemo_jax.eval.records_from_search`);
     ``category``: one name for the batch or a list, one per image. With the search's ``grid``
     (:func:`nemo_jax.inference.pose_grid`) each record gets its confidence features and, with a
-    ``calibration``, its ``confidence`` (:mod:`nemo_jax.inference.confidence`)."""
+    ``calibration``, its ``confidence`` (:mod:`nemo_jax.inference.confidence`). ``occluder``: per
+    image, the occluder map's counts at the predicted and the true pose (:func:`_occluder_counts`),
+    stored as each record's ``occluder``."""
     b = len(batch["id"])
     names = [category] * b if isinstance(category, str) else list(category)
     confidence = None if grid is None else confidence_lib.batch_outputs(result, grid, calibration)
     truth = (batch["azimuth"], batch["elevation"], batch["theta"])
     ids, levels = batch["id"], [level] * b
-    return eval_lib.records_from_search(result, ids, names, levels, *truth, confidence=confidence)
+    records = eval_lib.records_from_search(result, ids, names, levels, *truth, confidence=confidence)
+    for record, counts in zip(records, occluder or [None] * b, strict=True):
+        if counts is not None:
+            record["occluder"] = counts
+    return records
 
 
 CATEGORY_MODES = ("ground_truth", "search")
@@ -350,6 +431,7 @@ def shared_records(
                     f"{source.path} [{source.split}]: images of {got[0]}x{got[1]} are larger than the "
                     f"run's {canvas[0]}x{canvas[1]} canvas (config.data.image_size, {workdir})"
                 )
+            offset = canvas_offset(got, canvas)  # where the crop's masks lie on the canvas
             batch = pad_batch_to_canvas(batch, canvas)
             observed = features_fn(batch["image"])
             names = [source.categories[int(c)] for c in np.asarray(batch["category"]).reshape(-1)]
@@ -359,8 +441,11 @@ def shared_records(
             result, chosen = _stacked_search(
                 mesh, settings, setup, observed, batch, focal_px, principal, labels, category_mode
             )
+            occluder = _stacked_occluder_counts(
+                setup, observed, batch, focal_px, principal, result, chosen, labels, config, offset
+            )
             batch_records = _batch_records(
-                result, batch, names, level, pose_grid(setup["config"]), calibration
+                result, batch, names, level, pose_grid(setup["config"]), calibration, occluder
             )
             for record, c in zip(batch_records, np.asarray(chosen), strict=True):
                 record["category_mode"] = category_mode
@@ -368,7 +453,9 @@ def shared_records(
                     record["pred_category"] = known[int(c)]
             records += batch_records
             if on_batch is not None:  # figures draw the searched (chosen) category's mesh
-                on_batch(dict(batch, subtype=np.asarray(chosen) + 1, category=names), result)
+                on_batch(
+                    dict(_with_iou(batch, occluder), subtype=np.asarray(chosen) + 1, category=names), result
+                )
     return records
 
 
@@ -431,7 +518,9 @@ def nemo_workdirs(root: str) -> dict[str, str]:
 
 
 def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
-    """NeMo's Figure 1 for example ``index`` of an evaluated ``batch`` (``run = load_run(...)``)."""
+    """NeMo's Figure 1 for example ``index`` of an evaluated ``batch`` (``run = load_run(...)``);
+    the title gives the rotation error and, where the data has occluder masks, the image's occluder
+    IoU at the predicted pose (``batch["occluder_iou"]``, as :func:`nemo_records` passes it)."""
     from nemo_jax import viz
     from nemo_jax.inference.landscape import loss_landscape
 
@@ -471,8 +560,19 @@ def figure_for_example(path: str, run, batch: dict, index: int, result) -> str:
         np.asarray(result.object_mask)[index],
         landscape=landscape,
         true_pose=true_pose,
-        title=f"{batch['id'][index]}: error {_error_deg(pose, true_pose):.1f} deg",
+        title=f"{batch['id'][index]}: error {_error_deg(pose, true_pose):.1f} deg{_iou_text(batch, index)}",
     )
+
+
+def _iou_text(batch: dict, index: int) -> str:
+    """``", occluder IoU 0.53"`` for Figure 1's title when the evaluation scored the image's
+    occluder map (``batch["occluder_iou"]``, :func:`_with_iou`; ``n/a`` when neither the predicted
+    nor the true occluded region has a cell), else nothing."""
+    ious = batch.get("occluder_iou")
+    if ious is None:
+        return ""
+    iou = ious[index]
+    return ", occluder IoU " + ("n/a" if iou is None else f"{iou:.2f}")
 
 
 def _error_deg(pose, true_pose) -> float:
@@ -531,8 +631,9 @@ def evaluate(
     category), or the baseline's run (``method="baseline"``; ``categories`` then selects a subset).
     With ``manual_dir`` (a local release, as ``nemo-jax-build-data``'s), what ``data_dir`` lacks is
     built first with the builder ``options``. ``figures_dir``: NeMo's Figure 1 for the first image
-    of each level. ``inference_overrides``: keys of the runs' ``inference`` settings to change
-    (``{"steps": 100}``; :mod:`nemo_jax.inference.settings`). ``dtype``: NeMo's backbone compute
+    of each level and, on data with occluder masks, :func:`occluder_figure`.
+    ``inference_overrides``: keys of the runs' ``inference`` settings to change (``{"steps": 100}``;
+    :mod:`nemo_jax.inference.settings`). ``dtype``: NeMo's backbone compute
     dtype (default: each run's own, see :func:`nemo_records`). ``subtype``: ``"ground_truth"`` or
     ``"search"`` for runs with one mesh per CAD sub-type (default: the runs' ``inference.subtype``).
     A run of one backbone for several categories (``config.categories``) scores all of them (or
@@ -605,4 +706,23 @@ def _evaluate(
     results = eval_lib.evaluate_records(records)
     if figures_dir and method == "nemo":
         calibrate_lib.confidence_figures(figures_dir, results)
+        occluder_figure(figures_dir, results, title=f"NeMo on {dataset}, all categories")
     return results
+
+
+#: The file name of :func:`occluder_figure` in a figures folder.
+OCCLUDER_FIGURE = "occluder_vs_occlusion.png"
+
+
+def occluder_figure(
+    figures_dir: str, nemo: dict, baseline: dict | None = None, title: str = ""
+) -> str | None:
+    """``figures_dir/occluder_vs_occlusion.png``: NeMo's occluder AUROC (at the predicted and the true
+    pose) and Acc@pi/6 against occlusion level, the baseline's accuracy beside it if given
+    (:func:`nemo_jax.viz.occluder_vs_occlusion`); nothing (``None``) when the results hold no
+    occluder measures (data without occluder masks)."""
+    from nemo_jax import viz  # noqa: PLC0415 (matplotlib only when drawing)
+
+    if not any("occluder_auroc" in r for r in nemo["results"]["mean"].values()):
+        return None
+    return viz.occluder_vs_occlusion(os.path.join(figures_dir, OCCLUDER_FIGURE), nemo, baseline, title=title)

@@ -255,7 +255,13 @@ def evaluate_records(records: Iterable[Mapping]) -> dict:
       ``confidence``, a ``"confidence"`` entry holds its ECE and AUROC (:func:`confidence_results`).
       Records with ``pred_category`` (the category a shared model's search chose) add
       ``category_acc`` to each entry: the fraction of images whose chosen category is their
-      annotated one.
+      annotated one. Records with an ``occluder`` entry (NeMo's occluder map scored against the
+      true occluder mask, :func:`nemo_jax.eval.occluder.batch_counts`) add ``occluder_auroc``,
+      ``occluder_iou``, ``occluder_auroc_true_pose`` and ``occluder_iou_true_pose`` to each entry
+      (``None`` where undefined), an ``"occluder"`` entry with the histograms pooled per level
+      (:func:`occluder_results`), and keep only their IoU counts in ``predictions``
+      (:func:`nemo_jax.eval.occluder.compact`): the stored predictions give the IoU again, not the
+      AUROC.
     """
     preds = [normalize_record(r) for r in records]
     if not preds:
@@ -265,11 +271,17 @@ def evaluate_records(records: Iterable[Mapping]) -> dict:
     if "mean" in categories:
         raise ValueError("evaluate_records: 'mean' is reserved and cannot be a category name")
     with_category = any("pred_category" in p for p in preds)
+    occluder = None
+    if any(p.get("occluder") for p in preds):
+        from nemo_jax.eval import occluder  # noqa: PLC0415 (jax; only for records that need it)
 
     def entry(chosen: list[dict]) -> dict:
         out = summarize([p["error_rad"] for p in chosen])
         if with_category:
             out["category_acc"] = float(np.mean([p.get("pred_category") == p["category"] for p in chosen]))
+        scored = [p["occluder"] for p in chosen if p.get("occluder")]
+        if scored:
+            out.update(occluder.level_entry(scored))
         return out
 
     results = {}
@@ -283,7 +295,30 @@ def evaluate_records(records: Iterable[Mapping]) -> dict:
     out = {"results": results}
     if all(p.get("confidence") is not None for p in preds):
         out["confidence"] = confidence_results(preds)
+    if occluder is not None:
+        out["occluder"] = occluder_results(preds, levels)
+        for p in preds:  # the stored predictions keep their IoU counts, not their histograms
+            if p.get("occluder"):
+                p["occluder"] = occluder.compact(p["occluder"])
     out["predictions"] = preds
+    return out
+
+
+def occluder_results(preds: Sequence[Mapping], levels: Sequence[str]) -> dict:
+    """The results JSON's ``"occluder"`` entry: the score histograms' bins and, per level (all
+    categories pooled), each pose's summed histograms and IoU counts with the pooled AUROC and IoU
+    (:func:`nemo_jax.eval.occluder.pooled_histograms`); levels without occluder records are left out."""
+    from nemo_jax.eval import occluder  # noqa: PLC0415
+
+    out = {
+        "score": "clutter similarity - rendered object similarity, per feature cell",
+        "bins": {"lo": float(occluder.EDGES[0]), "hi": float(occluder.EDGES[-1]), "count": occluder.BINS},
+        "levels": {},
+    }
+    for level in levels:
+        scored = [p["occluder"] for p in preds if p["level"] == level and p.get("occluder")]
+        if scored and all("occluded" in o["predicted_pose"] for o in scored):
+            out["levels"][level] = occluder.pooled_histograms(scored)
     return out
 
 
@@ -312,12 +347,16 @@ def confidence_results(preds: Sequence[Mapping]) -> dict:
 
 def format_table(results: Mapping, title: str = "") -> str:
     """A plain-text table of ``results`` (the ``"results"`` entry, or the whole JSON): one row per
-    category and level with n, Acc@pi/6 and Acc@pi/18 in percent and the median error in degrees."""
+    category and level with n, Acc@pi/6 and Acc@pi/18 in percent and the median error in degrees;
+    with occluder measures, ``OccAUROC``: the occluder map's AUROC at the predicted pose (``-``
+    where undefined: no occluded or no visible object cell, or no occluder mask)."""
     results = results.get("results", results)
     lines = [title] if title else []
     with_category = any("category_acc" in r for c in results.values() for r in c.values())
+    with_occluder = any("occluder_auroc" in r for c in results.values() for r in c.values())
     header = f"{'category':<14}{'level':<7}{'n':>6}{'Acc@pi/6':>10}{'Acc@pi/18':>11}{'MedErr':>9}"
     header += f"{'CatAcc':>9}" if with_category else ""
+    header += f"{'OccAUROC':>10}" if with_occluder else ""
     lines += [header, "-" * len(header)]
     names = [c for c in results if c != "mean"] + (["mean"] if "mean" in results else [])
     for cat in names:
@@ -328,6 +367,9 @@ def format_table(results: Mapping, title: str = "") -> str:
             )
             if with_category:
                 line += f"{100 * r.get('category_acc', float('nan')):>9.1f}"
+            if with_occluder:
+                auroc = r.get("occluder_auroc")
+                line += f"{'-':>10}" if auroc is None else f"{auroc:>10.3f}"
             lines.append(line)
     return "\n".join(lines)
 

@@ -243,6 +243,72 @@ def accuracy_vs_occlusion(
     return str(path)
 
 
+def occluder_vs_occlusion(
+    path, nemo: Mapping, baseline: Mapping | None = None, category: str = "mean", title: str = ""
+) -> str:
+    """NeMo's occluder localisation and pose accuracy against occlusion level, as a PNG.
+
+    Left (axes label ``"occluder"``): the occluder map's AUROC at the predicted pose (solid) and at
+    the true pose (dashed), levels without one (no occluded cells, no occluder mask) left out.
+    Right (``"accuracy"``): Acc@pi/6 (percent) of NeMo and, if given, of the baseline.
+
+    Args:
+      nemo: NeMo's results JSON (:func:`nemo_jax.eval.evaluate_records`, or its ``"results"``),
+        with ``occluder_auroc`` / ``occluder_auroc_true_pose`` in its level entries.
+      baseline: the baseline's results JSON (optional).
+      category: a category name or ``"mean"``.
+    """
+    nemo = nemo.get("results", nemo)
+    if category not in nemo:
+        raise ValueError(f"occluder_vs_occlusion: NeMo's results have no category {category!r}")
+    per_level = nemo[category]
+    if not any("occluder_auroc" in r for r in per_level.values()):
+        raise ValueError(
+            f"occluder_vs_occlusion: NeMo's results for {category!r} have no 'occluder_auroc' "
+            "(evaluated on data without occluder masks)"
+        )
+    levels = sorted(per_level, key=lambda s: int(s[1:]))
+    x = [int(lv[1:]) for lv in levels]
+    fig = plt.figure(figsize=(8.0, 3.2))
+    occ = fig.add_subplot(1, 2, 1, label="occluder")
+    acc = fig.add_subplot(1, 2, 2, label="accuracy")
+    for key, style, name in (
+        ("occluder_auroc", "-", "at predicted pose"),
+        ("occluder_auroc_true_pose", "--", "at true pose"),
+    ):
+        points = [(xi, per_level[lv].get(key)) for xi, lv in zip(x, levels, strict=True)]
+        points = [(xi, v) for xi, v in points if v is not None]
+        if points:
+            occ.plot(*zip(*points, strict=True), style, marker="o", color="tab:red", label=name)
+    occ.set_ylim(0.0, 1.02)
+    occ.axhline(0.5, color="gray", lw=0.8, ls=":", label="chance")
+    occ.set_ylabel("occluder AUROC")
+    occ.set_title("occluder localisation (NeMo)")
+    acc.plot(x, [100.0 * per_level[lv]["acc_pi6"] for lv in levels], marker="o", label="NeMo")
+    if baseline is not None:
+        base = baseline.get("results", baseline)
+        if category not in base:
+            raise ValueError(f"occluder_vs_occlusion: the baseline's results have no category {category!r}")
+        b_levels = sorted(base[category], key=lambda s: int(s[1:]))
+        acc.plot(
+            [int(lv[1:]) for lv in b_levels],
+            [100.0 * base[category][lv]["acc_pi6"] for lv in b_levels],
+            marker="s",
+            label="baseline",
+        )
+    acc.set_ylim(0.0, 102.0)
+    acc.set_ylabel("Acc@pi/6 (%)")
+    acc.set_title("pose accuracy")
+    for ax in (occ, acc):
+        ax.set_xlabel("occlusion level")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+    fig.suptitle(title or category)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -334,6 +400,7 @@ __all__ = [
     "mesh_overlay",
     "occlusion_image",
     "occlusion_labels",
+    "occluder_vs_occlusion",
     "reliability_diagram",
     "selective_accuracy_curve",
 ]
