@@ -252,3 +252,12 @@ def test_failed_first_run_keeps_files_that_were_in_the_workdir_before(tmp_path):
     with pytest.raises(RuntimeError, match="broken backbone"):
         train(config, str(workdir), model=Broken(), preprocess=lambda x: x)
     assert _contents(workdir) == {"notes.txt": "mine", "tb/keep.txt": "mine too"}
+
+
+def test_claiming_run_folders_in_a_workdir_that_does_not_exist_yet_creates_it(tmp_path):
+    """The demo's first step into a fresh --workdir: the folder is made, the manifest owns the runs."""
+    target = tmp_path / "fresh" / "demo"
+    output.claim_folders(str(target), "nemo-jax-demo", ["nemo", "baseline"])
+    manifest = output.read_manifest(str(target))
+    assert manifest["folders"] == ["baseline", "nemo"]
+    assert os.listdir(target) == [output.MANIFEST]
