@@ -30,6 +30,7 @@ from nemo_jax.models.config import REQUIRED, SCRATCH
 # Config keys that may differ between the run that wrote a checkpoint and the one resuming it.
 RESUMABLE_KEYS = (
     "train.steps",
+    "train.epochs",  # the length in epochs (with train.steps 0), as train.steps
     "train.log_every",
     "train.checkpoint_every",
     "train.max_to_keep",
@@ -162,6 +163,10 @@ class Checkpointer:
             )
         with open(self.config_path) as fh:
             saved = json.load(fh)
+        from nemo_jax.train import run  # noqa: PLC0415 (run imports this module)
+
+        if run.is_nemo_run_config(saved):  # keys newer than the run: their defaults
+            saved = run.upgrade_config(saved).to_dict()
         current = json.loads(json.dumps(config_dict, default=str))
         diffs = config_differences(saved, current)
         if diffs:
