@@ -208,6 +208,7 @@ def claim_folders(target: str, tool: str, folders: Iterable[str]) -> None:
     """Records in ``target``'s manifest (created if needed) that the sub-folders ``folders`` are
     the tool's whole, before the tool writes into them directly (training runs), so that a run
     that stops midway leaves them recognisably the tool's. Call after :func:`check_output_folder`."""
+    os.makedirs(target, exist_ok=True)  # a new --workdir: the runs go there before the commit
     manifest = read_manifest(target)
     owned = owned_files(target)
     manifest = {

@@ -4,10 +4,12 @@ never-a-NaN-pose rule, not accuracy (the demo measures that)."""
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
+from conftest import run_tool
 from PIL import Image
 
 from configs import baseline_synthetic, synthetic_cpu
@@ -339,3 +341,44 @@ def test_calibrate_then_every_prediction_has_a_confidence(tiny, tmp_path):
         str(run), str(tmp_path), None, str(tmp_path / "out"), figures=False, inference_overrides=overrides
     )
     assert 0.0 <= records[0]["confidence"] <= 1.0
+
+
+def _tiny_demo_flags(workdir, data_dir) -> list[str]:
+    """A demo of one category at a few steps per job (every job, both baselines included)."""
+    flags = ["--workdir", str(workdir), "--data_dir", str(data_dir), "--categories", "car", "--jobs", "2"]
+    flags += ["--progress_every", "2", "--nemo_config.inference.steps=3", "--nemo_config.model.width=0.25"]
+    flags += ["--nemo_config.train.clutter_size=16", "--nemo_config.eval.num_batches=0"]
+    for name in ("nemo_config", "baseline_config", "baseline_specific_config"):
+        flags += [f"--{name}.train.steps=4", f"--{name}.train.batch_size=4", f"--{name}.train.log_every=2"]
+    flags += ["--baseline_config.model.width=0.25", "--baseline_specific_config.model.width=0.25"]
+    return flags
+
+
+def test_tiny_demo_talks_like_a_tool(tmp_path):
+    """The demo run as a user runs it, stdout a pipe: plain progress lines for every job (no
+    carriage returns), no third-party warnings, both baselines scored and in the table, and a last
+    word saying where everything is."""
+    options = data.make_options(
+        "synthetic",
+        {"categories": "car", "train_per_category": 8, "val_per_category": 2, "test_per_category": 2},
+    )
+    data.build("synthetic", str(tmp_path / "data"), options, progress=False)
+    result = run_tool("demo", *_tiny_demo_flags(tmp_path / "demo", tmp_path / "data"), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    lines = text.splitlines()
+    assert "\r" not in result.stdout
+    assert not [line for line in lines if line.startswith("WARNING:absl")]
+    assert not [line for line in lines if re.match(r"W\d{4} ", line)]  # absl-style C++ warnings
+    for label in ("NeMo car", "baseline General", "baseline Specific"):
+        steps = [line for line in lines if line.startswith(label) and re.search(r"step +\d+/4", line)]
+        assert steps, f"no progress line for {label!r}"
+        assert [line for line in lines if line.startswith(label) and " done: " in line]
+    stored = json.load(open(tmp_path / "demo" / "results.json"))
+    assert {"nemo", "baseline", "baseline_specific"} <= set(stored)
+    assert stored["baseline_specific"]["results"]["car"]["L0"]["n"] == 2
+    assert os.path.isfile(tmp_path / "demo" / "baseline_specific" / "car" / "config.json")
+    table = [line for line in lines if line.startswith(("nemo ", "baseline ", "baseline_specific "))]
+    assert [line.split()[0] for line in table] == ["nemo", "baseline", "baseline_specific"]
+    tail = "\n".join(lines[-8:])
+    assert str(tmp_path / "demo" / "results.json") in tail and "nemo-jax-evaluate --workdir" in tail
