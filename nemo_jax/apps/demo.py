@@ -385,7 +385,7 @@ class Progress:
         step = min(int(row.get("step", 0)), total)
         head = f"{job.label:<18} step {step:>5}/{total}"
         if state["phase"] == "done":
-            return f"{job.label:<18} done: {state.get('summary', '')}"
+            return f"{head}  done: {state.get('summary', '')}"
         if state["phase"] == "scoring" or (step >= total and row):
             state["phase"] = "scoring"
             return f"{head}  scoring L0-L3 ({_duration(time.perf_counter() - state['t0'])} so far)"

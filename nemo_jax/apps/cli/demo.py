@@ -82,11 +82,13 @@ def _main(argv):
         nemo_configs = category_configs(
             config_flags.get_config_filename(holder), config_flags.get_override_values(holder), progress=False
         )
-    baselines = []
-    for config in (_BASE.value, _SPECIFIC.value):
+    baselines = [_BASE.value]
+    # --baseline_specific_config= (empty): no Res50-Specific baseline
+    specific = config_flags.get_config_filename(flags.FLAGS["baseline_specific_config"])
+    baselines.append(_SPECIFIC.value if specific else None)
+    for config in baselines:
         if config is not None:  # the demo shows its own progress lines, not the runs' bars
             config.train.progress = False
-        baselines.append(config)
     jobs = _JOBS.value or default_jobs()
     workdir = _WORKDIR.value
     results = run_demo(
@@ -108,9 +110,9 @@ def _main(argv):
         "per category)\n"
         f"  runs:     {os.path.join(workdir, 'nemo')}, {os.path.join(workdir, 'baseline')}"
         + (f", {os.path.join(workdir, 'baseline_specific')}" if baselines[1] is not None else "")
-        + f"\nlook at a figure:  python -m matplotlib.pyplot 2>/dev/null; xdg-open {figure}\n"
+        + f"\nlook at a figure:  xdg-open {figure}   (macOS: open)\n"
         f"re-evaluate:       nemo-jax-evaluate --workdir {os.path.join(workdir, 'nemo')} --dataset synthetic "
-        f"--data_dir {_DATA.value} --json {os.path.join(workdir, 'nemo_results.json')}"
+        f"--data_dir {_DATA.value} --json nemo_results.json"
     )
 
 
