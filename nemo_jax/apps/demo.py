@@ -430,8 +430,14 @@ class Progress:
 #: Python loggers whose WARNING records on a normal demo run are known and harmless, and the start
 #: of each such message: everything else they log still shows.
 KNOWN_HARMLESS = {
-    # tensorflow_datasets' image decoding, whichever library does it: the images are the same
-    "absl": ("OpenCV is not installed",),
+    "absl": (
+        # tensorflow_datasets' image decoding, whichever library does it: the images are the same
+        "OpenCV is not installed",
+        # orbax opening a run's checkpoints read-only to score it, which is what the demo asks for;
+        # a damaged checkpoint is named by nemo_jax.train.checkpoint's own checks
+        "Given directory is read only",
+        "Metadata file does not exist",
+    ),
     "jax._src.xla_bridge": ("Unable to initialize backend", "An NVIDIA GPU may be present"),
 }
 

@@ -146,9 +146,10 @@ class Checkpointer:
 
     def _open_manager(self, every: int, max_to_keep: int) -> None:
         self._every, self._max_to_keep = every, max_to_keep
+        # read-only: the options orbax would otherwise reset with a warning each (nothing is saved)
         options = ocp.CheckpointManagerOptions(
-            save_interval_steps=max(int(every), 1),
-            max_to_keep=int(max_to_keep),
+            save_interval_steps=0 if self.read_only else max(int(every), 1),
+            max_to_keep=None if self.read_only else int(max_to_keep),
             create=not self.read_only,
             cleanup_tmp_directories=not self.read_only,
             enable_async_checkpointing=False,
