@@ -382,3 +382,51 @@ def test_tiny_demo_talks_like_a_tool(tmp_path):
     assert [line.split()[0] for line in table] == ["nemo", "baseline", "baseline_specific"]
     tail = "\n".join(lines[-8:])
     assert str(tmp_path / "demo" / "results.json") in tail and "nemo-jax-evaluate --workdir" in tail
+
+
+def test_progress_lines_follow_each_jobs_metrics(tmp_path):
+    """Plain mode: a line per job every ``every`` steps, when it starts scoring and when it ends,
+    read from its metrics.jsonl (a nested job sums its categories' runs); live mode redraws the
+    block of lines in place."""
+    import io  # noqa: PLC0415
+
+    from nemo_jax.apps.demo import JobWatch, Progress  # noqa: PLC0415
+
+    def write(folder, step):
+        folder.mkdir(parents=True, exist_ok=True)
+        row = {"step": step, "split": "train", "loss": 1.5, "images_per_s": 40.0}
+        with open(folder / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    jobs = [
+        JobWatch("car", "NeMo car", str(tmp_path / "car"), 10),
+        JobWatch("spec", "baseline Specific", str(tmp_path / "spec"), 10, nested=True),
+    ]
+    out = io.StringIO()
+    progress = Progress(out, interval=3600, every=4, live=False)
+    progress.start(jobs)
+    write(tmp_path / "car", 4)
+    write(tmp_path / "spec" / "car", 5)
+    progress._tick()
+    write(tmp_path / "car", 6)  # not yet 4 more steps: no line
+    write(tmp_path / "spec" / "chair", 5)  # 5 + 5 = 10 of 10: scoring
+    progress._tick()
+    write(tmp_path / "car", 10)
+    progress._tick()
+    progress.finished("car", {"line": "NeMo car: trained in 1 s"})
+    progress.finished("spec", {"line": "Baseline (Res50-Specific): trained in 1 s"})
+    progress.stop()
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    car = [line for line in lines if line.startswith("NeMo car")]
+    assert [re.search(r"step +(\d+)/10", line).group(1) for line in car] == ["4", "10", "10"]
+    assert "loss 1.500" in car[0] and "40.0 img/s" in car[0] and "left" in car[0]
+    assert "scoring" in car[1] and "done: NeMo car: trained in 1 s" in car[2]
+    spec = [line for line in lines if line.startswith("baseline Specific")]
+    assert [re.search(r"step +(\d+)/10", line).group(1) for line in spec] == ["5", "10", "10"]
+    live = io.StringIO()
+    progress = Progress(live, interval=3600, live=True)
+    progress.start(jobs)
+    progress._tick()
+    progress.stop()
+    assert live.getvalue().count("\x1b[2F") == 1  # the second drawing moved up over the first
