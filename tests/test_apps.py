@@ -378,7 +378,8 @@ def test_tiny_demo_talks_like_a_tool(tmp_path):
     assert {"nemo", "baseline", "baseline_specific"} <= set(stored)
     assert stored["baseline_specific"]["results"]["car"]["L0"]["n"] == 2
     assert os.path.isfile(tmp_path / "demo" / "baseline_specific" / "car" / "config.json")
-    table = [line for line in lines if line.startswith(("nemo ", "baseline ", "baseline_specific "))]
+    row = r"(nemo|baseline|baseline_specific) +(\d+\.\d +)*\d+\.\d"  # print_results_table's rows
+    table = [line for line in lines if re.fullmatch(row, line)]
     assert [line.split()[0] for line in table] == ["nemo", "baseline", "baseline_specific"]
     tail = "\n".join(lines[-8:])
     assert str(tmp_path / "demo" / "results.json") in tail and "nemo-jax-evaluate --workdir" in tail
