@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import importlib
 import importlib.util
 import json
 import os
@@ -131,6 +132,10 @@ COMMON_CONFIG = os.path.join(
 
 @functools.cache
 def _common_module():
+    try:  # base() inside the package, where a checkout has moved it there
+        return importlib.import_module("nemo_jax.defaults")
+    except ModuleNotFoundError:
+        pass
     module = sys.modules.get("configs.common")
     if module is not None:
         return module
