@@ -61,6 +61,14 @@ def base() -> ml_collections.ConfigDict:
     c.train.steps = 800 * 10  # NeMo: ~800 epochs; set per dataset size
     c.train.batch_size = 108  # NeMo: 108 over 8 GPUs
     c.train.grad_accum = 1
+    # The recipe's optimizer and length (nemo_jax.train.state): 'adamw' (decoupled decay) or
+    # 'adam_l2' (NeMo's torch Adam with coupled L2); grad_accum_phase 'end' (optax.MultiSteps) or
+    # 'nemo' (first update after the first batch); epochs > 0 with steps = 0 counts the run in
+    # epochs of the training set, lr_decay_epochs > 0 sets lr_decay_steps from epochs.
+    c.train.optimizer = "adamw"
+    c.train.epochs = 0.0
+    c.train.grad_accum_phase = "end"
+    c.train.lr_decay_epochs = 0.0
     c.train.lr = 1e-4
     # NeMo's code trained at 1e-4 for epoch 0, then at a constant 2e-5 (its "x0.2 every 10 epochs"
     # sets the rate and never compounds): 'nemo' reproduces that; 'step' is the decay it intended.

@@ -4,10 +4,12 @@ never-a-NaN-pose rule, not accuracy (the demo measures that)."""
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
+from conftest import run_tool
 from PIL import Image
 
 from configs import baseline_synthetic, synthetic_cpu
@@ -339,3 +341,93 @@ def test_calibrate_then_every_prediction_has_a_confidence(tiny, tmp_path):
         str(run), str(tmp_path), None, str(tmp_path / "out"), figures=False, inference_overrides=overrides
     )
     assert 0.0 <= records[0]["confidence"] <= 1.0
+
+
+def _tiny_demo_flags(workdir, data_dir) -> list[str]:
+    """A demo of one category at a few steps per job (every job, both baselines included)."""
+    flags = ["--workdir", str(workdir), "--data_dir", str(data_dir), "--categories", "car", "--jobs", "2"]
+    flags += ["--progress_every", "2", "--nemo_config.inference.steps=3", "--nemo_config.model.width=0.25"]
+    flags += ["--nemo_config.train.clutter_size=16", "--nemo_config.eval.num_batches=0"]
+    for name in ("nemo_config", "baseline_config", "baseline_specific_config"):
+        flags += [f"--{name}.train.steps=4", f"--{name}.train.batch_size=4", f"--{name}.train.log_every=2"]
+    flags += ["--baseline_config.model.width=0.25", "--baseline_specific_config.model.width=0.25"]
+    return flags
+
+
+def test_tiny_demo_talks_like_a_tool(tmp_path):
+    """The demo run as a user runs it, stdout a pipe: plain progress lines for every job (no
+    carriage returns), no third-party warnings, both baselines scored and in the table, and a last
+    word saying where everything is."""
+    options = data.make_options(
+        "synthetic",
+        {"categories": "car", "train_per_category": 8, "val_per_category": 2, "test_per_category": 2},
+    )
+    data.build("synthetic", str(tmp_path / "data"), options, progress=False)
+    result = run_tool("demo", *_tiny_demo_flags(tmp_path / "demo", tmp_path / "data"), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    lines = text.splitlines()
+    assert "\r" not in result.stdout
+    assert not [line for line in lines if line.startswith("WARNING:absl")]
+    assert not [line for line in lines if re.match(r"W\d{4} ", line)]  # absl-style C++ warnings
+    for label in ("NeMo car", "baseline General", "baseline Specific"):
+        steps = [line for line in lines if line.startswith(label) and re.search(r"step +\d+/4", line)]
+        assert steps, f"no progress line for {label!r}"
+        assert [line for line in lines if line.startswith(label) and " done: " in line]
+    stored = json.load(open(tmp_path / "demo" / "results.json"))
+    assert {"nemo", "baseline", "baseline_specific"} <= set(stored)
+    assert stored["baseline_specific"]["results"]["car"]["L0"]["n"] == 2
+    assert os.path.isfile(tmp_path / "demo" / "baseline_specific" / "car" / "config.json")
+    row = r"(nemo|baseline|baseline_specific) +(\d+\.\d +)*\d+\.\d"  # print_results_table's rows
+    table = [line for line in lines if re.fullmatch(row, line)]
+    assert [line.split()[0] for line in table] == ["nemo", "baseline", "baseline_specific"]
+    tail = "\n".join(lines[-8:])
+    assert str(tmp_path / "demo" / "results.json") in tail and "nemo-jax-evaluate --workdir" in tail
+
+
+def test_progress_lines_follow_each_jobs_metrics(tmp_path):
+    """Plain mode: a line per job every ``every`` steps, when it starts scoring and when it ends,
+    read from its metrics.jsonl (a nested job sums its categories' runs); live mode redraws the
+    block of lines in place."""
+    import io  # noqa: PLC0415
+
+    from nemo_jax.apps.demo import JobWatch, Progress  # noqa: PLC0415
+
+    def write(folder, step):
+        folder.mkdir(parents=True, exist_ok=True)
+        row = {"step": step, "split": "train", "loss": 1.5, "images_per_s": 40.0}
+        with open(folder / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    jobs = [
+        JobWatch("car", "NeMo car", str(tmp_path / "car"), 10),
+        JobWatch("spec", "baseline Specific", str(tmp_path / "spec"), 10, nested=True),
+    ]
+    out = io.StringIO()
+    progress = Progress(out, interval=3600, every=4, live=False)
+    progress.start(jobs)
+    write(tmp_path / "car", 4)
+    write(tmp_path / "spec" / "car", 5)
+    progress._tick()
+    write(tmp_path / "car", 6)  # not yet 4 more steps: no line
+    write(tmp_path / "spec" / "chair", 5)  # 5 + 5 = 10 of 10: scoring
+    progress._tick()
+    write(tmp_path / "car", 10)
+    progress._tick()
+    progress.finished("car", {"line": "NeMo car: trained in 1 s"})
+    progress.finished("spec", {"line": "Baseline (Res50-Specific): trained in 1 s"})
+    progress.stop()
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    car = [line for line in lines if line.startswith("NeMo car")]
+    assert [re.search(r"step +(\d+)/10", line).group(1) for line in car] == ["4", "10", "10"]
+    assert "loss 1.500" in car[0] and "40.0 img/s" in car[0] and "left" in car[0]
+    assert "scoring" in car[1] and "done: NeMo car: trained in 1 s" in car[2]
+    spec = [line for line in lines if line.startswith("baseline Specific")]
+    assert [re.search(r"step +(\d+)/10", line).group(1) for line in spec] == ["5", "10", "10"]
+    live = io.StringIO()
+    progress = Progress(live, interval=3600, live=True)
+    progress.start(jobs)
+    progress._tick()
+    progress.stop()
+    assert live.getvalue().count("\x1b[2F") == 1  # the second drawing moved up over the first

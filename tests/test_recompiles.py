@@ -29,7 +29,16 @@ def test_train_step_traces_once_over_steps(random_batch):
     batches each step) run one compilation; a batch of another size is a new trace."""
     v, f = mesh.cuboid_mesh([-1, -0.6, -0.4], [1, 0.6, 0.4], 30)
     tc = ml_collections.ConfigDict(
-        dict(lr=1e-3, schedule="cosine", warmup_steps=2, steps=4, grad_accum=2, weight_decay=1e-4)
+        dict(
+            lr=1e-3,
+            schedule="cosine",
+            warmup_steps=2,
+            steps=4,
+            grad_accum=2,
+            weight_decay=1e-4,
+            optimizer="adamw",
+            grad_accum_phase="end",
+        )
     )
     tx = state.make_optimizer(tc)
     model = _StandIn()

@@ -144,7 +144,16 @@ def test_nonfinite_step_leaves_state_and_loop_stops(random_batch):
     v, f = mesh.cuboid_mesh([-1, -0.6, -0.4], [1, 0.6, 0.4], 30)
     batch = random_batch(2, 32)
     tc = ml_collections.ConfigDict(
-        dict(lr=float("nan"), schedule="constant", warmup_steps=0, steps=10, grad_accum=1, weight_decay=0.0)
+        dict(
+            lr=float("nan"),
+            schedule="constant",
+            warmup_steps=0,
+            steps=10,
+            grad_accum=1,
+            weight_decay=0.0,
+            optimizer="adamw",
+            grad_accum_phase="end",
+        )
     )
     tx = state.make_optimizer(tc)
     model = StandIn()

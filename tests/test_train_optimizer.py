@@ -22,6 +22,7 @@ def _cfg(**kw):
     base = dict(
         optimizer="adam_l2", lr=LR, schedule="constant", warmup_steps=0, steps=100, grad_accum=1,
         weight_decay=WD, clip_norm=0.0, lr_decay_steps=10, lr_decay_factor=0.2,
+        grad_accum_phase="end", epochs=0.0, lr_decay_epochs=0.0,
     )  # fmt: skip
     base.update(kw)
     return ml_collections.ConfigDict(base)

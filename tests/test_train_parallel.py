@@ -37,7 +37,16 @@ def _run(out_path: str) -> None:
     perm = mesh.mirror_permutation(v)
     batch = random_inputs.random_train_batch(8, 32)
     tc = ml_collections.ConfigDict(
-        dict(lr=1e-2, schedule="constant", warmup_steps=0, steps=10, grad_accum=1, weight_decay=1e-4)
+        dict(
+            lr=1e-2,
+            schedule="constant",
+            warmup_steps=0,
+            steps=10,
+            grad_accum=1,
+            weight_decay=1e-4,
+            optimizer="adamw",
+            grad_accum_phase="end",
+        )
     )
     tx = state.make_optimizer(tc)
     nm = jax.device_get(mesh.init_neural_mesh(jax.random.PRNGKey(0), v, f, 8, 32))  # host: never donated

@@ -1,4 +1,7 @@
-"""The optimizer: the learning-rate schedule really reaches the updates; gradient accumulation."""
+"""The optimizer: the learning-rate schedule really reaches the updates; gradient accumulation. The
+recipe's defaults come from configs/common.py base(), and stored runs that predate a key read with it."""
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -7,16 +10,22 @@ import numpy as np
 import optax
 import pytest
 
-from nemo_jax.train.state import learning_rate_schedule, make_optimizer
+from configs import common
+from nemo_jax.train import checkpoint, run
+from nemo_jax.train.state import learning_rate_schedule, make_optimizer, resolve_steps
 
 
 def _cfg(**kw):
-    base = dict(
-        lr=1e-2, schedule="step", lr_decay_steps=3, lr_decay_factor=0.1, warmup_steps=0, steps=12,
-        grad_accum=1, weight_decay=0.0, clip_norm=0.0,
+    """``config.train`` of base() with a short step schedule."""
+    cfg = common.base().train
+    cfg.update(
+        dict(
+            lr=1e-2, schedule="step", lr_decay_steps=3, lr_decay_factor=0.1, warmup_steps=0, steps=12,
+            grad_accum=1, weight_decay=0.0, clip_norm=0.0,
+        )
     )  # fmt: skip
-    base.update(kw)
-    return ml_collections.ConfigDict(base)
+    cfg.update(kw)
+    return cfg
 
 
 def test_step_schedule_applies_to_updates():
@@ -81,3 +90,75 @@ def test_gradient_accumulation_updates_every_k_steps():
         params = optax.apply_updates(params, updates)
         changes.append(float(jnp.abs(updates["w"][0])))
     assert changes[0] == 0 and changes[2] == 0 and changes[1] > 0 and changes[3] > 0
+
+
+#: The recipe keys 0.2.0 added to base(); 0.1.0 runs' config.json lacks them.
+RECIPE_KEYS = ("optimizer", "epochs", "grad_accum_phase", "lr_decay_epochs")
+
+
+def test_base_holds_the_recipe_defaults_the_optimizer_reads():
+    """Every key the optimizer and the epoch arithmetic read is in base(): base().train alone
+    builds the optimizer and resolves the length, with the documented defaults."""
+    train = common.base().train
+    assert (train.optimizer, train.grad_accum_phase) == ("adamw", "end")
+    assert float(train.epochs) == 0 and float(train.lr_decay_epochs) == 0
+    make_optimizer(train)
+    assert resolve_steps(train, 100).steps == train.steps  # epochs 0: the steps stand
+    assert "train.epochs" in checkpoint.RESUMABLE_KEYS
+    for key in RECIPE_KEYS:  # a config without the key is an error, not a silent default
+        partial = ml_collections.ConfigDict({k: v for k, v in train.items() if k != key})
+        with pytest.raises((AttributeError, KeyError)):
+            make_optimizer(partial) if key in ("optimizer", "grad_accum_phase") else resolve_steps(
+                partial, 100
+            )
+
+
+def _old_config_json(tmp_path):
+    """A 0.1.0-style stored config.json: a CPU config with the recipe keys (and a whole section)
+    missing, written the way the checkpointer writes it."""
+    from configs import synthetic_cpu
+
+    stored = synthetic_cpu.get_config("chair").to_dict()
+    for key in RECIPE_KEYS:
+        del stored["train"][key]
+    del stored["parallel"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(stored, default=str))
+    return json.loads(path.read_text())
+
+
+def test_upgrade_config_fills_missing_keys_from_base_and_keeps_stored_values(tmp_path):
+    stored = _old_config_json(tmp_path)
+    upgraded = run.upgrade_config(stored)
+    base = common.base()
+    for key in RECIPE_KEYS:
+        assert upgraded.train[key] == base.train[key]
+    assert upgraded.parallel.to_dict() == base.parallel.to_dict()
+    # stored values win over base()'s, and keys base() lacks stay
+    assert upgraded.train.lr == stored["train"]["lr"] != base.train.lr
+    assert upgraded.model.stride == stored["model"]["stride"] and "stride" not in base.model
+    assert upgraded.category == "chair"
+    assert run.upgrade_config(upgraded).to_dict() == upgraded.to_dict()  # idempotent
+    assert "optimizer" not in stored["train"]  # the stored dict is not changed
+    make_optimizer(upgraded.train)
+    assert resolve_steps(upgraded.train, 100).steps == stored["train"]["steps"]
+
+
+def test_old_run_config_resumes_against_the_current_config(tmp_path):
+    """A run written before the recipe keys existed is compatible with today's config of the same
+    recipe: the missing keys compare as their defaults, a changed one is still refused."""
+    from configs import synthetic_cpu
+
+    stored = _old_config_json(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(stored))
+    ck = checkpoint.Checkpointer(str(tmp_path / "run"), stored, None, every=1)
+    ck.save(1, {"w": np.ones(3, np.float32)})
+    ck.close()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(stored))  # as 0.1.0 wrote it
+    current = synthetic_cpu.get_config("chair")
+    current.data.data_dir = stored["data"]["data_dir"]
+    checkpoint.Checkpointer(str(tmp_path / "run"), current.to_dict(), None, every=1).close()
+    current.train.optimizer = "adam_l2"
+    with pytest.raises(RuntimeError, match="train.optimizer: 'adamw' -> 'adam_l2'"):
+        checkpoint.Checkpointer(str(tmp_path / "run"), current.to_dict(), None, every=1)

@@ -1,7 +1,6 @@
 """Benchmarks the rasterizer variants on NeMo's car setting; prints what it measured.
 
-Same as the installed command ``nemo-jax-bench-render``; flags: ``python tools/bench_render.py --help``
-(nemo_jax/apps/cli/bench_render.py).
+Flags: ``python tools/bench_render.py --help`` (nemo_jax/apps/cli/bench_render.py).
 """
 
 from nemo_jax.apps.cli.bench_render import main

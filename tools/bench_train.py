@@ -1,7 +1,6 @@
 """Benchmark the jitted train step (images/s) on random images with the config's shapes.
 
-Same as the installed command ``nemo-jax-bench-train``; flags: ``python tools/bench_train.py --help``
-(nemo_jax/apps/cli/bench_train.py).
+Flags: ``python tools/bench_train.py --help`` (nemo_jax/apps/cli/bench_train.py).
 """
 
 from nemo_jax.apps.cli.bench_train import main

@@ -1,7 +1,6 @@
 """float32 vs bfloat16 backbone compute on the synthetic validation set, side by side.
 
-Same as the installed command ``nemo-jax-compare-precision``; flags: ``python tools/compare_precision.py
---help`` (nemo_jax/apps/cli/compare_precision.py).
+Flags: ``python tools/compare_precision.py --help`` (nemo_jax/apps/cli/compare_precision.py).
 """
 
 from nemo_jax.apps.cli.compare_precision import main

@@ -1,7 +1,6 @@
 """Per-category runs vs one backbone for all categories: accuracy per level, training time, parameters.
 
-Same as the installed command ``nemo-jax-compare-shared``; flags: ``python tools/compare_shared.py
---help`` (nemo_jax/apps/cli/compare_shared.py).
+Flags: ``python tools/compare_shared.py --help`` (nemo_jax/apps/cli/compare_shared.py).
 """
 
 from nemo_jax.apps.cli.compare_shared import main

@@ -1,7 +1,6 @@
 """Evaluates the same trained NeMo runs on the same images with several rasterizer variants.
 
-Same as the installed command ``nemo-jax-compare-variants``; flags: ``python tools/compare_variants.py
---help`` (nemo_jax/apps/cli/compare_variants.py).
+Flags: ``python tools/compare_variants.py --help`` (nemo_jax/apps/cli/compare_variants.py).
 """
 
 from nemo_jax.apps.cli.compare_variants import main

@@ -1,8 +1,7 @@
 """6D pose vs NeMo's centred protocol on the same synthetic objects, for a run trained on the
 synthetic set.
 
-Same as the installed command ``nemo-jax-six-d-check``; flags: ``python tools/six_d_check.py --help``
-(nemo_jax/apps/cli/six_d_check.py).
+Flags: ``python tools/six_d_check.py --help`` (nemo_jax/apps/cli/six_d_check.py).
 """
 
 from nemo_jax.apps.cli.six_d_check import main

@@ -1,7 +1,6 @@
 """Writes a small PASCAL3D+-format tree to try the real-data path on.
 
-Same as the installed command ``nemo-jax-write-fixture-tree``; flags: ``python tools/write_fixture_tree.py
---help`` (nemo_jax/apps/cli/write_fixture_tree.py).
+Flags: ``python tools/write_fixture_tree.py --help`` (nemo_jax/apps/cli/write_fixture_tree.py).
 """
 
 from nemo_jax.apps.cli.write_fixture_tree import main

@@ -1,5 +1,5 @@
-"""Benchmarks on NeMo's car setting: the pose search (``nemo-jax-bench-pose``), the train step
-(``nemo-jax-bench-train``), and what the benchmarks share (the car setting's flags and raster
+"""Benchmarks on NeMo's car setting: the pose search (``tools/bench_pose.py``), the train step
+(``tools/bench_train.py``), and what the benchmarks share (the car setting's flags and raster
 settings, timing, the environment record every benchmark line carries: device, versions, date).
 ``tools/bench_render.py`` uses the same car setting."""
 

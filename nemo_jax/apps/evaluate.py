@@ -473,19 +473,22 @@ def baseline_records(
     categories: Sequence[str] | None = None,
     batch_size: int = 32,
 ) -> list[dict]:
-    """Prediction records of the baseline classifier saved in ``workdir``."""
-    from nemo_jax.baseline import load_baseline, make_predict
+    """Prediction records of the baseline saved in ``workdir``, either variant
+    (:func:`nemo_jax.baseline.load_predictor`): Res50-General (one classifier run) or Res50-Specific
+    (one run per category in ``workdir/<category>/``, each category's images scored by its own
+    classifier). ``categories`` default: those a Specific baseline has classifiers for, else every
+    category of the data; a category without a classifier is a ValueError naming ``workdir``."""
+    from nemo_jax.baseline import load_predictor
 
-    records, predict, variables = [], None, None
+    records, predictor = [], None
     for level in levels:
         source = level_source(dataset, level, data_dir)
-        if predict is None:
-            config, module, variables = load_baseline(workdir, tuple(source[0]["image"].shape))
-            predict = make_predict(config, module)
-        for category in categories or source.categories:
+        if predictor is None:
+            predictor = load_predictor(workdir, tuple(source[0]["image"].shape))
+        for category in categories or predictor.categories or source.categories:
             indices = _examples(source, category)
             for batch in _batches(source, indices, batch_size):
-                az, el, th = (np.asarray(x) for x in predict(variables, batch["image"]))
+                az, el, th = predictor(batch["image"], category)
                 for i, example_id in enumerate(batch["id"]):
                     records.append(
                         {

@@ -1,4 +1,4 @@
-"""float32 vs bfloat16 backbone compute, side by side in one run (``nemo-jax-compare-precision``):
+"""float32 vs bfloat16 backbone compute, side by side in one run (``tools/compare_precision.py``):
 the same NeMo config trained twice, only ``config.model.dtype`` differing, both scored on the
 synthetic validation set (the synthetic set built with ``seed=1``), training and inference timed.
 """

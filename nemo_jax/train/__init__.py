@@ -1,22 +1,27 @@
 """Contrastive training of the feature backbone and the neural mesh (NeMo), optax + orbax + sharding.
 
 Modules (one concept each):
-  contrastive: NeMo's loss (vertex classification vs memory bank + clutter), bilinear sampling,
-               clutter sampling, per-vertex bank targets.
-  visibility:  vertex projections, z-buffer visibility and the object footprint from the rasterizer.
-  augment:     horizontal flip (pose flip + vertex re-indexing) and colour jitter.
-  state:       ``TrainState`` PyTree, AdamW + learning-rate schedule + gradient accumulation.
-  step:        the pure train step (jit once, state donated).
-  parallel:    data parallelism with Mesh + NamedSharding; multi-host initialisation.
-  checkpoint:  orbax CheckpointManager with config/mesh compatibility checks.
-  run:         a run's setup (mesh geometry, backbone) and ``load_run(workdir)`` for the apps.
-  sources:     train / held-out example sources and the random-access batch sequence.
-  metrics:     ``MetricWriter`` (metrics.jsonl + TensorBoard).
-  evaluate:    held-out nearest-vertex matching.
-  loop:        ``train(config, workdir)``: resume, jitted steps, checkpoints, progress, evaluation.
-  subtype_data: per-CAD-sub-type meshes (MultiCuboid, CAD) from the config, toy data and checks.
 
-Entry point: ``tools/train.py --config configs/<name>.py --workdir DIR``.
+* ``contrastive``: NeMo's loss (vertex classification vs memory bank + clutter), bilinear
+  sampling, clutter sampling, per-vertex bank targets.
+* ``visibility``: vertex projections, z-buffer visibility and the object footprint from the
+  rasterizer.
+* ``augment``: horizontal flip (pose flip + vertex re-indexing) and colour jitter.
+* ``state``: ``TrainState`` PyTree, the optimizer (AdamW or NeMo's Adam with L2) + learning-rate
+  schedule + gradient accumulation, the run's length in steps or epochs.
+* ``step``: the pure train step (jit once, state donated).
+* ``parallel``: data parallelism with Mesh + NamedSharding; multi-host initialisation.
+* ``checkpoint``: orbax CheckpointManager with config/mesh compatibility checks.
+* ``run``: a run's setup (mesh geometry, backbone), ``load_run(workdir)`` for the apps and
+  ``upgrade_config`` for configs stored before a key existed.
+* ``sources``: train / held-out example sources and the random-access batch sequence.
+* ``metrics``: ``MetricWriter`` (metrics.jsonl + TensorBoard).
+* ``evaluate``: held-out nearest-vertex matching.
+* ``loop``: ``train(config, workdir)``: resume, jitted steps, checkpoints, progress, evaluation.
+* ``subtype_data``: per-CAD-sub-type meshes (MultiCuboid, CAD) from the config, toy data and
+  checks.
+
+Entry point: ``nemo-jax-train --config configs/<name>.py --workdir DIR``.
 """
 
 from nemo_jax.train.augment import colour_jitter, flip_example

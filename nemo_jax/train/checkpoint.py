@@ -30,6 +30,7 @@ from nemo_jax.models.config import REQUIRED, SCRATCH
 # Config keys that may differ between the run that wrote a checkpoint and the one resuming it.
 RESUMABLE_KEYS = (
     "train.steps",
+    "train.epochs",  # the length in epochs (with train.steps 0), as train.steps
     "train.log_every",
     "train.checkpoint_every",
     "train.max_to_keep",
@@ -145,9 +146,10 @@ class Checkpointer:
 
     def _open_manager(self, every: int, max_to_keep: int) -> None:
         self._every, self._max_to_keep = every, max_to_keep
+        # read-only: the options orbax would otherwise reset with a warning each (nothing is saved)
         options = ocp.CheckpointManagerOptions(
-            save_interval_steps=max(int(every), 1),
-            max_to_keep=int(max_to_keep),
+            save_interval_steps=0 if self.read_only else max(int(every), 1),
+            max_to_keep=None if self.read_only else int(max_to_keep),
             create=not self.read_only,
             cleanup_tmp_directories=not self.read_only,
             enable_async_checkpointing=False,
@@ -162,6 +164,10 @@ class Checkpointer:
             )
         with open(self.config_path) as fh:
             saved = json.load(fh)
+        from nemo_jax.train import run  # noqa: PLC0415 (run imports this module)
+
+        if run.is_nemo_run_config(saved):  # keys newer than the run: their defaults
+            saved = run.upgrade_config(saved).to_dict()
         current = json.loads(json.dumps(config_dict, default=str))
         diffs = config_differences(saved, current)
         if diffs:

@@ -182,7 +182,7 @@ def _train(config, workdir: str, model, preprocess) -> dict:
                 last = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 now = time.perf_counter()
                 last["images_per_s"] = (done - tick_step) * int(t.batch_size) / max(now - tick, 1e-9)
-                updates = update_count(done, int(t.grad_accum), t.get("grad_accum_phase", "end"))
+                updates = update_count(done, int(t.grad_accum), t.grad_accum_phase)
                 last["lr"] = float(schedule(updates))
                 tick, tick_step = now, done
                 writer.write(done, last)

@@ -4,11 +4,16 @@ config -> neural-mesh geometry, backbone, the checkpoint's mesh record, and :fun
 
 from __future__ import annotations
 
+import functools
 import glob
+import importlib
+import importlib.util
 import json
 import os
+import sys
 
 import jax
+import ml_collections
 import numpy as np
 
 from nemo_jax import mesh as mesh_lib
@@ -119,22 +124,80 @@ def build_model(config):
     return models.build_backbone(config.model), models.preprocess
 
 
+#: ``configs/common.py`` of the checkout (a source tree or an editable install): the recipe defaults.
+COMMON_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs", "common.py"
+)
+
+
+@functools.cache
+def _common_module():
+    try:  # base() inside the package, where a checkout has moved it there
+        return importlib.import_module("nemo_jax.defaults")
+    except ModuleNotFoundError:
+        pass
+    module = sys.modules.get("configs.common")
+    if module is not None:
+        return module
+    if not os.path.isfile(COMMON_CONFIG):
+        raise FileNotFoundError(f"{COMMON_CONFIG}: the recipe defaults (configs/common.py) are missing")
+    spec = importlib.util.spec_from_file_location("_nemo_jax_configs_common", COMMON_CONFIG)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """A fresh copy of ``configs/common.py``'s ``base()``: every key a training config has, with
+    its default."""
+    return _common_module().base()
+
+
+def is_nemo_run_config(stored) -> bool:
+    """Whether a stored ``config.json`` (dict or ConfigDict) is a NeMo training run's (it has a
+    ``mesh`` section), not a baseline classifier's (``bins``)."""
+    return "mesh" in stored and "bins" not in stored
+
+
+def upgrade_config(stored) -> ml_collections.ConfigDict:
+    """A NeMo run's stored config (``config.json`` as a dict or ConfigDict) with every key it lacks
+    filled from ``configs/common.py``'s ``base()``, values it holds kept.
+
+    A run written before a key existed was trained as that key's default says (e.g. a 0.1.0 run,
+    before ``train.optimizer``, ``train.epochs``, ``train.grad_accum_phase`` and
+    ``train.lr_decay_epochs``: 'adamw', 0, 'end', 0), so filling the default reads it back as it
+    was trained. Keys ``base()`` does not have (``categories``, per-config model fields) are kept.
+    """
+    out = ml_collections.ConfigDict(stored.to_dict() if hasattr(stored, "to_dict") else dict(stored))
+
+    def fill(into: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> None:
+        for key, value in defaults.items():
+            if key not in into:
+                into[key] = value.to_dict() if hasattr(value, "to_dict") else value
+            elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+                into[key], ml_collections.ConfigDict
+            ):
+                fill(into[key], value)
+
+    fill(out, base_config())
+    return out
+
+
 def load_run(workdir: str, step: int | None = None):
     """A trained run for inference: ``(config, model, variables, neural_mesh)``.
 
     Rebuilds the state structure from ``workdir/config.json`` and ``mesh.json`` and restores the
     newest intact checkpoint (or ``step``), the neural mesh included: neither the dataset nor the
-    working directory the run was trained from is read, and nothing is written. ``variables`` is
+    working directory the run was trained from is read, and nothing is written. Config keys newer
+    than the run read as their defaults (:func:`upgrade_config`). ``variables`` is
     ``{'params', 'batch_stats'}`` for ``model.apply``;
     ``neural_mesh`` holds the vertices, faces, vertex features ``[V, D]`` and clutter ``[K, D]``.
     """
-    import ml_collections  # noqa: PLC0415
-
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: not a training workdir (no config.json)")
     with open(path) as fh:
-        config = ml_collections.ConfigDict(json.load(fh))
+        config = upgrade_config(json.load(fh))  # keys newer than the run: their defaults
     for name in ("data", "mesh"):  # JSON turned tuples into lists
         for key, value in config[name].items():
             if isinstance(value, list):

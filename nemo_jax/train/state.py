@@ -1,6 +1,10 @@
 """The training state PyTree and the optimizer: Adam with coupled L2 (torch's ``Adam(weight_decay=)``,
 NeMo's) or decoupled decay (AdamW), a learning-rate schedule, gradients summed over ``grad_accum``
-batches, and the run's length in steps or in epochs of the training set."""
+batches, and the run's length in steps or in epochs of the training set.
+
+The functions read ``config.train`` keys plainly: their defaults live in one place,
+``configs/common.py``'s ``base()``, and a stored run written before a key existed is filled from it
+when read (:func:`nemo_jax.train.run.upgrade_config`)."""
 
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ def _accumulation(cfg) -> tuple[int, str]:
     every = int(cfg.grad_accum)
     if every < 1:
         raise ValueError(f"config.train.grad_accum: expected an integer >= 1, got {cfg.grad_accum}")
-    phase = str(cfg.get("grad_accum_phase", "end"))
+    phase = str(cfg.grad_accum_phase)
     if phase not in GRAD_ACCUM_PHASES:
         raise ValueError(f"config.train.grad_accum_phase: {phase!r} is not one of {GRAD_ACCUM_PHASES}")
     return every, phase
@@ -127,16 +131,17 @@ def accumulate_gradients(
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
-    """``cfg`` (``config.train``): the optimizer ``optimizer`` (:data:`OPTIMIZERS`, default 'adamw')
-    with the configured schedule, ``weight_decay``, gradient clipping (``clip_norm`` > 0, on the
-    summed gradient) and ``grad_accum``-batch accumulation (:func:`accumulate_gradients`).
+    """``cfg`` (``config.train``, every key of ``configs/common.py``'s ``base()`` present): the
+    optimizer ``optimizer`` (:data:`OPTIMIZERS`) with the configured schedule, ``weight_decay``,
+    gradient clipping (``clip_norm`` > 0, on the summed gradient) and ``grad_accum``-batch
+    accumulation (:func:`accumulate_gradients`).
 
     'adam_l2' is torch.optim.Adam with ``weight_decay`` (torch's documented algorithm: ``g <- g + wd
     * p``, then Adam's moments on ``g``; eps 1e-8 added to the bias-corrected ``sqrt(v)``), which is
     ``add_decayed_weights(wd)`` followed by ``optax.adam``: every parameter is decayed, as NeMo's
     ``Adam(net.parameters(), lr, weight_decay=1e-4)`` decays every parameter of its network.
     """
-    name = str(cfg.get("optimizer", "adamw"))
+    name = str(cfg.optimizer)
     if name not in OPTIMIZERS:
         raise ValueError(f"config.train.optimizer: {name!r} is not one of {OPTIMIZERS}")
     every, phase = _accumulation(cfg)
@@ -178,11 +183,11 @@ def resolve_steps(cfg, num_examples: int):
     ``num_examples``: training examples (one epoch). Raises ValueError naming the field.
     """
     out = cfg.copy_and_resolve_references()
-    steps, epochs = int(cfg.steps), float(cfg.get("epochs", 0) or 0)
+    steps, epochs = int(cfg.steps), float(cfg.epochs)
     batch_size = int(cfg.batch_size)
     if epochs < 0 or steps < 0:
         raise ValueError(f"config.train.epochs / steps: expected >= 0, got {epochs} / {steps}")
-    if int(num_examples) <= 0 and (epochs > 0 or float(cfg.get("lr_decay_epochs", 0) or 0) > 0):
+    if int(num_examples) <= 0 and (epochs > 0 or float(cfg.lr_decay_epochs) > 0):
         raise ValueError("config.train.epochs: the training set is empty, so an epoch has no steps")
     if steps == 0:
         if epochs == 0:
@@ -192,7 +197,7 @@ def resolve_steps(cfg, num_examples: int):
         warnings.warn(
             f"config.train.steps={steps} given: config.train.epochs={epochs:g} is ignored", stacklevel=2
         )
-    decay_epochs = float(cfg.get("lr_decay_epochs", 0) or 0)
+    decay_epochs = float(cfg.lr_decay_epochs)
     if decay_epochs < 0:
         raise ValueError(f"config.train.lr_decay_epochs: expected >= 0, got {decay_epochs}")
     if decay_epochs > 0:

@@ -1,8 +1,10 @@
 """Command-line entry points: one module per command, each parsing absl flags (ml_collections
 ``config_flags`` where a config file is read), calling one library function and writing results.
 
-Installed as console scripts (``nemo-jax-demo``, ``nemo-jax-train``, ... see ``pyproject.toml``);
-``python tools/X.py`` runs the same ``main``. Each module defines its flags at import, so import one
+The user commands (:data:`COMMANDS`) are installed as console scripts (``nemo-jax-demo``,
+``nemo-jax-train``, ... see ``pyproject.toml``); the benchmarks and comparisons (:data:`SCRIPTS`) run
+from a checkout as ``python tools/X.py``, which calls the module's ``main`` (as do the user
+commands' ``tools/X.py``). Each module defines its flags at import, so import one
 command per process (the console scripts and ``tools/*.py`` do).
 """
 
@@ -21,7 +23,7 @@ USER_ERRORS = (ValueError, OSError, WorkdirInUse)
 #: The checkout holding ``configs/`` (a source tree or an editable install).
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(nemo_jax.__file__)))
 
-#: ``command name -> module`` of every console script (``nemo-jax-<name with dashes>``).
+#: The user commands: one module each, installed as console scripts (``nemo-jax-<name with dashes>``).
 COMMANDS = (
     "demo",
     "train",
@@ -31,6 +33,11 @@ COMMANDS = (
     "estimate_pose",
     "render_mesh",
     "convert_weights",
+    "export",
+)
+#: Benchmarks and comparisons: modules here too, run from a checkout as ``python tools/<name>.py``
+#: (not installed as commands).
+SCRIPTS = (
     "bench_pose",
     "bench_train",
     "compare_precision",
@@ -38,7 +45,6 @@ COMMANDS = (
     "compare_variants",
     "write_fixture_tree",
     "compare_shared",
-    "export",
     "six_d_check",
 )
 
@@ -81,7 +87,8 @@ def run(module_name: str, main) -> None:
     verbose = "--verbose" in sys.argv[1:]
     if verbose:
         sys.argv.remove("--verbose")
-    command = "nemo-jax-" + module_name.rsplit(".", 1)[-1].replace("_", "-")
+    name = module_name.rsplit(".", 1)[-1]
+    command = f"nemo-jax-{name.replace('_', '-')}" if name in COMMANDS else f"tools/{name}.py"
 
     def guarded(argv):
         try:

@@ -1,7 +1,6 @@
 """Benchmarks NeMo's full pose search on NeMo's car setting; prints what it measured.
 
-    nemo-jax-bench-pose [--json] [--images 8] [--only pose_search]
-    python tools/bench_pose.py ...   (the same)
+    python tools/bench_pose.py [--json] [--images 8] [--only pose_search]
 
 Defaults: a car-sized SingleCuboid (~1,000 vertices; box [-0.2,-0.5,-0.17]..[0.2,0.5,0.17]), feature
 map 32 x 84 (NeMo's 256 x 672 car crop at stride 8), 128-d unit features, render distance 5, focal
@@ -19,7 +18,7 @@ from the grid poses with a 1.2x margin (nemo_jax.inference.size_tile_budget); ov
 dropped tiles (0 = every render exact).
 
 With several devices the image batch is sharded over them (data parallel). On a CPU, split the cores
-into devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=2 nemo-jax-bench-pose``.
+into devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=2 python tools/bench_pose.py``.
 """
 
 from __future__ import annotations
@@ -86,5 +85,5 @@ def _main(argv) -> int:
 
 
 def main():
-    """Console entry point (``[project.scripts]``); ``tools/*.py`` call it too."""
+    """Entry point of ``python tools/bench_pose.py``."""
     run(__name__, _main)

@@ -1,9 +1,8 @@
 """Benchmarks the rasterizer variants on NeMo's car setting; prints what it measured.
 
-    nemo-jax-bench-render                                 # the hard variant
-    nemo-jax-bench-render --variant all --json            # every registered variant
-    nemo-jax-bench-render --variant gaussian --param max_kernels=50 --config.height=64
-    python tools/bench_render.py ...                      # the same
+    python tools/bench_render.py                                 # the hard variant
+    python tools/bench_render.py --variant all --json            # every registered variant
+    python tools/bench_render.py --variant gaussian --param max_kernels=50 --config.height=64
 
 Defaults (``--config.KEY=VALUE`` overrides any of them, see nemo_jax.apps.bench_render): a car-sized
 SingleCuboid (~1,000 vertices, ~2,000 faces; box 0.4 x 1.0 x 0.34 CAD units), feature map 32 x 84
@@ -69,5 +68,5 @@ def _main(argv):
 
 
 def main():
-    """Console entry point (``[project.scripts]``); ``tools/bench_render.py`` calls it too."""
+    """Entry point of ``python tools/bench_render.py``."""
     run(__name__, _main)

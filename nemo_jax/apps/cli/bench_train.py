@@ -1,8 +1,7 @@
 """Benchmark the jitted train step (images/s) on random images with the config's shapes.
 
-    nemo-jax-bench-train --config configs/synthetic_cpu.py --json
-    nemo-jax-bench-train --config configs/nemo_pascal3d.py:car --config.train.batch_size=32 --json
-    python tools/bench_train.py ...   (the same)
+    python tools/bench_train.py --config configs/synthetic_cpu.py --json
+    python tools/bench_train.py --config configs/nemo_pascal3d.py:car --config.train.batch_size=32 --json
 
 Prints one JSON object per line: name 'train_step', median_ms, images_per_s, device, jax_version,
 backbone, shapes (batch, image, features, vertices), dtype, steps timed. The neural mesh is a
@@ -48,5 +47,5 @@ def _main(argv):
 
 
 def main():
-    """Console entry point (``[project.scripts]``); ``tools/*.py`` call it too."""
+    """Entry point of ``python tools/bench_train.py``."""
     run(__name__, _main)

@@ -2,8 +2,7 @@
 (only ``config.model.dtype`` differs), then score both on the synthetic validation set (the
 synthetic set built with ``seed=1``) and time training and inference.
 
-    nemo-jax-compare-precision --out out/precision --category car --steps 300
-    python tools/compare_precision.py ...   (the same)
+    python tools/compare_precision.py --out out/precision --category car --steps 300
 
 Builds OUT/data (train, seed 0) and OUT/val (seed 1) unless there, trains OUT/runs/<dtype> (resumes
 if there), prints one JSON line per dtype and then the comparison (per dtype the Acc@pi/6, Acc@pi/18
@@ -56,5 +55,5 @@ def _main(argv):
 
 
 def main():
-    """Console entry point (``[project.scripts]``); ``tools/*.py`` call it too."""
+    """Entry point of ``python tools/compare_precision.py``."""
     run(__name__, _main)

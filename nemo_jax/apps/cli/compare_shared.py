@@ -1,7 +1,6 @@
 """Per-category runs vs one backbone for all categories, on the same images.
 
-    nemo-jax-compare-shared --per_category RUNS --shared RUN --data_dir DIR [--json OUT.json]
-    python tools/compare_shared.py ...   (the same)
+    python tools/compare_shared.py --per_category RUNS --shared RUN --data_dir DIR [--json OUT.json]
 
 --per_category is a folder of runs, one per category (as the demo's out/demo/nemo); --shared is one
 run of configs/synthetic_all.py (or nemo_pascal3d_all.py). Prints Acc@pi/6 (%) per occlusion level
@@ -61,5 +60,5 @@ def _main(argv):
 
 
 def main():
-    """Console entry point (``[project.scripts]``); ``tools/compare_shared.py`` calls it too."""
+    """Entry point of ``python tools/compare_shared.py``."""
     run(__name__, _main)

@@ -1,8 +1,7 @@
 """Evaluate the same trained NeMo runs on the same images with several rasterizer variants.
 
-    nemo-jax-compare-variants --workdir RUNS --data_dir DIR \
+    python tools/compare_variants.py --workdir RUNS --data_dir DIR \
         --variants hard,soft,pytorch3d,gaussian --json OUT.json
-    python tools/compare_variants.py ...   (the same)
 
 --workdir is one training run (config.json + checkpoints/) or a folder of runs, one per category.
 Prints, per variant, Acc@pi/6, Acc@pi/18 (%) and the median error (degrees) of each occlusion level
@@ -53,5 +52,5 @@ def _main(argv):
 
 
 def main():
-    """Console entry point (``[project.scripts]``); ``tools/compare_variants.py`` calls it too."""
+    """Entry point of ``python tools/compare_variants.py``."""
     run(__name__, _main)

@@ -1,9 +1,8 @@
 """6D pose vs NeMo's centred protocol on the same synthetic objects, for a run trained on the
 synthetic set.
 
-    nemo-jax-six-d-check --checkpoint RUNS/car [--views 20] [--canvas 1.5] [--seed 0]
+    python tools/six_d_check.py --checkpoint RUNS/car [--views 20] [--canvas 1.5] [--seed 0]
         [--scale_range 0.8,1.25] [--six_d_starts 4] [--out out/six_d_check.json]
-    python tools/six_d_check.py ...   (the same)
 
 Renders --views viewpoints of the run's category with the synthetic generator (the test_l0 views of
 the set built with --seed) into a large image, cuts the run's crop centred on the object (NeMo's
@@ -75,5 +74,5 @@ def _main(argv) -> int:
 
 
 def main():
-    """Console entry point (``[project.scripts]``); ``tools/*.py`` call it too."""
+    """Entry point of ``python tools/six_d_check.py``."""
     run(__name__, _main)

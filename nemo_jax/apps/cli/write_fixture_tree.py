@@ -1,7 +1,6 @@
 """Writes a small PASCAL3D+-format tree (and OccludedPASCAL3D+ beside it) to try the real-data path on.
 
-  nemo-jax-write-fixture-tree --out /tmp/p3d [--categories car] [--train 48] [--val 16]
-  python tools/write_fixture_tree.py ...   (the same)
+  python tools/write_fixture_tree.py --out /tmp/p3d [--categories car] [--train 48] [--val 16]
 
 The tree has the releases' exact on-disk formats (PASCAL3D+_release1.1/{Images, Annotations, CAD,
 Image_sets}, OccludedPASCAL3D+/{images, annotations, lists} made from the val images); its images
@@ -49,5 +48,5 @@ def _main(argv) -> int:
 
 
 def main():
-    """Console entry point (``[project.scripts]``); ``tools/*.py`` call it too."""
+    """Entry point of ``python tools/write_fixture_tree.py``."""
     run(__name__, _main)
