@@ -19,9 +19,10 @@ from nemo_jax.render import RasterSettings, render
 
 
 def vertex_colours(vertices, perm, seed: int = 0) -> np.ndarray:
-    """``[V, 3]`` random colours in [0, 255], equal for mirror partners (``perm``)."""
+    """``[V, 3]`` random colours in [0, 255], equal for mirror partners (``perm``; ``None``, as
+    a run without flips passes it: no partners, every vertex its own colour)."""
     colours = np.random.default_rng(seed).uniform(0.0, 255.0, (len(vertices), 3))
-    perm = np.asarray(perm)
+    perm = np.arange(len(vertices)) if perm is None else np.asarray(perm)
     return colours[np.minimum(np.arange(len(perm)), perm)].astype(np.float32)
 
 
