@@ -1,5 +1,5 @@
 """The optimizer: the learning-rate schedule really reaches the updates; gradient accumulation. The
-recipe's defaults come from configs/common.py base(), and stored runs that predate a key read with it."""
+recipe's defaults come from nemo_jax.defaults.base(), and stored runs that predate a key read with it."""
 
 import json
 
@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from configs import common
+from nemo_jax import defaults as common
 from nemo_jax.train import checkpoint, run
 from nemo_jax.train.state import learning_rate_schedule, make_optimizer, resolve_steps
 
@@ -122,6 +122,8 @@ def _old_config_json(tmp_path):
     for key in RECIPE_KEYS:
         del stored["train"][key]
     del stored["parallel"]
+    for key in ("visibility_in_box", "visibility_box_margin", "occluder_augment", "occluder_fraction"):
+        del stored["train"][key]  # keys newer than 0.1.0
     path = tmp_path / "config.json"
     path.write_text(json.dumps(stored, default=str))
     return json.loads(path.read_text())
@@ -146,7 +148,9 @@ def test_upgrade_config_fills_missing_keys_from_base_and_keeps_stored_values(tmp
 
 def test_old_run_config_resumes_against_the_current_config(tmp_path):
     """A run written before the recipe keys existed is compatible with today's config of the same
-    recipe: the missing keys compare as their defaults, a changed one is still refused."""
+    recipe: the missing keys compare as their defaults, a changed one is still refused. The one key
+    whose default changed (training visibility inside the box, always on before the key) is named,
+    and the run resumes with it given as trained."""
     from configs import synthetic_cpu
 
     stored = _old_config_json(tmp_path)
@@ -158,7 +162,21 @@ def test_old_run_config_resumes_against_the_current_config(tmp_path):
     (tmp_path / "run" / "config.json").write_text(json.dumps(stored))  # as 0.1.0 wrote it
     current = synthetic_cpu.get_config("chair")
     current.data.data_dir = stored["data"]["data_dir"]
+    with pytest.raises(RuntimeError, match=r"visibility_in_box: True -> False(.|\n)*--config.KEY=VALUE"):
+        checkpoint.Checkpointer(str(tmp_path / "run"), current.to_dict(), None, every=1)
+    current.train.visibility_in_box = True
     checkpoint.Checkpointer(str(tmp_path / "run"), current.to_dict(), None, every=1).close()
     current.train.optimizer = "adam_l2"
     with pytest.raises(RuntimeError, match="train.optimizer: 'adamw' -> 'adam_l2'"):
         checkpoint.Checkpointer(str(tmp_path / "run"), current.to_dict(), None, every=1)
+
+
+def test_upgrade_config_reads_a_run_from_before_visibility_in_box_as_box_limited(tmp_path):
+    """Before ``train.visibility_in_box`` existed, training visibility was always limited to the
+    object's box; the new default is the whole crop, so an old run is filled with the old rule."""
+    stored = _old_config_json(tmp_path)
+    assert "visibility_in_box" not in stored["train"]
+    assert common.base().train.visibility_in_box is False
+    assert run.upgrade_config(stored).train.visibility_in_box is True
+    stored["train"]["visibility_in_box"] = False  # a run that stored the key keeps its value
+    assert run.upgrade_config(stored).train.visibility_in_box is False

@@ -175,7 +175,8 @@ class Checkpointer:
                 f"{self.workdir}: the checkpoint there was written with an incompatible config "
                 f"({self.config_path}); differing keys:\n  "
                 + "\n  ".join(diffs)
-                + "\nUse a new --workdir (nothing was overwritten)."
+                + "\nUse a new --workdir, or give the stored values as --config.KEY=VALUE to resume"
+                " as the run was trained (nothing was overwritten)."
             )
         if mesh_info is not None and os.path.isfile(self.mesh_path):
             with open(self.mesh_path) as fh:

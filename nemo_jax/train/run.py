@@ -4,18 +4,15 @@ config -> neural-mesh geometry, backbone, the checkpoint's mesh record, and :fun
 
 from __future__ import annotations
 
-import functools
 import glob
-import importlib
-import importlib.util
 import json
 import os
-import sys
 
 import jax
 import ml_collections
 import numpy as np
 
+from nemo_jax import defaults
 from nemo_jax import mesh as mesh_lib
 from nemo_jax.mesh import subtypes
 from nemo_jax.render import validate_mesh
@@ -124,33 +121,10 @@ def build_model(config):
     return models.build_backbone(config.model), models.preprocess
 
 
-#: ``configs/common.py`` of the checkout (a source tree or an editable install): the recipe defaults.
-COMMON_CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs", "common.py"
-)
-
-
-@functools.cache
-def _common_module():
-    try:  # base() inside the package, where a checkout has moved it there
-        return importlib.import_module("nemo_jax.defaults")
-    except ModuleNotFoundError:
-        pass
-    module = sys.modules.get("configs.common")
-    if module is not None:
-        return module
-    if not os.path.isfile(COMMON_CONFIG):
-        raise FileNotFoundError(f"{COMMON_CONFIG}: the recipe defaults (configs/common.py) are missing")
-    spec = importlib.util.spec_from_file_location("_nemo_jax_configs_common", COMMON_CONFIG)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def base_config() -> ml_collections.ConfigDict:
-    """A fresh copy of ``configs/common.py``'s ``base()``: every key a training config has, with
+    """A fresh copy of ``base()`` (:mod:`nemo_jax.defaults`): every key a training config has, with
     its default."""
-    return _common_module().base()
+    return defaults.base()
 
 
 def is_nemo_run_config(stored) -> bool:
@@ -159,14 +133,22 @@ def is_nemo_run_config(stored) -> bool:
     return "mesh" in stored and "bins" not in stored
 
 
+#: ``(section, key, value)``: keys whose ``base()`` default differs from how runs trained before
+#: the key existed: such a run is filled with the old behaviour, not the new default. Training
+#: visibility was always limited to the object's box before ``train.visibility_in_box``.
+BEHAVIOUR_BEFORE_KEY = (("train", "visibility_in_box", True),)
+
+
 def upgrade_config(stored) -> ml_collections.ConfigDict:
     """A NeMo run's stored config (``config.json`` as a dict or ConfigDict) with every key it lacks
-    filled from ``configs/common.py``'s ``base()``, values it holds kept.
+    filled from ``base()`` (:mod:`nemo_jax.defaults`), values it holds kept.
 
     A run written before a key existed was trained as that key's default says (e.g. a 0.1.0 run,
     before ``train.optimizer``, ``train.epochs``, ``train.grad_accum_phase`` and
     ``train.lr_decay_epochs``: 'adamw', 0, 'end', 0), so filling the default reads it back as it
-    was trained. Keys ``base()`` does not have (``categories``, per-config model fields) are kept.
+    was trained; a key whose default changed when it was added reads as the old behaviour
+    (:data:`BEHAVIOUR_BEFORE_KEY`). Keys ``base()`` does not have (``categories``, per-config
+    model fields) are kept.
     """
     out = ml_collections.ConfigDict(stored.to_dict() if hasattr(stored, "to_dict") else dict(stored))
 
@@ -179,6 +161,9 @@ def upgrade_config(stored) -> ml_collections.ConfigDict:
             ):
                 fill(into[key], value)
 
+    for section, key, value in BEHAVIOUR_BEFORE_KEY:
+        if section in out and key not in out[section]:
+            out[section][key] = value
     fill(out, base_config())
     return out
 
