@@ -28,6 +28,7 @@ from nemo_jax import output
 from nemo_jax.apps.calibrate import how_to_calibrate
 from nemo_jax.apps.evaluate import _preprocess
 from nemo_jax.data import crop_protocol
+from nemo_jax.data import images as images_lib
 from nemo_jax.data.pascal3d import crop as crop_image
 from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.inference import (
@@ -207,6 +208,10 @@ def estimate_poses(
         raise ValueError(
             f"canvas: expected a number >= 1 (the searched crop over the run's crop size), got {canvas}"
         )
+    if distance is not None and not (np.isfinite(distance) and distance > 0):
+        raise ValueError(f"--distance: expected a positive number (CAD units), got {distance}")
+    if fill is not None and not (np.isfinite(fill) and fill > 0):
+        raise ValueError(f"--fill: expected a positive number, got {fill}")
     out_dir = os.path.abspath(out_dir)
     output.check_output_folder(out_dir, "--out", TOOL)
     names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
@@ -262,10 +267,11 @@ def estimate_poses(
         for name in names:
             path = os.path.join(images_dir, name)
             try:
-                try:
-                    image = np.asarray(Image.open(path).convert("RGB"))
-                except Exception as err:  # noqa: BLE001 (PIL raises many kinds)
-                    raise ValueError(f"{path}: not a readable image ({err})") from err
+                try:  # as its owner sees it: EXIF orientation, 16-bit and float images by their range
+                    image = images_lib.read_image(path)
+                except (ValueError, OSError) as err:
+                    reason = str(err).removeprefix(f"{path}: ")
+                    raise ValueError(f"{path}: not a readable image ({reason})") from err
                 if boxes and name in boxes:
                     box = check_box(boxes[name], f"{boxes_source}: box of {name!r}")
                 else:
@@ -274,6 +280,9 @@ def estimate_poses(
                 scale, x0, y0 = crop_protocol.crop_for_box([v - 0.5 for v in box], size, protocol)
                 x0, y0 = x0 - (canvas_size[1] - size[1]) / 2, y0 - (canvas_size[0] - size[0]) / 2
                 crop = crop_image(Image.fromarray(image), x0, y0, scale, canvas_size)
+                # the crop's pixels that come from the image (not its zero padding)
+                inside = np.full(image.shape[:2], 255, np.uint8)
+                valid = crop_image(Image.fromarray(inside), x0, y0, scale, canvas_size) == 255
                 observed = model.apply(variables, _preprocess(crop[None]), train=False)
                 if search_config is None:
                     search_config = search_config_from_settings(
@@ -299,6 +308,8 @@ def estimate_poses(
             pose = {k: float(np.asarray(getattr(result, k))[0]) for k in ("azimuth", "elevation", "theta")}
             predicted_distance = float(np.asarray(result.distance)[0])
             flags = box_flags(box, image.shape, crop) + trust_flags(result)[0]
+            if bool(images_lib.is_uniform(crop, valid)):
+                flags.append(images_lib.UNIFORM_IMAGE)
             record = {
                 "image": name,
                 "box": [float(v) for v in box],
@@ -320,7 +331,10 @@ def estimate_poses(
                 )
             if calibration is not None:
                 outputs = confidence_lib.batch_outputs(result, pose_grid(search_config), calibration)
-                record["confidence"] = float(outputs["confidence"][0])
+                conf = outputs["confidence"][0]
+                if images_lib.UNIFORM_IMAGE in flags:  # no evidence: no more than a guess
+                    conf = confidence_lib.clip_flagged(conf, True)
+                record["confidence"] = float(conf)
             if flags:
                 log(f"warning: {name}: pose not to be trusted ({', '.join(flags)})")
             records.append(record)

@@ -41,6 +41,11 @@ FEATURE_NAMES = ("loss", "flip_gap", "occluder_fraction", "evidence", "object_fr
 FLIP_ANGLE = math.pi / 2
 #: What the confidence estimates: ``P(rotation error < CORRECT_BELOW)``, RADIANS.
 CORRECT_BELOW = math.pi / 6
+#: The calibration's floor: ``P(rotation error < CORRECT_BELOW)`` for a rotation drawn uniformly at
+#: random, ``(a - sin a) / pi`` for ``a = CORRECT_BELOW`` (the rotation angle's density is
+#: ``(1 - cos t) / pi`` on ``[0, pi]``). A crop that carries no evidence (flagged, e.g. a uniform
+#: image) is worth no more than a guess: its confidence is clipped to this (:func:`clip_flagged`).
+CONFIDENCE_FLOOR = (CORRECT_BELOW - math.sin(CORRECT_BELOW)) / math.pi
 #: The file in a run's folder holding its calibration.
 FILENAME = "calibration.json"
 FORMAT = "nemo_jax.confidence/logistic-v1"
@@ -117,6 +122,14 @@ def confidence(result, grid: jax.Array, calibration: Calibration) -> jax.Array:
     """``[]`` confidence of ONE image's search result (:func:`features`, then
     :func:`apply_calibration`); pure and jittable."""
     return apply_calibration(calibration, features(result, grid))
+
+
+def clip_flagged(conf: jax.Array, flagged: jax.Array) -> jax.Array:
+    """``conf`` ``[...]`` with the entries where ``flagged`` (bool, broadcastable) is true clipped
+    to at most :data:`CONFIDENCE_FLOOR` (pure, jittable): a pose from a crop that carries no
+    evidence never reads as confident, whatever the search's outputs."""
+    conf = jnp.asarray(conf)
+    return jnp.where(flagged, jnp.minimum(conf, jnp.asarray(CONFIDENCE_FLOOR, conf.dtype)), conf)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,10 +16,13 @@ step and the array.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
 
 import jax
 import numpy as np
@@ -54,12 +57,24 @@ def is_path_value(value) -> bool:
     return isinstance(value, str) and value.strip().lower() not in NOT_PATHS
 
 
-class CheckpointDamagedError(RuntimeError):
-    """A checkpoint's files cannot be read (truncated or missing); the message names the step."""
+class CheckpointDamagedError(RuntimeError, OSError):
+    """A checkpoint's files cannot be read (truncated or missing); the message names the step.
+    An ``OSError`` too, so that the command-line tools print it as one line."""
 
 
-class NonFiniteCheckpointError(RuntimeError):
-    """A checkpoint holds NaN or infinite numbers; the message names the step and the array."""
+class NonFiniteCheckpointError(RuntimeError, ValueError):
+    """A checkpoint holds NaN or infinite numbers; the message names the step, the array and the
+    folder to move aside. A ``ValueError`` too (one line from the command-line tools)."""
+
+
+class CheckpointMismatchError(RuntimeError, ValueError):
+    """A workdir's checkpoint does not fit the current config, mesh or state structure; nothing
+    was overwritten. A ``ValueError`` too (one line from the command-line tools)."""
+
+
+class CheckpointSaveError(RuntimeError, OSError):
+    """Saving a checkpoint failed (e.g. the disk is full); the message names the step and the
+    newest checkpoint saved before it."""
 
 
 def absolute_paths(config_dict: dict) -> dict:
@@ -157,7 +172,7 @@ class Checkpointer:
 
     def _check_compatible(self, config_dict: dict, mesh_info: dict | None) -> None:
         if not os.path.isfile(self.config_path):
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"{self.workdir}: holds checkpoints but no config.json; refusing to resume or overwrite"
             )
         with open(self.config_path) as fh:
@@ -165,7 +180,7 @@ class Checkpointer:
         current = json.loads(json.dumps(config_dict, default=str))
         diffs = config_differences(saved, current)
         if diffs:
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"{self.workdir}: the checkpoint there was written with an incompatible config "
                 f"({self.config_path}); differing keys:\n  "
                 + "\n  ".join(diffs)
@@ -176,7 +191,7 @@ class Checkpointer:
                 saved_mesh = json.load(fh)
             for key, value in mesh_info.items():
                 if saved_mesh.get(key) != value:
-                    raise RuntimeError(
+                    raise CheckpointMismatchError(
                         f"{self.mesh_path}: the restored memory bank has {key}={saved_mesh.get(key)} but the "
                         f"current neural mesh has {key}={value}; use the mesh the checkpoint was trained "
                         "with or a new --workdir (nothing was overwritten)."
@@ -223,13 +238,16 @@ class Checkpointer:
             )
         return {k: shapes[k] for k in keys}
 
-    def restore(self, target, step: int | None = None):
+    def restore(self, target, step: int | None = None, skip_nonfinite: bool = False):
         """Restores the newest intact checkpoint (or exactly ``step``) into the structure of ``target``.
 
         A damaged newest checkpoint is named in a warning and the next older one is tried (with
         ``step`` given: :class:`CheckpointDamagedError`). ``self.restored_step`` is the step restored.
-        Raises ``RuntimeError`` when the checkpoint's structure differs from ``target``'s and
-        :class:`NonFiniteCheckpointError` when it holds non-finite numbers.
+        Raises :class:`CheckpointMismatchError` when the checkpoint's structure differs from
+        ``target``'s and :class:`NonFiniteCheckpointError` when it holds non-finite numbers, naming
+        the folder to move aside and the step that would then be used; with ``skip_nonfinite``
+        (training's resume) such a checkpoint is treated as damaged instead: warned about and
+        passed over for the next older one.
         """
         steps = [int(step)] if step is not None else self.all_steps()[::-1]
         if not steps:
@@ -244,6 +262,18 @@ class Checkpointer:
                 damaged.append(s)
                 warnings.warn(f"{err}; trying the next older checkpoint", stacklevel=2)
                 continue
+            except NonFiniteCheckpointError as err:
+                if skip_nonfinite and step is None:
+                    damaged.append(s)
+                    warnings.warn(f"{err}; trying the next older checkpoint", stacklevel=2)
+                    continue
+                older = [o for o in self.all_steps() if o < s]
+                then = f"step {older[-1]} is then used" if older else "no older checkpoint is left"
+                raise NonFiniteCheckpointError(
+                    f"{err}; move {os.path.join(self.ckpt_dir, str(s))} aside (e.g. into "
+                    f"{os.path.join(self.workdir, 'damaged_checkpoints')}/) and run again: {then} "
+                    "(resuming training does this by itself)"
+                ) from err
             if damaged:
                 warnings.warn(
                     f"{self.ckpt_dir}: restored step {s}, the newest intact checkpoint (damaged: "
@@ -251,10 +281,15 @@ class Checkpointer:
                     stacklevel=2,
                 )
             self.restored_step = s
+            path = os.path.join(self.ckpt_dir, str(s))
+            for scored in _COLLECTORS:
+                if not any(r["path"] == path for r in scored):
+                    scored.append({"workdir": self.workdir, "step": s, "path": path})
             return restored
         raise CheckpointDamagedError(
             f"{self.ckpt_dir}: every checkpoint is damaged (steps {', '.join(map(str, damaged))}); "
-            "nothing was restored or overwritten"
+            "nothing was restored or overwritten. Move that folder aside to train from the start, "
+            "or use a new --workdir"
         )
 
     def _restore_step(self, target, step: int):
@@ -264,14 +299,14 @@ class Checkpointer:
         want = {_path_names(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(abstract)[0]}
         if set(stored) != set(want):
             extra, missing = sorted(set(stored) - set(want)), sorted(set(want) - set(stored))
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"{where}: does not match the current model/state structure ({len(stored)} arrays, the "
                 f"current state has {len(want)}; only in the checkpoint: {[_keystr(k) for k in extra[:3]]}, "
                 f"only in the current state: {[_keystr(k) for k in missing[:3]]}); nothing was overwritten"
             )
         for key, shape in want.items():
             if stored[key] != shape:
-                raise RuntimeError(
+                raise CheckpointMismatchError(
                     f"{where}: {_keystr(key)} has shape {stored[key]} in the checkpoint but "
                     f"{shape} in the current model/state; nothing was overwritten"
                 )
@@ -309,13 +344,47 @@ class Checkpointer:
         return moved
 
     def save(self, step: int, state, force: bool = False) -> bool:
-        return self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
+        """Saves ``state`` as checkpoint ``step`` (when due, or ``force``). A failing write (a full
+        disk, a read-only folder) raises :class:`CheckpointSaveError` naming the step and the
+        newest checkpoint saved before it, from which the same command resumes."""
+        try:
+            return self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
+        except Exception as err:  # noqa: BLE001 (orbax and TensorStore wrap the OS error variously)
+            if not _is_os_error(err):
+                raise
+            older = [s for s in step_dirs(self.ckpt_dir) if s < step]
+            last = (
+                f"the newest saved checkpoint is step {older[-1]} in {self.ckpt_dir}"
+                if older
+                else "no checkpoint was saved before it"
+            )
+            full = "the disk is full: " if _is_os_error(err, errno.ENOSPC) else ""
+            raise CheckpointSaveError(
+                f"{os.path.join(self.ckpt_dir, str(step))}: saving checkpoint step {step} failed, "
+                f"{full}{_brief(err)}; {last}. Free space and run the same command again to resume"
+            ) from err
 
     def close(self) -> None:
         if self.manager is not None:
             if not self.read_only:
                 self.manager.wait_until_finished()
             self.manager.close()
+
+
+_COLLECTORS: list[list[dict]] = []
+
+
+@contextlib.contextmanager
+def restored_checkpoints() -> Iterator[list[dict]]:
+    """Collects, for the ``with`` block, every checkpoint :meth:`Checkpointer.restore` restores:
+    the yielded list gets ``{"workdir", "step", "path"}`` per checkpoint (absolute paths, each
+    once), e.g. for a results file to say which checkpoint it scored."""
+    scored: list[dict] = []
+    _COLLECTORS.append(scored)
+    try:
+        yield scored
+    finally:
+        _COLLECTORS.remove(scored)
 
 
 # What a run writes into its workdir before its first checkpoint.
@@ -373,6 +442,20 @@ def _path_names(path) -> tuple[str, ...]:
 
 def _keystr(names: tuple[str, ...]) -> str:
     return "/".join(names)
+
+
+def _is_os_error(err: BaseException, code: int | None = None) -> bool:
+    """Whether ``err`` or an exception it was raised from is an ``OSError`` (of errno ``code``), or
+    says so in its text (TensorStore reports errno only as text)."""
+    seen = 0
+    while err is not None and seen < 20:
+        if isinstance(err, OSError) and (code is None or err.errno == code):
+            return True
+        text = str(err)
+        if (code in (None, errno.ENOSPC)) and ("No space left on device" in text or "ENOSPC" in text):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
 
 
 def _brief(err: BaseException, limit: int = 300) -> str:

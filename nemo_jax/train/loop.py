@@ -42,8 +42,9 @@ from nemo_jax.train.state import (
 from nemo_jax.train.step import StepConfig, jit_step, make_train_step
 
 
-class NonFiniteError(RuntimeError):
-    """The loss or gradient became NaN/inf; the run stopped without saving that state."""
+class NonFiniteError(RuntimeError, ValueError):
+    """The loss or gradient became NaN/inf; the run stopped without saving that state (a
+    ``ValueError`` too: the command-line tools print it as one line)."""
 
 
 def train(config, workdir: str, model=None, preprocess: Callable | None = None) -> dict:
@@ -116,6 +117,7 @@ def _train(config, workdir: str, model, preprocess) -> dict:
     else:
         train_src, eval_src = build_sources(config, *geometry, perm)
     t = resolve_steps(t, len(train_src))
+    _check_run_size(t, len(train_src), config)
     tx = make_optimizer(t)
     ckpt = Checkpointer(
         workdir,
@@ -129,7 +131,8 @@ def _train(config, workdir: str, model, preprocess) -> dict:
     replicated, split = parallel.shardings(data_mesh)
     start = ckpt.latest_step()
     if start is not None:
-        state = ckpt.restore(state)  # the newest intact checkpoint (damaged ones: warned about)
+        # The newest intact, finite checkpoint (damaged or non-finite ones: warned about).
+        state = ckpt.restore(state, skip_nonfinite=True)
         start = ckpt.restored_step
         damaged = [s for s in ckpt.all_steps() if s > start]
         if damaged:  # set aside (kept, not deleted) so that these steps can be saved again
@@ -203,6 +206,23 @@ def _train(config, workdir: str, model, preprocess) -> dict:
         ckpt.close()
     result["step"] = int(jax.device_get(state.step))
     return result, state
+
+
+def _check_run_size(t, num_examples: int, config) -> None:
+    """Before any compilation: ``steps`` >= 1 (:func:`resolve_steps` refuses 0 and negatives; a
+    ``steps`` set from epochs may still be 0 when nothing is given), a global batch no larger than
+    the training set, and a warning when the learning rate is 0 (nothing would be learnt)."""
+    if int(t.steps) < 1:
+        raise ValueError(f"config.train.steps: expected >= 1, got {int(t.steps)}")
+    batch, where = int(t.batch_size), config.data.get("data_dir") or config.data.get("source", "")
+    if batch > int(num_examples):
+        raise ValueError(
+            f"config.train.batch_size: {batch} is larger than the training set ({int(num_examples)} "
+            f"examples{f' in {where}' if where else ''}); set --config.train.batch_size={int(num_examples)} "
+            "or less"
+        )
+    if float(t.lr) == 0.0:
+        warnings.warn("config.train.lr is 0: the parameters will not change", stacklevel=3)
 
 
 def _check_finite(metrics, step: int, workdir: str) -> None:
