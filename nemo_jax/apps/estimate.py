@@ -252,7 +252,16 @@ def estimate_poses(
     if fill is not None:
         protocol = crop_protocol.fill_protocol(fill)
     else:
-        protocol = crop_protocol.read(run_dir)
+        where = os.path.join(run_dir, crop_protocol.FILENAME)
+        try:
+            protocol = crop_protocol.read(run_dir)
+        except json.JSONDecodeError as err:  # e.g. truncated: name the file, say what to do
+            raise ValueError(
+                f"{where}: not valid JSON ({err}); restore it from the run's copy, or pass --fill F to "
+                "crop by hand"
+            ) from None
+        except (TypeError, KeyError) as err:
+            raise ValueError(f"{where}: not a crop protocol ({type(err).__name__}: {err})") from None
         if protocol is None:
             raise FileNotFoundError(
                 f"{os.path.join(run_dir, crop_protocol.FILENAME)}: the run stores no crop protocol "

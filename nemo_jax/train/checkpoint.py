@@ -154,6 +154,10 @@ class Checkpointer:
         if not has_ckpt and not self.read_only and jax.process_index() == 0:  # one writer
             with open(self.config_path, "w") as fh:
                 json.dump(config_dict, fh, indent=2, sort_keys=True, default=str)
+            identity = dataset_identity(config_dict)
+            if identity is not None:  # what a resume from another data_dir is compared with
+                with open(os.path.join(self.workdir, DATASET_FILE), "w") as fh:
+                    json.dump(identity, fh, indent=2, sort_keys=True)
             if mesh_info is not None:
                 with open(self.mesh_path, "w") as fh:
                     json.dump(mesh_info, fh, indent=2, sort_keys=True)
@@ -179,6 +183,10 @@ class Checkpointer:
             saved = json.load(fh)
         current = json.loads(json.dumps(config_dict, default=str))
         diffs = config_differences(saved, current)
+        if diffs and all(d.startswith("data.data_dir:") for d in diffs):
+            if not self.read_only:  # training: the same dataset at a new path resumes
+                self._accept_moved_dataset(saved, current)
+                diffs = []
         if diffs:
             raise CheckpointMismatchError(
                 f"{self.workdir}: the checkpoint there was written with an incompatible config "
@@ -196,6 +204,50 @@ class Checkpointer:
                         f"current neural mesh has {key}={value}; use the mesh the checkpoint was trained "
                         "with or a new --workdir (nothing was overwritten)."
                     )
+
+    def _accept_moved_dataset(self, saved: dict, current: dict) -> None:
+        """Resume with ``data.data_dir`` at a new path when the dataset there is the run's (same
+        name, version, splits and sizes as recorded in ``dataset.json``, or as found at the old
+        path); ``config.json`` then records the new path. Else a one-line
+        :class:`CheckpointMismatchError` saying how to continue."""
+        old_dir, new_dir = saved["data"]["data_dir"], current["data"]["data_dir"]
+        recorded_path = os.path.join(self.workdir, DATASET_FILE)
+        recorded, source = None, None
+        if os.path.isfile(recorded_path):
+            try:
+                with open(recorded_path) as fh:
+                    recorded, source = json.load(fh), recorded_path
+            except (OSError, ValueError):
+                recorded = None
+        if recorded is None:
+            recorded, source = dataset_identity(saved), old_dir
+        found = dataset_identity(current)
+        how = (
+            f"pass --config.data.data_dir={old_dir} (the dataset the run was trained on), or use a new "
+            "--workdir; nothing was overwritten"
+        )
+        if recorded is None:
+            raise CheckpointMismatchError(
+                f"{self.config_path}: the run was trained on config.data.data_dir={old_dir}, which holds "
+                f"no dataset now, and it recorded none to compare {new_dir} with; {how}"
+            )
+        if found != recorded:
+            what = "no dataset" if found is None else _identity_difference(recorded, found)
+            raise CheckpointMismatchError(
+                f"{self.config_path}: config.data.data_dir={new_dir} is not the dataset the run was "
+                f"trained on ({old_dir}; {source}): {what}; {how}"
+            )
+        warnings.warn(
+            f"{self.workdir}: resuming with the run's dataset at its new path {new_dir} (was {old_dir}; "
+            "same name, version, splits and sizes)",
+            stacklevel=3,
+        )
+        saved["data"]["data_dir"] = new_dir
+        if jax.process_index() == 0:
+            tmp = self.config_path + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump(saved, fh, indent=2, sort_keys=True, default=str)
+            os.replace(tmp, self.config_path)
 
     def latest_step(self) -> int | None:
         return None if self.manager is None else self.manager.latest_step()
@@ -387,8 +439,51 @@ def restored_checkpoints() -> Iterator[list[dict]]:
         _COLLECTORS.remove(scored)
 
 
+#: The run's record of its dataset (:func:`dataset_identity`), for a resume from a moved dataset.
+DATASET_FILE = "dataset.json"
+
+
+def dataset_identity(config_dict: dict) -> dict | None:
+    """What identifies the built dataset a config reads (``data.name`` in ``data.data_dir``): its
+    name, version and, per split, the examples per shard and bytes (``dataset_info.json``). None
+    for a config that reads no built dataset (``data.source`` other than 'tfds', no
+    ``data_dir``) or when none is built there."""
+    data = config_dict.get("data", {}) or {}
+    if data.get("source", "tfds") != "tfds" or not is_path_value(data.get("data_dir")):
+        return None
+    from nemo_jax.data.layout import dataset_dir  # noqa: PLC0415 (the data layer only here)
+
+    try:
+        path = dataset_dir(str(data.get("name", "")), os.path.expanduser(data["data_dir"]))
+        with open(os.path.join(path, "dataset_info.json")) as fh:
+            info = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    splits = {
+        str(s.get("name")): {"shard_lengths": [int(n) for n in s.get("shardLengths", [])],
+                             "bytes": int(s.get("numBytes", 0) or 0)}
+        for s in info.get("splits", [])
+    }  # fmt: skip
+    return {"name": info.get("name"), "version": info.get("version"), "splits": splits}
+
+
+def _identity_difference(recorded: dict, found: dict) -> str:
+    for key in ("name", "version"):
+        if recorded.get(key) != found.get(key):
+            return f"{key} {found.get(key)!r}, the run's is {recorded.get(key)!r}"
+    a, b = recorded.get("splits", {}), found.get("splits", {})
+    if set(a) != set(b):
+        return f"splits {sorted(b)}, the run's are {sorted(a)}"
+    for name in sorted(a):
+        if a[name] != b[name]:
+            return f"split {name!r} holds {b[name]}, the run's held {a[name]}"
+    return "it differs"
+
+
 # What a run writes into its workdir before its first checkpoint.
-RUN_FILES = ("config.json", "mesh.json", "crop_protocol.json", "metrics.jsonl", "tb", "checkpoints")
+RUN_FILES = (
+    "config.json", "mesh.json", DATASET_FILE, "crop_protocol.json", "metrics.jsonl", "tb", "checkpoints",
+)  # fmt: skip
 
 
 def run_files(workdir: str) -> set[str]:

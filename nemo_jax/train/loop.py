@@ -97,9 +97,15 @@ def _with_absolute_paths(config):
 def _train(config, workdir: str, model, preprocess) -> dict:
     multihost.check_same_config(config.to_dict())
     from nemo_jax import models  # noqa: PLC0415
+    from nemo_jax.models.pretrained import read_pretrained  # noqa: PLC0415
 
-    # Before any work: a missing ImageNet file (or 'required' without one) stops the run here.
-    models.resolve_pretrained_path(config.model)
+    # Before any work: a missing, unreadable or hostile ImageNet file (or 'required' without one)
+    # stops the run here (models.read_pretrained; read once, used below on a fresh start).
+    pretrained = None
+    if step_dirs(os.path.join(workdir, "checkpoints")):  # a resume restores the weights instead
+        models.resolve_pretrained_path(config.model)
+    else:
+        pretrained = read_pretrained(config.model)
     t = config.train
     multihost.local_batch_size(int(t.batch_size))
     key = jax.random.PRNGKey(int(config.seed))
@@ -143,7 +149,9 @@ def _train(config, workdir: str, model, preprocess) -> dict:
         start = 0
         if not models.is_scratch(config.model.get("pretrained", "")):
             variables = models.load_pretrained(
-                config.model, {"params": state.params, "batch_stats": state.batch_stats}
+                config.model,
+                {"params": state.params, "batch_stats": state.batch_stats},
+                pretrained=pretrained,
             )
             state = state.replace(
                 params=variables["params"],
