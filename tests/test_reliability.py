@@ -556,3 +556,19 @@ def test_render_requires_integer_face_indices():
         render(jnp.asarray(v), jnp.asarray(f, jnp.float32) + 0.7, cam, settings)
     with pytest.raises(TypeError, match="render: faces must be integer"):
         render_exact(v, np.asarray(f, np.float64), cam, settings)
+
+
+@pytest.mark.slow
+def test_evaluate_results_record_the_checkpoint_step_and_path_scored(site, tmp_path):
+    from nemo_jax.apps import evaluate
+
+    run = _copy_run(site, tmp_path / "run")
+    for path in _array_files(str(run / "checkpoints" / "2")):  # step 2 damaged: step 1 is scored
+        _truncate(path)
+    with pytest.warns(UserWarning, match="checkpoint step 2 is damaged"):
+        results = evaluate.evaluate(
+            str(run), "synthetic", str(site / "data"), levels=(0,), inference_overrides={"steps": 2}
+        )
+    assert results["checkpoints"] == [
+        {"workdir": str(run), "step": 1, "path": str(run / "checkpoints" / "1")}
+    ]

@@ -171,7 +171,7 @@ def test_restored_checkpoints_records_the_step_and_path_restored(tmp_path):
 
 def _dataset(data_dir, train_shards=(8,), version="1.0.0"):
     folder = data_dir / "synthetic" / version
-    folder.mkdir(parents=True)
+    (folder / "meshes" / "car").mkdir(parents=True)
     splits = [{"name": "train", "shardLengths": [str(n) for n in train_shards], "numBytes": "100"}]
     info = {"name": "synthetic", "version": version, "splits": splits}
     (folder / "dataset_info.json").write_text(json.dumps(info))
@@ -291,7 +291,7 @@ def test_unknown_category_and_batch_larger_than_the_dataset_are_one_line(tmp_pat
     cpu = os.path.join(ROOT, "configs", "synthetic_cpu.py")
     result = run_tool("train", "--config", f"{cpu}:spaceship", "--workdir", tmp_path / "w",
                       f"--config.data.data_dir={data_dir}")  # fmt: skip
-    _one_line_error(result, "nemo-jax-train", "spaceship")
+    _one_line_error(result, "nemo-jax-train", "config.category: 'spaceship' not in the dataset", "car")
     assert not (tmp_path / "w").exists()
 
 

@@ -106,6 +106,7 @@ def _train(config, workdir: str, model, preprocess) -> dict:
         models.resolve_pretrained_path(config.model)
     else:
         pretrained = read_pretrained(config.model)
+    _check_categories(config)
     t = config.train
     multihost.local_batch_size(int(t.batch_size))
     key = jax.random.PRNGKey(int(config.seed))
@@ -214,6 +215,29 @@ def _train(config, workdir: str, model, preprocess) -> dict:
         ckpt.close()
     result["step"] = int(jax.device_get(state.step))
     return result, state
+
+
+def _check_categories(config) -> None:
+    """Before any work: the config's category (or each of ``config.categories``) is one the built
+    dataset holds (a folder in its ``meshes/``); ValueError naming the field and listing them."""
+    if config.data.get("source", "tfds") != "tfds" or not is_path_value(config.data.get("data_dir")):
+        return
+    from nemo_jax.data.layout import dataset_dir  # noqa: PLC0415
+
+    try:
+        meshes = os.path.join(dataset_dir(config.data.name, config.data.data_dir), "meshes")
+        known = sorted(n for n in os.listdir(meshes) if os.path.isdir(os.path.join(meshes, n)))
+    except OSError:
+        return  # no dataset (or no meshes): the readers name what is missing
+    shared = tuple(config.get("categories", ()) or ())
+    field, wanted = ("config.categories", shared) if shared else ("config.category", (config.category,))
+    unknown = [c for c in wanted if c not in known]
+    if known and unknown:
+        raise ValueError(
+            f"{field}: {', '.join(map(repr, unknown))} not in the dataset {config.data.name!r} in "
+            f"{config.data.data_dir} (its categories: {', '.join(known)}); pick one of them or build "
+            "the dataset with it (nemo-jax-build-data --option categories=...)"
+        )
 
 
 def _check_run_size(t, num_examples: int, config) -> None:
