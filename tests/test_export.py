@@ -123,7 +123,8 @@ def test_serving_imports_jax_numpy_and_the_stdlib_only():
             imported.add((node.module or ".").split(".")[0])
     assert imported - set(sys.stdlib_module_names) == {"jax", "numpy"}, imported
     code = [line for line in ast.unparse(tree).splitlines() if line.strip()]
-    assert len(code) <= 40, len(code)  # about 30 lines of loader (docstrings included here)
+    # about 40 lines of loader and its load-time checks (docstrings included here)
+    assert len(code) <= 50, len(code)
 
 
 def _serve_isolated(path, images, tmp_path) -> tuple[dict, dict]:
