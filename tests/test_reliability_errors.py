@@ -449,8 +449,14 @@ def test_ctrl_c_during_compilation_exits_130_without_a_fatal_error(tmp_path):
          "--workdir", str(tmp_path / "w")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(25)  # imports done, the first compilation under way
+    config = tmp_path / "w" / "config.json"  # written just before the first compilation
+    deadline = time.monotonic() + 300
+    while not config.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert config.exists(), "the run did not start"
+    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-3000:]
     assert "Fatal Python error" not in err and "nemo-jax-train: interrupted" in err
+    assert not (tmp_path / "w").exists()  # the interrupted first run removed what it wrote
