@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 
 import nemo_jax
@@ -97,10 +98,48 @@ def run(module_name: str, main) -> None:
             print(f"{command}: {_innermost_message(err)}", file=sys.stderr)
             return 1
 
+    _exit_after_interrupt(command)
     try:
         app.run(guarded, flags_parser=parse_flags)
     except KeyboardInterrupt:
         interrupted(command, verbose)
+
+
+#: Seconds a Ctrl-C leaves the main thread to unwind (a first training run removes what it wrote)
+#: before :func:`_exit_after_interrupt` ends the process itself.
+INTERRUPT_GRACE_S = 5.0
+
+
+def _exit_after_interrupt(command: str) -> None:
+    """Makes Ctrl-C end the process (:func:`interrupted`, exit 130) even where Python's
+    ``KeyboardInterrupt`` cannot: while the main thread is inside a long XLA compilation the
+    exception waits for it to return, and raised inside a callback from C++ it can be lost (the
+    run then goes on). The C-level signal handler writes to a wakeup socket at once; a daemon
+    thread reading it gives the main thread :data:`INTERRUPT_GRACE_S` seconds to unwind, then
+    exits. Only from the main thread, and only while SIGINT has Python's default handler."""
+    import signal
+    import socket
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    try:
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except ValueError:
+        return
+
+    def watch():
+        while signal.SIGINT not in reader.recv(64):
+            pass
+        time.sleep(INTERRUPT_GRACE_S)
+        interrupted(command)
+
+    threading.Thread(target=watch, daemon=True, name="nemo-jax-interrupt").start()
+    _exit_after_interrupt.sockets = (reader, writer)  # kept open for the process's life
 
 
 def interrupted(command: str, verbose: bool = False) -> None:
