@@ -11,7 +11,15 @@ a disk filled up) is named in a warning and the next older intact one is restore
 (:class:`CheckpointDamagedError` when none is intact). Training then moves the damaged step to
 ``workdir/damaged_checkpoints/`` (never deleting it) so that it can save that step again. A
 checkpoint holding non-finite numbers is refused (:class:`NonFiniteCheckpointError`) naming the
-step and the array.
+step, the array and the folder to move aside; training's resume passes over it as over a damaged
+one. A save that fails (a full disk) is a :class:`CheckpointSaveError` naming the step and the
+newest checkpoint saved before it.
+
+A moved dataset: a new run records its dataset (``dataset.json``: name, version, split sizes); a
+resume whose ``data.data_dir`` differs is accepted when the dataset there matches that record.
+
+The errors are ``ValueError`` / ``OSError`` subclasses as well, so that the command-line tools print
+them as one line (:func:`nemo_jax.apps.cli.run`).
 """
 
 from __future__ import annotations
