@@ -556,3 +556,82 @@ def test_render_requires_integer_face_indices():
         render(jnp.asarray(v), jnp.asarray(f, jnp.float32) + 0.7, cam, settings)
     with pytest.raises(TypeError, match="render: faces must be integer"):
         render_exact(v, np.asarray(f, np.float64), cam, settings)
+
+
+@pytest.mark.slow
+def test_evaluate_results_record_the_checkpoint_step_and_path_scored(site, tmp_path):
+    from nemo_jax.apps import evaluate
+
+    run = _copy_run(site, tmp_path / "run")
+    for path in _array_files(str(run / "checkpoints" / "2")):  # step 2 damaged: step 1 is scored
+        _truncate(path)
+    with pytest.warns(UserWarning, match="checkpoint step 2 is damaged"):
+        results = evaluate.evaluate(
+            str(run), "synthetic", str(site / "data"), levels=(0,), inference_overrides={"steps": 2}
+        )
+    assert results["checkpoints"] == [
+        {"workdir": str(run), "step": 1, "path": str(run / "checkpoints" / "1")}
+    ]
+
+
+@pytest.mark.slow
+def test_estimate_pose_exits_1_when_every_image_was_skipped(site, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "c.png").write_bytes(b"not an image")
+    result = run_tool("estimate_pose", "--images", images, "--category", "car", "--checkpoint",
+                      site / "runs" / "car", "--out", tmp_path / "out")  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "c.png: not a readable image" in result.stdout + result.stderr
+    assert f"every image in {images} was skipped" in result.stderr
+
+
+@pytest.mark.slow
+def test_estimate_pose_names_out_on_a_full_disk_and_keeps_the_previous_output(site, tmp_path, monkeypatch):
+    import errno
+
+    from nemo_jax import output
+    from nemo_jax.apps import estimate
+
+    images = _images(site, tmp_path / "images", ["a.png"])
+    out = tmp_path / "out"
+    estimate.estimate_poses(str(site / "runs" / "car"), str(images), None, str(out), figures=False)
+    before = (out / "predictions.json").read_text()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(output, "commit_output", full)
+    with pytest.raises(OSError, match=rf"--out {out}: cannot write the output there \(No space left"):
+        estimate.estimate_poses(str(site / "runs" / "car"), str(images), None, str(out), figures=False)
+    assert (out / "predictions.json").read_text() == before
+    assert sorted(os.listdir(tmp_path)) == ["images", "out"]  # no scratch folder left
+
+
+@pytest.mark.slow
+def test_estimate_pose_reads_an_exif_turned_image_upright_and_flags_a_uniform_one(site, tmp_path):
+    from PIL import Image
+
+    from nemo_jax.apps import estimate
+    from nemo_jax.data.images import UNIFORM_IMAGE
+    from nemo_jax.inference.confidence import CONFIDENCE_FLOOR
+
+    images = _images(site, tmp_path / "images", ["a.png"])
+    stored = np.asarray(Image.open(images / "a.png"))
+    turned = Image.fromarray(np.ascontiguousarray(np.rot90(stored)))  # stored turned, tagged back
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": the viewer shows it as a.png
+    turned.save(images / "b.png", exif=exif)  # lossless: the upright pixels are a.png's
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(images / "grey.png")
+    records = {
+        r["image"]: r
+        for r in estimate.estimate_poses(
+            str(site / "runs" / "car"), str(images), None, str(tmp_path / "out"), figures=False
+        )
+    }
+    assert UNIFORM_IMAGE in records["grey.png"]["flags"]
+    assert UNIFORM_IMAGE not in records["a.png"]["flags"] and UNIFORM_IMAGE not in records["b.png"]["flags"]
+    for key in ("azimuth_deg", "elevation_deg", "theta_deg"):  # read upright: a.png's pose
+        assert records["b.png"][key] == pytest.approx(records["a.png"][key], abs=1e-3), key
+    if "confidence" in records["grey.png"]:
+        assert records["grey.png"]["confidence"] <= CONFIDENCE_FLOOR + 1e-6

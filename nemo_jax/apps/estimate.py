@@ -16,6 +16,7 @@ position in it and its distance (``distance_factors`` times the run's) besides t
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from nemo_jax import output
 from nemo_jax.apps.calibrate import how_to_calibrate
 from nemo_jax.apps.evaluate import _preprocess
 from nemo_jax.data import crop_protocol
+from nemo_jax.data import images as images_lib
 from nemo_jax.data.pascal3d import crop as crop_image
 from nemo_jax.geometry.camera import feature_coordinates
 from nemo_jax.inference import (
@@ -121,6 +123,21 @@ def box_flags(box, image_shape, crop: np.ndarray) -> list[str]:
     return flags
 
 
+def crop_flags(result, crops, valid=None) -> list[list[str]]:
+    """Per crop of a batched search ``result``, the reasons not to trust its pose that the crop and
+    the search give (host side): :func:`nemo_jax.inference.trust_flags` and
+    :data:`nemo_jax.data.images.UNIFORM_IMAGE` when the crop's pixels are uniform
+    (:func:`nemo_jax.data.images.is_uniform`). ``crops``: ``[B, H, W, 3]``, 0..255; ``valid``:
+    optional ``[B, H, W]`` bool, the pixels that come from the image (not the crop's padding).
+    The exported estimator computes the same names in-graph
+    (:func:`nemo_jax.inference.confidence.flag_bits`)."""
+    flags = trust_flags(result)
+    for i, crop in enumerate(np.asarray(crops)):
+        if bool(images_lib.is_uniform(crop, None if valid is None else np.asarray(valid)[i])):
+            flags[i].append(images_lib.UNIFORM_IMAGE)
+    return flags
+
+
 # Coarse poses refined by --mode 6d. Its coarse set is candidates x distances x the rotation grid (15
 # times the centred search's 144 with the defaults). On the synthetic validation views (car,
 # configs/synthetic_6d.py, tools/six_d_check.py --seed 1, 30 views) 1 start scored 6D 93 % vs
@@ -175,8 +192,9 @@ def estimate_poses(
     refinement moves it, e.g. ``parametrization="camera_position"``), ``loss``, ``confidence``
     (an estimate of P(rotation error < pi/6), only when the run has a ``calibration.json``, see
     :mod:`nemo_jax.apps.calibrate`; else ``log`` says how to make one) and ``flags``
-    (reasons not to trust the pose, see
-    :func:`box_flags` and :func:`nemo_jax.inference.trust_flags`; empty when none), or, for an image
+    (reasons not to trust the pose, see :func:`box_flags` and :func:`crop_flags`, e.g.
+    ``"uniform image"``; empty when none; a flagged image's ``confidence`` is at most
+    :data:`nemo_jax.inference.confidence.CONFIDENCE_FLOOR`), or, for an image
     that could not be processed (unreadable, a bad box, non-finite features), only ``image`` and
     ``error``: it is reported through ``log`` and skipped, the others are kept.
 
@@ -207,6 +225,10 @@ def estimate_poses(
         raise ValueError(
             f"canvas: expected a number >= 1 (the searched crop over the run's crop size), got {canvas}"
         )
+    if distance is not None and not (np.isfinite(distance) and distance > 0):
+        raise ValueError(f"--distance: expected a positive number (CAD units), got {distance}")
+    if fill is not None and not (np.isfinite(fill) and fill > 0):
+        raise ValueError(f"--fill: expected a positive number, got {fill}")
     out_dir = os.path.abspath(out_dir)
     output.check_output_folder(out_dir, "--out", TOOL)
     names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
@@ -232,7 +254,16 @@ def estimate_poses(
     if fill is not None:
         protocol = crop_protocol.fill_protocol(fill)
     else:
-        protocol = crop_protocol.read(run_dir)
+        where = os.path.join(run_dir, crop_protocol.FILENAME)
+        try:
+            protocol = crop_protocol.read(run_dir)
+        except json.JSONDecodeError as err:  # e.g. truncated: name the file, say what to do
+            raise ValueError(
+                f"{where}: not valid JSON ({err}); restore it from the run's copy, or pass --fill F to "
+                "crop by hand"
+            ) from None
+        except (TypeError, KeyError) as err:
+            raise ValueError(f"{where}: not a crop protocol ({type(err).__name__}: {err})") from None
         if protocol is None:
             raise FileNotFoundError(
                 f"{os.path.join(run_dir, crop_protocol.FILENAME)}: the run stores no crop protocol "
@@ -264,10 +295,11 @@ def estimate_poses(
         for name in names:
             path = os.path.join(images_dir, name)
             try:
-                try:
-                    image = np.asarray(Image.open(path).convert("RGB"))
-                except Exception as err:  # noqa: BLE001 (PIL raises many kinds)
-                    raise ValueError(f"{path}: not a readable image ({err})") from err
+                try:  # as its owner sees it: EXIF orientation, 16-bit and float images by their range
+                    image = images_lib.read_image(path)  # uint8 [H, W, 3], upright
+                except (ValueError, OSError) as err:
+                    reason = str(err).removeprefix(f"{path}: ")
+                    raise ValueError(f"{path}: not a readable image ({reason})") from err
                 if boxes and name in boxes:
                     box = check_box(boxes[name], f"{boxes_source}: box of {name!r}")
                 else:
@@ -276,6 +308,9 @@ def estimate_poses(
                 scale, x0, y0 = crop_protocol.crop_for_box([v - 0.5 for v in box], size, protocol)
                 x0, y0 = x0 - (canvas_size[1] - size[1]) / 2, y0 - (canvas_size[0] - size[0]) / 2
                 crop = crop_image(Image.fromarray(image), x0, y0, scale, canvas_size)
+                # the crop's pixels that come from the image (not its zero padding)
+                inside = np.full(image.shape[:2], 255, np.uint8)
+                valid = crop_image(Image.fromarray(inside), x0, y0, scale, canvas_size) == 255
                 observed = model.apply(variables, _preprocess(crop[None]), train=False)
                 if search_config is None:
                     search_config = search_config_from_settings(
@@ -302,7 +337,7 @@ def estimate_poses(
                 continue
             pose = {k: float(np.asarray(getattr(result, k))[0]) for k in ("azimuth", "elevation", "theta")}
             predicted_distance = float(np.asarray(result.distance)[0])
-            flags = box_flags(box, image.shape, crop) + trust_flags(result)[0]
+            flags = box_flags(box, image.shape, crop) + crop_flags(result, crop[None], valid[None])[0]
             record = {
                 "image": name,
                 "box": [float(v) for v in box],
@@ -324,7 +359,9 @@ def estimate_poses(
                 )
             if calibration is not None:
                 outputs = confidence_lib.batch_outputs(result, pose_grid(search_config), calibration)
-                record["confidence"] = float(outputs["confidence"][0])
+                # a flagged crop (e.g. a uniform image) is worth no more than a guess
+                conf = confidence_lib.clip_flagged(outputs["confidence"][0], bool(flags))
+                record["confidence"] = float(conf)
             if flags:
                 log(f"warning: {name}: pose not to be trusted ({', '.join(flags)})")
             records.append(record)
@@ -346,9 +383,20 @@ def estimate_poses(
         with open(os.path.join(scratch, PREDICTIONS), "w") as fh:
             json.dump(records, fh, indent=1)
         output.commit_output(scratch, out_dir, TOOL)
+    except OSError as err:  # a full disk or a read-only folder: name --out, not the scratch folder
+        if err.errno not in _WRITE_ERRORS:
+            raise
+        raise OSError(
+            f"--out {out_dir}: cannot write the output there ({os.strerror(err.errno)}); "
+            "the previous output, if any, is left as it was"
+        ) from err
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return records
+
+
+#: errno values of a write that failed for want of room or permission (reported naming --out).
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
 
 
 PREDICTIONS = "predictions.json"

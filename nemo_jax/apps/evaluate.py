@@ -40,6 +40,7 @@ from nemo_jax.inference.settings import search_fields
 from nemo_jax.mesh import clutter_model, subtypes
 from nemo_jax.render import RasterSettings
 from nemo_jax.train import category_data
+from nemo_jax.train.checkpoint import restored_checkpoints
 from nemo_jax.train.run import load_run
 from nemo_jax.train.subtype_data import check_cad_indices
 
@@ -646,6 +647,7 @@ def evaluate(
     """
     if method not in ("nemo", "baseline"):
         raise ValueError(f"evaluate: method must be 'nemo' or 'baseline', got {method!r}")
+    check_method(workdir, method)
     if method == "nemo":
         if os.path.isfile(os.path.join(workdir, "config.json")):
             runs = {os.path.basename(os.path.normpath(workdir)): workdir}
@@ -671,11 +673,35 @@ def evaluate(
     if calibrate and method == "nemo":
         for run_dir in runs.values():
             calibrate_lib.check_not_training_data(run_dir, data_dir)
-    with output.output_folder(figures_dir if method == "nemo" else "", "evaluate", "--figures") as figures:
-        return _evaluate(
+    with (
+        output.output_folder(figures_dir if method == "nemo" else "", "evaluate", "--figures") as figures,
+        restored_checkpoints() as scored,
+    ):
+        results = _evaluate(
             workdir, dataset, data_dir, method, levels, cats, runs if method == "nemo" else {}, run_cats,
             figures, inference_overrides, dtype, subtype, calibrate, category_mode,
         )  # fmt: skip
+    results["checkpoints"] = scored  # [{"workdir", "step", "path"}]: what was scored
+    return results
+
+
+def check_method(workdir: str, method: str) -> None:
+    """A ValueError saying which ``--method`` fits when ``workdir`` holds the other kind of run: a
+    NeMo run has a ``mesh.json`` beside its ``config.json``, the baseline's has none."""
+    config = os.path.join(workdir, "config.json")
+    if not os.path.isfile(config):
+        return  # a folder of runs, or nothing: named by the readers
+    nemo = os.path.isfile(os.path.join(workdir, "mesh.json"))
+    if method == "baseline" and nemo:
+        raise ValueError(
+            f"--workdir {workdir}: holds a NeMo run (mesh.json), not the baseline's; "
+            "drop --method baseline (or pass --method nemo)"
+        )
+    if method == "nemo" and not nemo:
+        raise ValueError(
+            f"--workdir {workdir}: holds no NeMo run (no mesh.json beside config.json), e.g. the "
+            "baseline's; pass --method baseline"
+        )
 
 
 def _evaluate(

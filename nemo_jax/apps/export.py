@@ -15,7 +15,10 @@ any batch size) through the estimator as :mod:`nemo_jax.apps.estimate` runs it:
 Outputs, a dict of arrays with leading ``[b]``: ``azimuth`` (``[0, 2 pi)``), ``elevation``,
 ``theta`` (RADIANS, PASCAL3D+ convention), ``distance`` (CAD units), ``loss`` (NeMo's),
 ``confidence`` (``[0, 1]``), ``occluder`` and ``object_mask`` (``[b, h, w]`` bool at the backbone's
-feature resolution: object pixels where the clutter model wins, and the rendered object).
+feature resolution: object pixels where the clutter model wins, and the rendered object) and
+``flags`` (:data:`FLAGS`: the reasons not to trust each pose, as the library gives them, the
+uniform-image test included; a flagged crop's confidence is clipped to
+:data:`nemo_jax.inference.confidence.CONFIDENCE_FLOOR`).
 
 The artifact is a zip file (:data:`FORMAT`) of:
 
@@ -53,6 +56,10 @@ FORMAT = "nemo_jax.export/1"
 ESTIMATOR, MESHES, METADATA, MANIFEST = "estimator.stablehlo", "meshes.npz", "metadata.json", "manifest.json"
 CALIBRATION = "calibration.json"
 OUTPUTS = ("azimuth", "elevation", "theta", "distance", "loss", "confidence", "occluder", "object_mask")
+#: The output holding the reasons not to trust each pose (bool ``[B, F]``, names in the metadata's
+#: ``flags``; :data:`nemo_jax.inference.confidence.FLAG_NAMES`); ``nemo_jax.serving`` turns it
+#: into a list of names per crop. A flagged crop's confidence is clipped to the calibration's floor.
+FLAGS = "flags"
 #: Grid poses at least this far (radians) from the winner count as "far" in the confidence score.
 FAR_ANGLE = np.pi / 2
 
@@ -260,15 +267,22 @@ def export_run(
     kind, calibration = run_calibration(workdir, allow_uncalibrated)
     estimate, metadata, mesh, grid = build_estimator(workdir, category, inference_overrides, step)
 
+    from nemo_jax.inference.confidence import FLAG_NAMES, clip_flagged, flag_bits
+
     def estimator(images):
         out, result = estimate(images)
-        out["confidence"] = confidence_step(result, grid, calibration)
-        return {k: out[k] for k in OUTPUTS}
+        bits = flag_bits(result, images)  # [b, len(FLAG_NAMES)], as the library flags a crop
+        # a flagged crop is worth no more than a guess, as in nemo_jax.apps.estimate
+        out["confidence"] = clip_flagged(confidence_step(result, grid, calibration), jnp.any(bits, -1))
+        out[FLAGS] = bits
+        return {k: out[k] for k in (*OUTPUTS, FLAGS)}
 
     size = metadata["image_size"]
     args = jax.ShapeDtypeStruct(jax.export.symbolic_shape(f"b, {size[0]}, {size[1]}, 3"), jnp.uint8)
     exported, skipped = lower(estimator, args, platforms, log)
+    metadata["outputs"][FLAGS] = "[B, F] bool: which of the metadata's 'flags' hold per crop"
     metadata.update(
+        flags=list(FLAG_NAMES),
         confidence=kind,
         platforms=list(exported.platforms),
         platforms_skipped=skipped,

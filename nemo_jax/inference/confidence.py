@@ -41,6 +41,11 @@ FEATURE_NAMES = ("loss", "flip_gap", "occluder_fraction", "evidence", "object_fr
 FLIP_ANGLE = math.pi / 2
 #: What the confidence estimates: ``P(rotation error < CORRECT_BELOW)``, RADIANS.
 CORRECT_BELOW = math.pi / 6
+#: The calibration's floor: ``P(rotation error < CORRECT_BELOW)`` for a rotation drawn uniformly at
+#: random, ``(a - sin a) / pi`` for ``a = CORRECT_BELOW`` (the rotation angle's density is
+#: ``(1 - cos t) / pi`` on ``[0, pi]``). A crop that carries no evidence (flagged, e.g. a uniform
+#: image) is worth no more than a guess: its confidence is clipped to this (:func:`clip_flagged`).
+CONFIDENCE_FLOOR = (CORRECT_BELOW - math.sin(CORRECT_BELOW)) / math.pi
 #: The file in a run's folder holding its calibration.
 FILENAME = "calibration.json"
 FORMAT = "nemo_jax.confidence/logistic-v1"
@@ -117,6 +122,41 @@ def confidence(result, grid: jax.Array, calibration: Calibration) -> jax.Array:
     """``[]`` confidence of ONE image's search result (:func:`features`, then
     :func:`apply_calibration`); pure and jittable."""
     return apply_calibration(calibration, features(result, grid))
+
+
+#: The reasons not to trust a pose that :func:`flag_bits` computes in-graph, in its column order:
+#: the search's (:func:`nemo_jax.inference.trust_flags`) and the crop's uniform pixels
+#: (:data:`nemo_jax.data.images.UNIFORM_IMAGE`).
+FLAG_NAMES = ("uniform features", "no object evidence", "uniform image")
+
+
+def flag_bits(result, crops: jax.Array) -> jax.Array:
+    """bool ``[B, len(FLAG_NAMES)]``: per crop, which of :data:`FLAG_NAMES` hold (pure, jittable;
+    the same tests as the host-side :func:`nemo_jax.inference.trust_flags` and
+    :func:`nemo_jax.data.images.is_uniform`, the pixel spread vmapped over the crops).
+
+    Args:
+      result: a batched :class:`~nemo_jax.inference.PoseResult` (leading ``[B]``).
+      crops: ``[B, H, W, 3]`` the searched crops, 0..255.
+    """
+    from nemo_jax.data.images import is_uniform  # noqa: PLC0415
+    from nemo_jax.inference.search import UNIFORM_FEATURES  # noqa: PLC0415
+
+    spread = jnp.asarray(result.feature_spread, jnp.float32).reshape(-1)
+    loss = jnp.asarray(result.loss, jnp.float32).reshape(-1)
+    null = jnp.asarray(result.null_loss, jnp.float32).reshape(-1)
+    uniform_features = ~(spread >= UNIFORM_FEATURES)
+    no_evidence = ~(loss < null - 1e-6)
+    uniform_image = jax.vmap(is_uniform)(crops)
+    return jnp.stack([uniform_features, no_evidence, uniform_image], axis=-1)
+
+
+def clip_flagged(conf: jax.Array, flagged: jax.Array) -> jax.Array:
+    """``conf`` ``[...]`` with the entries where ``flagged`` (bool, broadcastable) is true clipped
+    to at most :data:`CONFIDENCE_FLOOR` (pure, jittable): a pose from a crop that carries no
+    evidence never reads as confident, whatever the search's outputs."""
+    conf = jnp.asarray(conf)
+    return jnp.where(flagged, jnp.minimum(conf, jnp.asarray(CONFIDENCE_FLOOR, conf.dtype)), conf)
 
 
 # ---------------------------------------------------------------------------------------------

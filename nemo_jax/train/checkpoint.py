@@ -11,15 +11,26 @@ a disk filled up) is named in a warning and the next older intact one is restore
 (:class:`CheckpointDamagedError` when none is intact). Training then moves the damaged step to
 ``workdir/damaged_checkpoints/`` (never deleting it) so that it can save that step again. A
 checkpoint holding non-finite numbers is refused (:class:`NonFiniteCheckpointError`) naming the
-step and the array.
+step, the array and the folder to move aside; training's resume passes over it as over a damaged
+one. A save that fails (a full disk) is a :class:`CheckpointSaveError` naming the step and the
+newest checkpoint saved before it.
+
+A moved dataset: a new run records its dataset (``dataset.json``: name, version, split sizes); a
+resume whose ``data.data_dir`` differs is accepted when the dataset there matches that record.
+
+The errors are ``ValueError`` / ``OSError`` subclasses as well, so that the command-line tools print
+them as one line (:func:`nemo_jax.apps.cli.run`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
 
 import jax
 import numpy as np
@@ -55,12 +66,24 @@ def is_path_value(value) -> bool:
     return isinstance(value, str) and value.strip().lower() not in NOT_PATHS
 
 
-class CheckpointDamagedError(RuntimeError):
-    """A checkpoint's files cannot be read (truncated or missing); the message names the step."""
+class CheckpointDamagedError(RuntimeError, OSError):
+    """A checkpoint's files cannot be read (truncated or missing); the message names the step.
+    An ``OSError`` too, so that the command-line tools print it as one line."""
 
 
-class NonFiniteCheckpointError(RuntimeError):
-    """A checkpoint holds NaN or infinite numbers; the message names the step and the array."""
+class NonFiniteCheckpointError(RuntimeError, ValueError):
+    """A checkpoint holds NaN or infinite numbers; the message names the step, the array and the
+    folder to move aside. A ``ValueError`` too (one line from the command-line tools)."""
+
+
+class CheckpointMismatchError(RuntimeError, ValueError):
+    """A workdir's checkpoint does not fit the current config, mesh or state structure; nothing
+    was overwritten. A ``ValueError`` too (one line from the command-line tools)."""
+
+
+class CheckpointSaveError(RuntimeError, OSError):
+    """Saving a checkpoint failed (e.g. the disk is full); the message names the step and the
+    newest checkpoint saved before it."""
 
 
 def absolute_paths(config_dict: dict) -> dict:
@@ -140,6 +163,10 @@ class Checkpointer:
         if not has_ckpt and not self.read_only and jax.process_index() == 0:  # one writer
             with open(self.config_path, "w") as fh:
                 json.dump(config_dict, fh, indent=2, sort_keys=True, default=str)
+            identity = dataset_identity(config_dict)
+            if identity is not None:  # what a resume from another data_dir is compared with
+                with open(os.path.join(self.workdir, DATASET_FILE), "w") as fh:
+                    json.dump(identity, fh, indent=2, sort_keys=True)
             if mesh_info is not None:
                 with open(self.mesh_path, "w") as fh:
                     json.dump(mesh_info, fh, indent=2, sort_keys=True)
@@ -159,7 +186,7 @@ class Checkpointer:
 
     def _check_compatible(self, config_dict: dict, mesh_info: dict | None) -> None:
         if not os.path.isfile(self.config_path):
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"{self.workdir}: holds checkpoints but no config.json; refusing to resume or overwrite"
             )
         with open(self.config_path) as fh:
@@ -170,8 +197,12 @@ class Checkpointer:
             saved = run.upgrade_config(saved).to_dict()
         current = json.loads(json.dumps(config_dict, default=str))
         diffs = config_differences(saved, current)
+        if diffs and all(d.startswith("data.data_dir:") for d in diffs):
+            if not self.read_only:  # training: the same dataset at a new path resumes
+                self._accept_moved_dataset(saved, current)
+                diffs = []
         if diffs:
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"{self.workdir}: the checkpoint there was written with an incompatible config "
                 f"({self.config_path}); differing keys:\n  "
                 + "\n  ".join(diffs)
@@ -183,11 +214,55 @@ class Checkpointer:
                 saved_mesh = json.load(fh)
             for key, value in mesh_info.items():
                 if saved_mesh.get(key) != value:
-                    raise RuntimeError(
+                    raise CheckpointMismatchError(
                         f"{self.mesh_path}: the restored memory bank has {key}={saved_mesh.get(key)} but the "
                         f"current neural mesh has {key}={value}; use the mesh the checkpoint was trained "
                         "with or a new --workdir (nothing was overwritten)."
                     )
+
+    def _accept_moved_dataset(self, saved: dict, current: dict) -> None:
+        """Resume with ``data.data_dir`` at a new path when the dataset there is the run's (same
+        name, version, splits and sizes as recorded in ``dataset.json``, or as found at the old
+        path); ``config.json`` then records the new path. Else a one-line
+        :class:`CheckpointMismatchError` saying how to continue."""
+        old_dir, new_dir = saved["data"]["data_dir"], current["data"]["data_dir"]
+        recorded_path = os.path.join(self.workdir, DATASET_FILE)
+        recorded, source = None, None
+        if os.path.isfile(recorded_path):
+            try:
+                with open(recorded_path) as fh:
+                    recorded, source = json.load(fh), recorded_path
+            except (OSError, ValueError):
+                recorded = None
+        if recorded is None:
+            recorded, source = dataset_identity(saved), old_dir
+        found = dataset_identity(current)
+        how = (
+            f"pass --config.data.data_dir={old_dir} (the dataset the run was trained on), or use a new "
+            "--workdir; nothing was overwritten"
+        )
+        if recorded is None:
+            raise CheckpointMismatchError(
+                f"{self.config_path}: the run was trained on config.data.data_dir={old_dir}, which holds "
+                f"no dataset now, and it recorded none to compare {new_dir} with; {how}"
+            )
+        if found != recorded:
+            what = "no dataset" if found is None else _identity_difference(recorded, found)
+            raise CheckpointMismatchError(
+                f"{self.config_path}: config.data.data_dir={new_dir} is not the dataset the run was "
+                f"trained on ({old_dir}; {source}): {what}; {how}"
+            )
+        warnings.warn(
+            f"{self.workdir}: resuming with the run's dataset at its new path {new_dir} (was {old_dir}; "
+            "same name, version, splits and sizes)",
+            stacklevel=3,
+        )
+        saved["data"]["data_dir"] = new_dir
+        if jax.process_index() == 0:
+            tmp = self.config_path + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump(saved, fh, indent=2, sort_keys=True, default=str)
+            os.replace(tmp, self.config_path)
 
     def latest_step(self) -> int | None:
         return None if self.manager is None else self.manager.latest_step()
@@ -230,13 +305,16 @@ class Checkpointer:
             )
         return {k: shapes[k] for k in keys}
 
-    def restore(self, target, step: int | None = None):
+    def restore(self, target, step: int | None = None, skip_nonfinite: bool = False):
         """Restores the newest intact checkpoint (or exactly ``step``) into the structure of ``target``.
 
         A damaged newest checkpoint is named in a warning and the next older one is tried (with
         ``step`` given: :class:`CheckpointDamagedError`). ``self.restored_step`` is the step restored.
-        Raises ``RuntimeError`` when the checkpoint's structure differs from ``target``'s and
-        :class:`NonFiniteCheckpointError` when it holds non-finite numbers.
+        Raises :class:`CheckpointMismatchError` when the checkpoint's structure differs from
+        ``target``'s and :class:`NonFiniteCheckpointError` when it holds non-finite numbers, naming
+        the folder to move aside and the step that would then be used; with ``skip_nonfinite``
+        (training's resume) such a checkpoint is treated as damaged instead: warned about and
+        passed over for the next older one.
         """
         steps = [int(step)] if step is not None else self.all_steps()[::-1]
         if not steps:
@@ -251,6 +329,18 @@ class Checkpointer:
                 damaged.append(s)
                 warnings.warn(f"{err}; trying the next older checkpoint", stacklevel=2)
                 continue
+            except NonFiniteCheckpointError as err:
+                if skip_nonfinite and step is None:
+                    damaged.append(s)
+                    warnings.warn(f"{err}; trying the next older checkpoint", stacklevel=2)
+                    continue
+                older = [o for o in self.all_steps() if o < s]
+                then = f"step {older[-1]} is then used" if older else "no older checkpoint is left"
+                raise NonFiniteCheckpointError(
+                    f"{err}; move {os.path.join(self.ckpt_dir, str(s))} aside (e.g. into "
+                    f"{os.path.join(self.workdir, 'damaged_checkpoints')}/) and run again: {then} "
+                    "(resuming training does this by itself)"
+                ) from err
             if damaged:
                 warnings.warn(
                     f"{self.ckpt_dir}: restored step {s}, the newest intact checkpoint (damaged: "
@@ -258,10 +348,15 @@ class Checkpointer:
                     stacklevel=2,
                 )
             self.restored_step = s
+            path = os.path.join(self.ckpt_dir, str(s))
+            for scored in _COLLECTORS:
+                if not any(r["path"] == path for r in scored):
+                    scored.append({"workdir": self.workdir, "step": s, "path": path})
             return restored
         raise CheckpointDamagedError(
             f"{self.ckpt_dir}: every checkpoint is damaged (steps {', '.join(map(str, damaged))}); "
-            "nothing was restored or overwritten"
+            "nothing was restored or overwritten. Move that folder aside to train from the start, "
+            "or use a new --workdir"
         )
 
     def _restore_step(self, target, step: int):
@@ -271,14 +366,14 @@ class Checkpointer:
         want = {_path_names(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(abstract)[0]}
         if set(stored) != set(want):
             extra, missing = sorted(set(stored) - set(want)), sorted(set(want) - set(stored))
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"{where}: does not match the current model/state structure ({len(stored)} arrays, the "
                 f"current state has {len(want)}; only in the checkpoint: {[_keystr(k) for k in extra[:3]]}, "
                 f"only in the current state: {[_keystr(k) for k in missing[:3]]}); nothing was overwritten"
             )
         for key, shape in want.items():
             if stored[key] != shape:
-                raise RuntimeError(
+                raise CheckpointMismatchError(
                     f"{where}: {_keystr(key)} has shape {stored[key]} in the checkpoint but "
                     f"{shape} in the current model/state; nothing was overwritten"
                 )
@@ -316,7 +411,25 @@ class Checkpointer:
         return moved
 
     def save(self, step: int, state, force: bool = False) -> bool:
-        return self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
+        """Saves ``state`` as checkpoint ``step`` (when due, or ``force``). A failing write (a full
+        disk, a read-only folder) raises :class:`CheckpointSaveError` naming the step and the
+        newest checkpoint saved before it, from which the same command resumes."""
+        try:
+            return self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
+        except Exception as err:  # noqa: BLE001 (orbax and TensorStore wrap the OS error variously)
+            if not _is_os_error(err):
+                raise
+            older = [s for s in step_dirs(self.ckpt_dir) if s < step]
+            last = (
+                f"the newest saved checkpoint is step {older[-1]} in {self.ckpt_dir}"
+                if older
+                else "no checkpoint was saved before it"
+            )
+            full = "the disk is full: " if _is_os_error(err, errno.ENOSPC) else ""
+            raise CheckpointSaveError(
+                f"{os.path.join(self.ckpt_dir, str(step))}: saving checkpoint step {step} failed, "
+                f"{full}{_brief(err)}; {last}. Free space and run the same command again to resume"
+            ) from err
 
     def close(self) -> None:
         if self.manager is not None:
@@ -325,8 +438,67 @@ class Checkpointer:
             self.manager.close()
 
 
+_COLLECTORS: list[list[dict]] = []
+
+
+@contextlib.contextmanager
+def restored_checkpoints() -> Iterator[list[dict]]:
+    """Collects, for the ``with`` block, every checkpoint :meth:`Checkpointer.restore` restores:
+    the yielded list gets ``{"workdir", "step", "path"}`` per checkpoint (absolute paths, each
+    once), e.g. for a results file to say which checkpoint it scored."""
+    scored: list[dict] = []
+    _COLLECTORS.append(scored)
+    try:
+        yield scored
+    finally:
+        _COLLECTORS.remove(scored)
+
+
+#: The run's record of its dataset (:func:`dataset_identity`), for a resume from a moved dataset.
+DATASET_FILE = "dataset.json"
+
+
+def dataset_identity(config_dict: dict) -> dict | None:
+    """What identifies the built dataset a config reads (``data.name`` in ``data.data_dir``): its
+    name, version and, per split, the examples per shard and bytes (``dataset_info.json``). None
+    for a config that reads no built dataset (``data.source`` other than 'tfds', no
+    ``data_dir``) or when none is built there."""
+    data = config_dict.get("data", {}) or {}
+    if data.get("source", "tfds") != "tfds" or not is_path_value(data.get("data_dir")):
+        return None
+    from nemo_jax.data.layout import dataset_dir  # noqa: PLC0415 (the data layer only here)
+
+    try:
+        path = dataset_dir(str(data.get("name", "")), os.path.expanduser(data["data_dir"]))
+        with open(os.path.join(path, "dataset_info.json")) as fh:
+            info = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    splits = {
+        str(s.get("name")): {"shard_lengths": [int(n) for n in s.get("shardLengths", [])],
+                             "bytes": int(s.get("numBytes", 0) or 0)}
+        for s in info.get("splits", [])
+    }  # fmt: skip
+    return {"name": info.get("name"), "version": info.get("version"), "splits": splits}
+
+
+def _identity_difference(recorded: dict, found: dict) -> str:
+    for key in ("name", "version"):
+        if recorded.get(key) != found.get(key):
+            return f"{key} {found.get(key)!r}, the run's is {recorded.get(key)!r}"
+    a, b = recorded.get("splits", {}), found.get("splits", {})
+    if set(a) != set(b):
+        return f"splits {sorted(b)}, the run's are {sorted(a)}"
+    for name in sorted(a):
+        if a[name] != b[name]:
+            return f"split {name!r} holds {b[name]}, the run's held {a[name]}"
+    return "it differs"
+
+
 # What a run writes into its workdir before its first checkpoint.
-RUN_FILES = ("config.json", "mesh.json", "crop_protocol.json", "metrics.jsonl", "tb", "checkpoints")
+RUN_FILES = (
+    "config.json", "mesh.json", DATASET_FILE, "crop_protocol.json", "metrics.jsonl", "tb", "checkpoints",
+)  # fmt: skip
 
 
 def run_files(workdir: str) -> set[str]:
@@ -380,6 +552,20 @@ def _path_names(path) -> tuple[str, ...]:
 
 def _keystr(names: tuple[str, ...]) -> str:
     return "/".join(names)
+
+
+def _is_os_error(err: BaseException, code: int | None = None) -> bool:
+    """Whether ``err`` or an exception it was raised from is an ``OSError`` (of errno ``code``), or
+    says so in its text (TensorStore reports errno only as text)."""
+    seen = 0
+    while err is not None and seen < 20:
+        if isinstance(err, OSError) and (code is None or err.errno == code):
+            return True
+        text = str(err)
+        if (code in (None, errno.ENOSPC)) and ("No space left on device" in text or "ENOSPC" in text):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
 
 
 def _brief(err: BaseException, limit: int = 300) -> str:

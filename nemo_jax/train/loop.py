@@ -42,8 +42,9 @@ from nemo_jax.train.state import (
 from nemo_jax.train.step import StepConfig, jit_step, make_train_step
 
 
-class NonFiniteError(RuntimeError):
-    """The loss or gradient became NaN/inf; the run stopped without saving that state."""
+class NonFiniteError(RuntimeError, ValueError):
+    """The loss or gradient became NaN/inf; the run stopped without saving that state (a
+    ``ValueError`` too: the command-line tools print it as one line)."""
 
 
 def train(config, workdir: str, model=None, preprocess: Callable | None = None) -> dict:
@@ -96,9 +97,16 @@ def _with_absolute_paths(config):
 def _train(config, workdir: str, model, preprocess) -> dict:
     multihost.check_same_config(config.to_dict())
     from nemo_jax import models  # noqa: PLC0415
+    from nemo_jax.models.pretrained import read_pretrained  # noqa: PLC0415
 
-    # Before any work: a missing ImageNet file (or 'required' without one) stops the run here.
-    models.resolve_pretrained_path(config.model)
+    # Before any work: a missing, unreadable or hostile ImageNet file (or 'required' without one)
+    # stops the run here (models.read_pretrained; read once, used below on a fresh start).
+    pretrained = None
+    if step_dirs(os.path.join(workdir, "checkpoints")):  # a resume restores the weights instead
+        models.resolve_pretrained_path(config.model)
+    else:
+        pretrained = read_pretrained(config.model)
+    _check_categories(config)
     t = config.train
     multihost.local_batch_size(int(t.batch_size))
     key = jax.random.PRNGKey(int(config.seed))
@@ -116,6 +124,7 @@ def _train(config, workdir: str, model, preprocess) -> dict:
     else:
         train_src, eval_src = build_sources(config, *geometry, perm)
     t = resolve_steps(t, len(train_src))
+    _check_run_size(t, len(train_src), config)
     tx = make_optimizer(t)
     ckpt = Checkpointer(
         workdir,
@@ -129,7 +138,8 @@ def _train(config, workdir: str, model, preprocess) -> dict:
     replicated, split = parallel.shardings(data_mesh)
     start = ckpt.latest_step()
     if start is not None:
-        state = ckpt.restore(state)  # the newest intact checkpoint (damaged ones: warned about)
+        # The newest intact, finite checkpoint (damaged or non-finite ones: warned about).
+        state = ckpt.restore(state, skip_nonfinite=True)
         start = ckpt.restored_step
         damaged = [s for s in ckpt.all_steps() if s > start]
         if damaged:  # set aside (kept, not deleted) so that these steps can be saved again
@@ -140,7 +150,9 @@ def _train(config, workdir: str, model, preprocess) -> dict:
         start = 0
         if not models.is_scratch(config.model.get("pretrained", "")):
             variables = models.load_pretrained(
-                config.model, {"params": state.params, "batch_stats": state.batch_stats}
+                config.model,
+                {"params": state.params, "batch_stats": state.batch_stats},
+                pretrained=pretrained,
             )
             state = state.replace(
                 params=variables["params"],
@@ -203,6 +215,46 @@ def _train(config, workdir: str, model, preprocess) -> dict:
         ckpt.close()
     result["step"] = int(jax.device_get(state.step))
     return result, state
+
+
+def _check_categories(config) -> None:
+    """Before any work: the config's category (or each of ``config.categories``) is one the built
+    dataset holds (a folder in its ``meshes/``); ValueError naming the field and listing them."""
+    if config.data.get("source", "tfds") != "tfds" or not is_path_value(config.data.get("data_dir")):
+        return
+    from nemo_jax.data.layout import dataset_dir  # noqa: PLC0415
+
+    try:
+        meshes = os.path.join(dataset_dir(config.data.name, config.data.data_dir), "meshes")
+        known = sorted(n for n in os.listdir(meshes) if os.path.isdir(os.path.join(meshes, n)))
+    except OSError:
+        return  # no dataset (or no meshes): the readers name what is missing
+    shared = tuple(config.get("categories", ()) or ())
+    field, wanted = ("config.categories", shared) if shared else ("config.category", (config.category,))
+    unknown = [c for c in wanted if c not in known]
+    if known and unknown:
+        raise ValueError(
+            f"{field}: {', '.join(map(repr, unknown))} not in the dataset {config.data.name!r} in "
+            f"{config.data.data_dir} (its categories: {', '.join(known)}); pick one of them or build "
+            "the dataset with it (nemo-jax-build-data --option categories=...)"
+        )
+
+
+def _check_run_size(t, num_examples: int, config) -> None:
+    """Before any compilation: ``steps`` >= 1 (:func:`resolve_steps` refuses 0 and negatives; a
+    ``steps`` set from epochs may still be 0 when nothing is given), a global batch no larger than
+    the training set, and a warning when the learning rate is 0 (nothing would be learnt)."""
+    if int(t.steps) < 1:
+        raise ValueError(f"config.train.steps: expected >= 1, got {int(t.steps)}")
+    batch, where = int(t.batch_size), config.data.get("data_dir") or config.data.get("source", "")
+    if batch > int(num_examples):
+        raise ValueError(
+            f"config.train.batch_size: {batch} is larger than the training set ({int(num_examples)} "
+            f"examples{f' in {where}' if where else ''}); set --config.train.batch_size={int(num_examples)} "
+            "or less"
+        )
+    if float(t.lr) == 0.0:
+        warnings.warn("config.train.lr is 0: the parameters will not change", stacklevel=3)
 
 
 def _check_finite(metrics, step: int, workdir: str) -> None:

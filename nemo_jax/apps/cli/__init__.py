@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 
 import nemo_jax
 from nemo_jax.train.lock import WorkdirInUse
 
 #: Errors about the user's input, files or runs: one line, not a traceback (see :func:`run`).
+#: The checkpoint errors (:mod:`nemo_jax.train.checkpoint`) and a diverged run
+#: (:class:`nemo_jax.train.loop.NonFiniteError`) are ``ValueError`` / ``OSError`` subclasses.
 USER_ERRORS = (ValueError, OSError, WorkdirInUse)
+
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 #: The checkout holding ``configs/`` (a source tree or an editable install).
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(nemo_jax.__file__)))
@@ -99,7 +105,63 @@ def run(module_name: str, main) -> None:
             print(f"{command}: {_innermost_message(err)}", file=sys.stderr)
             return 1
 
-    app.run(guarded, flags_parser=parse_flags)
+    _exit_after_interrupt(command)
+    try:
+        app.run(guarded, flags_parser=parse_flags)
+    except KeyboardInterrupt:
+        interrupted(command, verbose)
+
+
+#: Seconds a Ctrl-C leaves the main thread to unwind (a first training run removes what it wrote)
+#: before :func:`_exit_after_interrupt` ends the process itself.
+INTERRUPT_GRACE_S = 5.0
+
+
+def _exit_after_interrupt(command: str) -> None:
+    """Makes Ctrl-C end the process (:func:`interrupted`, exit 130) even where Python's
+    ``KeyboardInterrupt`` cannot: while the main thread is inside a long XLA compilation the
+    exception waits for it to return, and raised inside a callback from C++ it can be lost (the
+    run then goes on). The C-level signal handler writes to a wakeup socket at once; a daemon
+    thread reading it gives the main thread :data:`INTERRUPT_GRACE_S` seconds to unwind, then
+    exits. Only from the main thread, and only while SIGINT has Python's default handler."""
+    import signal
+    import socket
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    try:
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except ValueError:
+        return
+
+    def watch():
+        while signal.SIGINT not in reader.recv(64):
+            pass
+        time.sleep(INTERRUPT_GRACE_S)
+        interrupted(command)
+
+    threading.Thread(target=watch, daemon=True, name="nemo-jax-interrupt").start()
+    _exit_after_interrupt.sockets = (reader, writer)  # kept open for the process's life
+
+
+def interrupted(command: str, verbose: bool = False) -> None:
+    """Ctrl-C: prints ``command: interrupted`` and exits :data:`INTERRUPTED` (130) at once, after
+    flushing, without the interpreter's teardown (which can crash in XLA while a compilation is
+    still running on another thread, "Fatal Python error"). ``verbose``: the traceback first."""
+    if verbose:
+        traceback.print_exc()
+    print(f"{command}: interrupted", file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(INTERRUPTED)
 
 
 def _innermost_message(err: BaseException) -> str:
@@ -137,14 +199,110 @@ def define_inference_overrides():
 
     from nemo_jax.inference.settings import default_settings
 
-    config_flags.DEFINE_config_dict(
-        "config",
-        ml_collections.ConfigDict({"inference": default_settings()}),
-        "Override the runs' stored inference settings: --config.inference.KEY=VALUE "
-        "(e.g. --config.inference.steps=100, --config.inference.parametrization=camera_position).",
-    )
+    caller = sys._getframe(1).f_globals.get("__name__", "")
+    command = "nemo-jax-" + caller.rsplit(".", 1)[-1].replace("_", "-")
+    defaults = default_settings()
+    _check_inference_overrides(sys.argv[1:], defaults, command)
+    try:  # config_flags parses the command line's overrides here, at definition
+        config_flags.DEFINE_config_dict(
+            "config",
+            ml_collections.ConfigDict({"inference": defaults}),
+            "Override the runs' stored inference settings: --config.inference.KEY=VALUE "
+            "(e.g. --config.inference.steps=100, --config.inference.parametrization=camera_position).",
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        overrides = [a for a in sys.argv[1:] if a.lstrip("-").startswith("config.")]
+        sys.stderr.write(f"{command}: {' '.join(overrides)}: {_innermost_message(err)}\n")
+        sys.exit(1)
 
     def overrides() -> dict:
         return dict(config_flags.get_override_values(flags.FLAGS["config"]))
 
     return overrides
+
+
+def _check_inference_overrides(args, defaults, command: str) -> None:
+    """Refuses, in one line and exit 1, a ``--config.X`` override that is not
+    ``--config.inference.KEY`` with a known ``KEY`` (with a "did you mean" for a misspelt one): the
+    runs' other settings are fixed by their training."""
+    import difflib
+
+    for arg in args:
+        name = arg.lstrip("-")
+        if arg == "--" or not arg.startswith("-") or not name.startswith("config."):
+            if arg == "--":
+                break
+            continue
+        key = name.split("=", 1)[0][len("config.") :]
+        section, _, field = key.partition(".")
+        if section != "inference" or not field:
+            sys.stderr.write(
+                f"{command}: {arg}: only the runs' inference settings can be changed here "
+                "(--config.inference.KEY=VALUE); the others are fixed by the run's training\n"
+            )
+            sys.exit(1)
+        head = field.split(".", 1)[0]
+        if head not in defaults:
+            close = difflib.get_close_matches(head, list(defaults), n=1)
+            hint = f' Did you mean "{close[0]}"?' if close else f" Known: {', '.join(sorted(defaults))}."
+            sys.stderr.write(f"{command}: {arg}: inference has no setting {head!r}.{hint}\n")
+            sys.exit(1)
+
+
+def checked_training_inputs(config_flag, workdir: str):
+    """The config of a training command's ``--config`` flag holder (``config_flags``), after the
+    checks that name the flag: the config file exists, ``--workdir`` is not a file, and every
+    ``--config.X=...`` override of a fixed-length numeric field (``data.image_size``,
+    ``mesh.lower``, ...) has the default's length. ValueError / OSError otherwise."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    holder = flags.FLAGS[config_flag.name]
+    filename = config_flags.get_config_filename(holder)
+    path = filename.split(":", 1)[0]
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--config {filename}: no such file (a config like configs/smoke.py)")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(
+            f"--workdir {workdir}: is a file, not a folder; name a new folder or a run to resume"
+        )
+    defaults = _config_defaults(path, filename)
+    config = config_flag.value
+    for key, value in config_flags.get_override_values(holder).items():
+        default = _lookup(defaults, key)
+        if not isinstance(default, tuple | list) or not default:
+            continue
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in default):
+            continue  # e.g. category names: any number of them
+        if not isinstance(value, tuple | list) or len(value) != len(default):
+            raise ValueError(
+                f"--config.{key}: expected {len(default)} numbers like "
+                f"--config.{key}='{tuple(default)}', got {value!r}"
+            )
+    return config
+
+
+def _config_defaults(path: str, filename: str):
+    """The config that ``--config FILENAME`` gives without overrides (``None`` if it cannot be
+    built here: the overrides are then not checked against it)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.spec_from_file_location("_nemo_jax_config_defaults", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        arg = filename.split(":", 1)[1] if ":" in filename else None
+        return module.get_config(arg) if arg is not None else module.get_config()
+    except Exception:  # noqa: BLE001 (the real load reports the config's own errors)
+        return None
+
+
+def _lookup(config, key: str):
+    for part in key.split("."):
+        if config is None:
+            return None
+        try:
+            config = config[part]
+        except (KeyError, TypeError, AttributeError, IndexError):
+            return None
+    return config

@@ -29,6 +29,7 @@ focal length of 3000 pixels of the input image, as PASCAL3D+ annotates it).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -68,31 +69,29 @@ def _main(argv) -> int:
     no_positional(argv)
     from nemo_jax.apps.estimate import estimate_poses, load_boxes
 
+    if _DISTANCE.value is not None and not (math.isfinite(_DISTANCE.value) and _DISTANCE.value > 0):
+        raise ValueError(f"--distance: expected a positive number (CAD units), got {_DISTANCE.value}")
     try:
-        try:
-            factors = tuple(float(v) for v in _DISTANCE_FACTORS.value)
-        except ValueError:
-            raise ValueError(f"--distance_factors: expected numbers, got {_DISTANCE_FACTORS.value}") from None
-        boxes = load_boxes(_BOXES.value) if _BOXES.value else None
-        records = estimate_poses(
-            _CHECKPOINT.value,
-            _IMAGES.value,
-            boxes,
-            _OUT.value,
-            _FILL.value,
-            _DISTANCE.value,
-            not _NO_FIGURES.value,
-            _CATEGORY.value,
-            boxes_source=_BOXES.value or "--boxes",
-            inference_overrides=_INFERENCE(),
-            mode=_MODE.value,
-            canvas=_CANVAS.value,
-            distance_factors=factors,
-            six_d_starts=_SIX_D_STARTS.value,
-        )
-    except (ValueError, OSError) as err:  # bad input named by the library; nothing was written
-        print(f"estimate_pose: {err}", file=sys.stderr)
-        return 1
+        factors = tuple(float(v) for v in _DISTANCE_FACTORS.value)
+    except ValueError:
+        raise ValueError(f"--distance_factors: expected numbers, got {_DISTANCE_FACTORS.value}") from None
+    boxes = load_boxes(_BOXES.value) if _BOXES.value else None
+    records = estimate_poses(
+        _CHECKPOINT.value,
+        _IMAGES.value,
+        boxes,
+        _OUT.value,
+        _FILL.value,
+        _DISTANCE.value,
+        not _NO_FIGURES.value,
+        _CATEGORY.value,
+        boxes_source=_BOXES.value or "--boxes",
+        inference_overrides=_INFERENCE(),
+        mode=_MODE.value,
+        canvas=_CANVAS.value,
+        distance_factors=factors,
+        six_d_starts=_SIX_D_STARTS.value,
+    )
     for r in records:
         if "error" in r:
             print(f"{r['image']}: skipped ({r['error']})")
@@ -109,6 +108,13 @@ def _main(argv) -> int:
         f"predictions: {os.path.join(_OUT.value, 'predictions.json')}"
         + (f" ({skipped} of {len(records)} images skipped)" if skipped else "")
     )
+    if records and skipped == len(records):
+        print(
+            f"nemo-jax-estimate-pose: every image in {_IMAGES.value} was skipped (reasons above); "
+            "no pose was estimated",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

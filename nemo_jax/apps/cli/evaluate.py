@@ -111,30 +111,27 @@ def _main(argv) -> int:
     except ValueError as err:
         raise app.UsageError(str(err)) from err
     levels = parse_levels(_LEVELS.value)
-    try:  # output paths first: a bad one fails now, not after the whole evaluation
-        json_path = ""
-        if _JSON.value:  # replaced only if it is an earlier results JSON
-            json_path = output.check_output_file(_JSON.value, "--json", output.is_json_with("results"))
-        if _FIGURES.value and os.path.exists(_FIGURES.value) and not os.path.isdir(_FIGURES.value):
-            raise ValueError(f"--figures {_FIGURES.value}: exists and is not a folder")
-        results = evaluate(
-            _WORKDIR.value,
-            _DATASET.value,
-            _DATA_DIR.value,
-            method=_METHOD.value,
-            levels=levels,
-            categories=[c for c in _CATEGORIES.value.split(",") if c],
-            manual_dir=_MANUAL_DIR.value,
-            options=options,
-            figures_dir=_FIGURES.value,
-            inference_overrides=_INFERENCE(),
-            dtype=_DTYPE.value,
-            calibrate=_CALIBRATE.value,
-            category_mode=_CATEGORY_MODE.value,
-        )
-    except (ValueError, OSError) as err:  # bad input, named by the library
-        print(f"evaluate: {err}", file=sys.stderr)
-        return 1
+    # output paths first: a bad one fails now, not after the whole evaluation
+    json_path = ""
+    if _JSON.value:  # replaced only if it is an earlier results JSON
+        json_path = output.check_output_file(_JSON.value, "--json", output.is_json_with("results"))
+    if _FIGURES.value and os.path.exists(_FIGURES.value) and not os.path.isdir(_FIGURES.value):
+        raise ValueError(f"--figures {_FIGURES.value}: exists and is not a folder")
+    results = evaluate(
+        _WORKDIR.value,
+        _DATASET.value,
+        _DATA_DIR.value,
+        method=_METHOD.value,
+        levels=levels,
+        categories=[c for c in _CATEGORIES.value.split(",") if c],
+        manual_dir=_MANUAL_DIR.value,
+        options=options,
+        figures_dir=_FIGURES.value,
+        inference_overrides=_INFERENCE(),
+        dtype=_DTYPE.value,
+        calibrate=_CALIBRATE.value,
+        category_mode=_CATEGORY_MODE.value,
+    )
     print(eval_lib.format_table(results, f"{_METHOD.value} on {_DATASET.value}"))
     flagged = [p for p in results["predictions"] if p.get("flags")]
     if flagged:

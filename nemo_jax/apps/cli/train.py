@@ -15,7 +15,7 @@ import json
 from absl import flags, logging
 from ml_collections import config_flags
 
-from nemo_jax.apps.cli import no_positional, run
+from nemo_jax.apps.cli import checked_training_inputs, no_positional, run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py[:arg]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, config).")
@@ -27,7 +27,7 @@ def _main(argv):
     from nemo_jax.train.loop import train
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    result, _ = train(_CONFIG.value, _WORKDIR.value)
+    result, _ = train(checked_training_inputs(_CONFIG, _WORKDIR.value), _WORKDIR.value)
     print(json.dumps({k: v for k, v in result.items()}, default=float))
 
 

@@ -15,7 +15,7 @@ import json
 from absl import flags, logging
 from ml_collections import config_flags
 
-from nemo_jax.apps.cli import no_positional, run
+from nemo_jax.apps.cli import checked_training_inputs, no_positional, run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Baseline config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
@@ -27,7 +27,7 @@ def _main(argv):
     from nemo_jax.baseline import train_baseline
 
     logging.set_verbosity(logging.WARNING)
-    result = train_baseline(_CONFIG.value, _WORKDIR.value)
+    result = train_baseline(checked_training_inputs(_CONFIG, _WORKDIR.value), _WORKDIR.value)
     final = result["losses"][-1] if result["losses"] else None  # None: the run was already complete
     print(json.dumps({"final_loss": final, "images_per_s": result["images_per_s"]}))
 
