@@ -3,7 +3,7 @@ NeMo's) or decoupled decay (AdamW), a learning-rate schedule, gradients summed o
 batches, and the run's length in steps or in epochs of the training set.
 
 The functions read ``config.train`` keys plainly: their defaults live in one place,
-``configs/common.py``'s ``base()``, and a stored run written before a key existed is filled from it
+``base()`` (``nemo_jax/defaults.py``), and a stored run written before a key existed is filled from it
 when read (:func:`nemo_jax.train.run.upgrade_config`)."""
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def accumulate_gradients(
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
-    """``cfg`` (``config.train``, every key of ``configs/common.py``'s ``base()`` present): the
+    """``cfg`` (``config.train``, every key of ``base()`` (``nemo_jax/defaults.py``) present): the
     optimizer ``optimizer`` (:data:`OPTIMIZERS`) with the configured schedule, ``weight_decay``,
     gradient clipping (``clip_norm`` > 0, on the summed gradient) and ``grad_accum``-batch
     accumulation (:func:`accumulate_gradients`).
