@@ -145,7 +145,16 @@ def _step_setup(random_batch, **cfg):
 
     v, f = mesh.cuboid_mesh([-1, -0.6, -0.4], [1, 0.6, 0.4], 30)
     tc = ml_collections.ConfigDict(
-        dict(lr=1e-3, schedule="constant", warmup_steps=0, steps=10, grad_accum=1, weight_decay=0.0)
+        dict(
+            lr=1e-3,
+            schedule="constant",
+            warmup_steps=0,
+            steps=10,
+            grad_accum=1,
+            grad_accum_phase="end",
+            optimizer="adamw",
+            weight_decay=0.0,
+        )
     )
     tx = state.make_optimizer(tc)
     model = StandIn()
