@@ -53,7 +53,7 @@ def _run_in_process(monkeypatch, capsys, error: BaseException, *args: str):
 
     monkeypatch.setattr(sys, "argv", ["nemo-jax-fake", *args])
     with pytest.raises(SystemExit) as info:
-        cli.run("nemo_jax.apps.cli.fake_tool", main)
+        cli.run("nemo_jax.apps.cli.evaluate", main)
     return info.value.code, capsys.readouterr().err
 
 
@@ -71,7 +71,7 @@ def test_checkpoint_errors_are_one_line_and_exit_1_traceback_with_verbose(monkey
     code, err = _run_in_process(monkeypatch, capsys, error)
     assert code == 1 and "Traceback" not in err
     one_line = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    assert err.strip().splitlines() == [f"nemo-jax-fake-tool: {one_line}"]
+    assert err.strip().splitlines() == [f"nemo-jax-evaluate: {one_line}"]
     code, err = _run_in_process(monkeypatch, capsys, error, "--verbose")
     assert code == 1 and "Traceback" in err and err.strip().endswith(str(error).splitlines()[-1].strip())
 
