@@ -1,4 +1,4 @@
-"""The exported estimator (issue 12, section 5): a tiny trained run exported to one file, run by
+"""The exported estimator: a tiny trained run exported to one file, run by
 ``nemo_jax/serving.py`` copied alone into a process where nemo_jax cannot be imported, gives the
 library's poses; a wrong image size, a corrupt or truncated file, an unknown category and a run
 without calibration are refused with messages naming the file, member or field."""

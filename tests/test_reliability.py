@@ -1,4 +1,4 @@
-"""Reliability cases (issue 16): no confident answer from garbage, runs that travel, resume that
+"""Reliability cases: no confident answer from garbage, runs that travel, resume that
 survives damage, output that is all-or-nothing, errors that name the thing.
 
 One tiny NeMo run (synthetic 32 x 32 car images, 2 steps, a checkpoint per step) is trained once
