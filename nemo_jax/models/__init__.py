@@ -5,7 +5,7 @@ Usage::
     from nemo_jax import models
     cfg = models.default_config()            # name, width, feature_dim, dtype, pretrained
     module = models.build_backbone(cfg)
-    variables = module.init(rng, images, train=False)      # {'params', 'batch_stats'}
+    variables = models.init_variables(module, rng, images, train=False)  # {"params", "batch_stats"}
     variables = models.load_pretrained(cfg, variables)     # no-op when pretrained is ''/'none'
     feats = module.apply(variables, images, train=False)   # [B, H/8, W/8, C] float32, unit norm
     feats, updates = module.apply(variables, images, train=True, mutable=['batch_stats'])
@@ -19,7 +19,8 @@ mutable collection. This is also the style of big_vision and the flax examples (
 keeps the converted torchvision names as a plain nested dict that is easy to check and to save.
 
 Modules: ``config`` (defaults), ``layers`` (conv/BN/upsampling blocks), ``resnet``, ``efficientnet``,
-``tiny`` (trunks), ``backbone`` (U-Net head, projection, build), ``torch_pickle`` (torch-free ``.pth``
+``tiny`` (trunks), ``backbone`` (U-Net head, projection, build),
+``initialize`` (variables, compiled cheaply), ``torch_pickle`` (torch-free ``.pth``
 reader), ``convert`` (state_dict -> flax), ``pretrained`` (load into initialised variables).
 """
 
@@ -43,6 +44,7 @@ from nemo_jax.models.convert import (
     save_state_dict,
     torchvision_resnet_shapes,
 )
+from nemo_jax.models.initialize import INIT_COMPILER_OPTIONS, init_variables
 from nemo_jax.models.pretrained import (
     check_trunk_weights,
     lite0_package_weights,
@@ -58,6 +60,7 @@ __all__ = [
     "SCRATCH",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "INIT_COMPILER_OPTIONS",
     "STRIDE",
     "FeatureExtractor",
     "UNetHead",
@@ -69,6 +72,7 @@ __all__ = [
     "is_scratch",
     "l2_normalize",
     "lite0_package_weights",
+    "init_variables",
     "load_pretrained",
     "load_state_dict",
     "load_torch_checkpoint",

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from nemo_jax.mesh.neural import NeuralMesh
+from nemo_jax.models.initialize import init_variables
 
 #: ``config.train.optimizer``: 'adam_l2' is torch.optim.Adam(weight_decay=wd) as NeMo trains
 #: (``wd * param`` added to the gradient before Adam's moments, every parameter decayed: NeMo passes
@@ -220,8 +221,7 @@ def create_train_state(
       image_size: ``(H, W)``.
     """
     init_key, run_key = jax.random.split(key)
-    init = jax.jit(lambda k: model.init(k, jnp.zeros((1, *image_size, 3), jnp.float32), train=False))
-    variables = init(init_key)
+    variables = init_variables(model, init_key, jnp.zeros((1, *image_size, 3), jnp.float32), train=False)
     params = variables["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),
