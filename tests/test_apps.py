@@ -53,7 +53,7 @@ def tiny(tmp_path_factory):
     return root
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_baseline_resumes_exactly(tiny, tmp_path):
     """A baseline run killed after step 3 (checkpoint at step 2) and restarted ends with the same
     weights and metrics as an uninterrupted one (checkpoints, metrics.jsonl and the batch order resume)."""
@@ -92,7 +92,7 @@ def test_baseline_resumes_exactly(tiny, tmp_path):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_evaluate_nemo_and_baseline_give_finite_results_json(tiny):
     # The run stores its inference settings (the config's section) beside the checkpoints.
     stored = json.load(open(tiny / "nemo" / "car" / "config.json"))["inference"]
@@ -146,7 +146,7 @@ def _rotation(view):
     return rz(view["theta"]) @ rx(view["elevation"] - np.pi / 2) @ rz(-view["azimuth"])
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_estimate_pose_from_files(tiny, tmp_path):
     source = data.load("synthetic", "test_l0", str(tiny / "data"))
     Image.fromarray(source[0]["image"]).save(tmp_path / "a.png")
@@ -177,7 +177,7 @@ def test_estimate_pose_from_files(tiny, tmp_path):
         estimate.estimate_poses(str(tiny / "nemo" / "car"), str(tmp_path), None, str(out), category="chair")
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_estimate_pose_6d_from_files(tiny, tmp_path):
     """``mode="6d"``: no box; the records add the object's centre (image pixels) and the distance in
     the image's camera; an unknown mode is an error naming it."""
@@ -208,7 +208,7 @@ def test_estimate_pose_6d_from_files(tiny, tmp_path):
         estimate.estimate_poses(str(tiny / "nemo" / "car"), str(tmp_path), None, str(out), mode="7d")
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_six_d_check_reports_both_protocols_deterministically(tiny, tmp_path):
     """The 6D-vs-centred measurement on the tiny run: plumbing and determinism, not accuracy."""
     from nemo_jax.apps import six_d_check  # noqa: PLC0415
@@ -278,7 +278,7 @@ def test_demo_builds_each_categorys_own_config_then_the_overrides():
         category_configs(path + ".missing")
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_baseline_validation_curve_lands_in_metrics(tiny, tmp_path):
     """``eval.every``: Acc@pi/6 on a validation split during training, as ``split="val"`` rows."""
     base = baseline_synthetic.get_config()
@@ -296,7 +296,7 @@ def test_baseline_validation_curve_lands_in_metrics(tiny, tmp_path):
     assert all(0.0 <= r["acc_pi6"] <= 1.0 and np.isfinite(r["med_err_deg"]) for r in val)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_calibrate_then_every_prediction_has_a_confidence(tiny, tmp_path):
     """evaluate(calibrate=True) stores calibration.json in the run; later evaluations and
     estimate_pose read it: every prediction gets a confidence in [0, 1], the results ECE and AUROC."""
@@ -354,6 +354,7 @@ def _tiny_demo_flags(workdir, data_dir) -> list[str]:
     return flags
 
 
+@pytest.mark.extended
 def test_tiny_demo_talks_like_a_tool(tmp_path):
     """The demo run as a user runs it, stdout a pipe: plain progress lines for every job (no
     carriage returns), no third-party warnings, both baselines scored and in the table, and a last

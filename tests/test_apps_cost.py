@@ -37,7 +37,7 @@ def test_roofline_is_the_slower_of_compute_and_memory():
     assert cost.Cost(2.0, 4.0).per(2).as_dict()["arithmetic_intensity"] == pytest.approx(0.5)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_search_cost_per_image_is_independent_of_the_batch():
     from nemo_jax import mesh as mesh_lib
     from nemo_jax.inference import search

@@ -24,7 +24,7 @@ def test_bins_round_trip_within_half_a_bin():
     assert int(bins.to_bin("azimuth", jnp.float32(-1e-3))) == bins.azimuth - 1
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_training_steps_fit_a_small_batch():
     config = ml_collections.ConfigDict({"train": {"steps": 30, "lr": 3e-3, "weight_decay": 0.0}, "seed": 0})
     model_config = models.default_config()

@@ -108,6 +108,7 @@ class _Mixed:
         return self.items[i]
 
 
+@pytest.mark.extended
 def test_mixed_crop_sizes_batch_at_the_common_input_size():
     source = _Mixed()
     with pytest.raises(ValueError, match="different shapes"):
@@ -161,6 +162,7 @@ def test_flip_mirrors_the_image_and_the_pose_labels():
         augment_config(config)
 
 
+@pytest.mark.extended
 def test_label_smoothing_and_dropout():
     bins = Bins(azimuth=8, elevation=4, theta=8)
     logits = {

@@ -76,7 +76,7 @@ def trained(tmp_path_factory):
     return root, runs, logs
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_specific_trains_one_classifier_per_category_on_its_own_images(trained):
     root, runs, logs = trained
     workdir, result = runs["specific"]
@@ -97,7 +97,7 @@ def test_specific_trains_one_classifier_per_category_on_its_own_images(trained):
         train_baseline(config, runs["general"][0], log=lambda *_: None)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_both_variants_score_the_test_images_through_their_predictor(trained):
     """Each variant's predictor scores every test image of both categories (NeMo's metric over the
     records); the specific predictor answers a category with that category's own classifier."""

@@ -271,6 +271,7 @@ def test_corrupt_files_name_the_file(tmp_path):
         assert not os.path.exists(tmp_path / name / "pascal3d" / "1.0.0")
 
 
+@pytest.mark.extended
 def test_tool_reports_errors(tmp_path):
     result = run_tool("build_data", "--dataset", "pascal3d", "--data_dir", tmp_path)  # --manual_dir missing
     assert result.returncode != 0

@@ -325,6 +325,7 @@ def test_fixed_header_records_and_npz_are_byte_stable(tmp_path):
 # ----------------------------------------------------------------------------- the command
 
 
+@pytest.mark.extended
 def test_tool_names_bad_flags_and_refuses_foreign_folders(tmp_path):
     bad = run_tool("write_validation_tree", "--out", tmp_path / "x", "--categories", "spaceship", timeout=300)
     assert bad.returncode == 1 and "spaceship" in bad.stderr.strip().splitlines()[-1]
@@ -337,7 +338,7 @@ def test_tool_names_bad_flags_and_refuses_foreign_folders(tmp_path):
     assert os.listdir(tmp_path / "y") == ["photo.jpg"]
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_tool_writes_a_tree_the_builders_read(tmp_path):
     out = tmp_path / "p3d"
     result = run_tool(

@@ -12,9 +12,10 @@ Tiny sizes: the shell blocks show real sizes (thousands of training steps); the 
 ``TINY`` wrap the commands to append flags that make each run take seconds (absl flags: the last
 value given wins), so the commands and flags on the page are the ones exercised.
 
-A page whose shell blocks run (they train small models: tens of seconds) is marked ``slow`` as a
-whole, so its Python blocks may use the files its commands wrote; a page with only Python blocks (or
-only skipped shell blocks) runs in the default suite.
+A page whose shell blocks run (they train small models: tens of seconds each, about 18 minutes for
+all pages on 2 busy cores) is marked ``extended`` as a whole, so its Python blocks may use the files
+its commands wrote; a page with only Python blocks (or only skipped shell blocks) runs in the default
+suite.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def test_example_runs(example, directives):
     _evaluate(example, directives)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 @pytest.mark.parametrize(
     ("example", "directives"), [c[1:3] for c in CASES if c[3]], ids=[c[0] for c in CASES if c[3]]
 )

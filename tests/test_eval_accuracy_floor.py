@@ -1,4 +1,4 @@
-"""Accuracy on real-looking data must not silently drop (CI's slow pass).
+"""Accuracy on real-looking data must not silently drop (an ``extended`` check: minutes of CPU).
 
 A small PASCAL3D+ / OccludedPASCAL3D+ tree in the releases' formats is generated
 (:mod:`nemo_jax.data.scenes`, as ``tools/write_validation_tree.py`` writes it; seed 23, which no
@@ -12,7 +12,7 @@ How the floor was measured: this test's own sizes and seed, once, on a 2-core AM
 Acc@pi/6 per level. At 300 steps the tiny run is weak (the fixture tree's car reaches 44 / 38 / 31
 / 31 % after 2,050 steps, docs/results/real-data.md), so this floor catches a change that breaks
 training, the crops or the protocol on real-format data, not a loss of a few points; a larger run
-would not fit the slow pass. Runtime: the step-time model of ``configs/pascal3d_cpu.py`` (0.24 s a
+would cost more. Runtime: the step-time model of ``configs/pascal3d_cpu.py`` (0.24 s a
 step on idle cores) gives about 75 s of training, and the tree, the builds, compilation and the
 evaluation of 64 images add about a minute (estimated: on the 2-core VM above, shared with other
 jobs at a load of about 20, the whole took 33 minutes, 3.5 s a training step).
@@ -39,7 +39,7 @@ FLOOR = {"L0": 0.1875, "L1": 0.375, "L2": 0.25, "L3": 0.125}
 MARGIN = 0.10
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_accuracy_on_a_real_format_tree_stays_above_its_floor(tmp_path):
     manual, data_dir, run = (str(tmp_path / name) for name in ("manual", "data", "run"))
     options = scenes.TreeOptions(

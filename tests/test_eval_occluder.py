@@ -199,6 +199,7 @@ def test_masks_of_a_crop_pasted_on_a_canvas_move_with_it():
     assert on_canvas == occluder.batch_counts(batch, score, obj, stride=2)
 
 
+@pytest.mark.extended
 def test_pose_scores_pick_each_poses_mesh_of_a_stack():
     observed, inputs, pose, focal, principal, settings, _, _ = _scene(2)
     other = jnp.asarray(inputs["vertices"]) * 0.7  # a second, smaller mesh
@@ -255,6 +256,7 @@ def tiny_run(tmp_path_factory):
     return root
 
 
+@pytest.mark.extended
 def test_tiny_evaluation_reports_the_four_occluder_measures_and_draws_them(tiny_run, tmp_path, monkeypatch):
     from nemo_jax import viz
     from nemo_jax.apps import evaluate
@@ -295,6 +297,7 @@ def test_tiny_evaluation_reports_the_four_occluder_measures_and_draws_them(tiny_
     assert len(titles) == 2 and all("occluder IoU" in t for t in titles)  # Figure 1, one per level
 
 
+@pytest.mark.extended
 def test_without_an_object_mask_the_region_is_the_silhouette_at_the_true_pose(tiny_run, monkeypatch):
     from nemo_jax.apps import evaluate
 

@@ -188,7 +188,7 @@ def test_exported_estimator_matches_the_library_without_nemo_jax(artifact, tmp_p
     assert log["flags"] == crop_flags(expected, images)
 
 
-@pytest.mark.slow  # shares the trained run above
+@pytest.mark.extended  # shares the trained run above
 def test_exported_flags_match_the_library_for_a_constant_and_a_real_crop(artifact):
     from nemo_jax import serving
     from nemo_jax.apps.estimate import crop_flags
@@ -205,7 +205,7 @@ def test_exported_flags_match_the_library_for_a_constant_and_a_real_crop(artifac
     assert served["confidence"][0] <= confidence.CONFIDENCE_FLOOR + 1e-6
 
 
-@pytest.mark.slow  # shares the trained run of the test above
+@pytest.mark.extended  # shares the trained run of the test above
 def test_artifact_layout_and_metadata(artifact):
     from jax import export as jax_export
 

@@ -62,6 +62,7 @@ def test_clutter_clusters_setting_is_checked():
     assert "clutter_clusters" not in settings.search_fields(settings.default_settings())
 
 
+@pytest.mark.extended
 def test_search_pose_takes_per_image_clutter_clusters():
     """``clutter [B, N, C]`` reaches the search: two copies of one feature score as that feature, and
     a wrongly sized clutter is an error naming the field."""

@@ -83,7 +83,7 @@ FOCAL = 120.0
 TRUE = np.array([np.deg2rad(100.0), np.deg2rad(20.0), np.deg2rad(-10.0), 5.0], np.float32)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_camera_position_recovers_distance():
     """Camera-position refinement recovers the distance and rotation of a rendered pose. The observed
     map is the mesh's own vertex features rendered at TRUE (clutter

@@ -169,6 +169,7 @@ def test_bad_input_raises(scene):
         SearchConfig(raster=scene["config"].raster, num_starts=1000)
 
 
+@pytest.mark.extended
 def test_bucketed_mesh_gives_the_unpadded_search(scene, results):
     """tools/evaluate pads each category's mesh (zero vertices and features, -1 faces) and rounds the
     tile budget up so categories share one compiled search: the poses must not change, and a second
@@ -193,6 +194,7 @@ def test_bucketed_mesh_gives_the_unpadded_search(scene, results):
     assert np.all(np.isfinite(np.asarray(res2.loss)))
 
 
+@pytest.mark.extended
 def test_degenerate_feature_maps_are_flagged(scene, results):
     """An all-zero or constant feature map still gets a pose, but flagged; real scenes are not."""
     from nemo_jax.inference import trust_flags
@@ -277,6 +279,7 @@ def test_select_starts_matches_numpy_greedy_nms():
     assert max(np.rad2deg(rotation_error(grid[top[0], :3], grid[s, :3])) for s in top[1:]) < 40
 
 
+@pytest.mark.extended
 def test_k_starts_equal_the_best_of_k_single_start_refinements(scene):
     """The K starts are refined independently: the vmapped K-start search is the best of K
     one-start refinements (a loop) from the same grid poses."""

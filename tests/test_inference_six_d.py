@@ -145,7 +145,7 @@ def test_six_d_matches_centred_protocol():
     _check(4, seed=0)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_six_d_matches_centred_protocol_more_objects():
     """16 other objects: the same rotation criterion; the centre within half a cell at the median
     (2 of these 16 end in a local minimum about 2 cells off, rotation still within 14 degrees)."""
@@ -218,6 +218,7 @@ def test_refinement_projection_clips_distance_and_centre_only_when_outside():
         np.testing.assert_array_equal(np.asarray(out[1:, 4:]), [[3.0, 4.0], [0.0, 7.0]])
 
 
+@pytest.mark.extended
 def test_refinement_stays_in_the_searched_range():
     """A feature map that looks like the object everywhere (every vertex feature and every cell the
     same vector), so the loss falls as the rendered object grows, and Adam steps far too large:

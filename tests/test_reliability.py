@@ -91,7 +91,7 @@ def test_run_config_stores_absolute_paths(site):
     assert saved["data"]["data_dir"] == str(site / "data")
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_moved_run_and_dataset_evaluate_from_a_third_folder(site, tmp_path, monkeypatch):
     from nemo_jax.apps import evaluate
 
@@ -184,7 +184,7 @@ def test_damaged_newest_checkpoint_named_falls_back_and_is_kept(site, tmp_path, 
         load_run(str(run), step=2)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_resume_past_a_damaged_checkpoint_is_bit_exact_and_keeps_it(site, tmp_path):
     run = _copy_run(site, tmp_path / "run")
     for path in _array_files(str(run / "checkpoints" / "2")):
@@ -373,7 +373,7 @@ def _images(site, folder, names):
     return folder
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_estimate_pose_skips_bad_images_flags_degenerate_ones_and_writes_atomically(
     site, tmp_path, monkeypatch
 ):
@@ -463,6 +463,7 @@ def test_boxes_errors_name_the_file_and_the_image(site, tmp_path):
 # 1. + 5. The command-line tools: camera values, memory, levels, options, output paths, config
 
 
+@pytest.mark.extended
 def test_render_mesh_rejects_nonfinite_or_nonpositive_camera_values(tmp_path):
     from nemo_jax.apps.render_mesh import load_mesh, render_views
 
@@ -511,6 +512,7 @@ def test_evaluate_json_pointing_at_a_folder_fails_before_the_work(site, tmp_path
     assert "L0" not in result.stdout and "Traceback" not in result.stderr  # no table: nothing was evaluated
 
 
+@pytest.mark.extended
 def test_build_data_option_value_and_read_only_data_dir_named(tmp_path):
     result = run_tool(
         "build_data", "--dataset", "synthetic", "--data_dir", tmp_path / "d", "--option", "height=abc"
@@ -523,6 +525,7 @@ def test_build_data_option_value_and_read_only_data_dir_named(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.extended
 def test_bad_config_override_is_one_line_did_you_mean_without_traceback(tmp_path):
     smoke = os.path.join(ROOT, "configs", "smoke.py")
     result = run_tool("train", f"--config={smoke}", f"--workdir={tmp_path / 'w'}", "--config.train.stepz=3")
@@ -558,7 +561,7 @@ def test_render_requires_integer_face_indices():
         render_exact(v, np.asarray(f, np.float64), cam, settings)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_evaluate_results_record_the_checkpoint_step_and_path_scored(site, tmp_path):
     from nemo_jax.apps import evaluate
 
@@ -574,7 +577,7 @@ def test_evaluate_results_record_the_checkpoint_step_and_path_scored(site, tmp_p
     ]
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_estimate_pose_exits_1_when_every_image_was_skipped(site, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
@@ -586,7 +589,7 @@ def test_estimate_pose_exits_1_when_every_image_was_skipped(site, tmp_path):
     assert f"every image in {images} was skipped" in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_estimate_pose_names_out_on_a_full_disk_and_keeps_the_previous_output(site, tmp_path, monkeypatch):
     import errno
 
@@ -608,7 +611,7 @@ def test_estimate_pose_names_out_on_a_full_disk_and_keeps_the_previous_output(si
     assert sorted(os.listdir(tmp_path)) == ["images", "out"]  # no scratch folder left
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_estimate_pose_reads_an_exif_turned_image_upright_and_flags_a_uniform_one(site, tmp_path):
     from PIL import Image
 

@@ -253,6 +253,7 @@ def test_train_with_no_steps_is_refused_naming_the_field(tmp_path):
         resolve_steps(config.train, 64)
 
 
+@pytest.mark.extended
 def test_training_commands_name_a_missing_config_a_file_workdir_and_a_wrong_shaped_override(tmp_path):
     result = run_tool("train", "--config", tmp_path / "nope.py", "--workdir", tmp_path / "w")
     _one_line_error(result, "nemo-jax-train", f"--config {tmp_path / 'nope.py'}: no such file")
@@ -265,6 +266,7 @@ def test_training_commands_name_a_missing_config_a_file_workdir_and_a_wrong_shap
     assert a_file.read_text() == "mine" and not (tmp_path / "w").exists()
 
 
+@pytest.mark.extended
 def test_hostile_pretrained_file_through_training_is_one_line_and_writes_nothing(tmp_path):
     from torch_files import save_torch_views
 
@@ -278,6 +280,7 @@ def test_hostile_pretrained_file_through_training_is_one_line_and_writes_nothing
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.extended
 def test_unknown_category_and_batch_larger_than_the_dataset_are_one_line(tmp_path):
     result = run_tool(
         "train", "--config", SMOKE, "--workdir", tmp_path / "w", "--config.train.batch_size=512",
@@ -299,6 +302,7 @@ def test_unknown_category_and_batch_larger_than_the_dataset_are_one_line(tmp_pat
 # Evaluate: overrides and the method
 
 
+@pytest.mark.extended
 def test_evaluate_refuses_misspelt_and_non_inference_overrides_in_one_line(tmp_path):
     common = ["--workdir", tmp_path, "--data_dir", tmp_path]
     result = run_tool("evaluate", *common, "--config.inference.stepz=3")
@@ -329,6 +333,7 @@ def test_evaluate_method_that_does_not_fit_the_run_is_named(tmp_path):
 # estimate-pose: flags up front
 
 
+@pytest.mark.extended
 def test_estimate_pose_refuses_a_nonpositive_or_nan_distance_naming_the_flag(tmp_path):
     for value in ("0", "-2", "nan"):
         result = run_tool("estimate_pose", "--images", tmp_path, "--category", "car", "--checkpoint",
@@ -442,7 +447,7 @@ def test_serving_deserializes_at_load_naming_the_member(tmp_path):
 # Ctrl-C while compiling
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_ctrl_c_during_compilation_exits_130_without_a_fatal_error(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "tools", "train.py"), "--config", SMOKE,

@@ -557,7 +557,7 @@ def test_pixel_spread_is_the_same_under_jit_and_vmap():
     assert list(np.asarray(jax.vmap(is_uniform)(crops))) == [False, True]
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_rendered_synthetic_car_at_low_contrast_is_not_uniform():
     from nemo_jax.data.synthetic import SyntheticOptions, generate
 

@@ -150,6 +150,7 @@ def test_demo_workdir_holding_other_files_is_refused_before_any_work(tmp_path):
     assert _contents(workdir) == {"notes.txt": "mine"} and not (tmp_path / "data").exists()
 
 
+@pytest.mark.extended
 def test_write_fixture_tree_rewrites_its_own_tree_and_refuses_a_foreign_one(tmp_path):
     out = tmp_path / "tree"
     args = ("--out", out, "--train", 2, "--val", 1)
@@ -167,6 +168,7 @@ TINY = {"categories": "car", "height": 32, "width": 32, "train_per_category": 2,
         "test_per_category": 1, "neural_vertices": 60}  # fmt: skip
 
 
+@pytest.mark.extended
 def test_build_data_overwrite_refuses_a_dataset_folder_holding_foreign_files(tmp_path):
     options = data.make_options("synthetic", TINY)
     stats = data.build("synthetic", str(tmp_path), options, progress=False)
@@ -208,6 +210,7 @@ def _holder(workdir):
     return proc
 
 
+@pytest.mark.extended
 def test_a_second_training_into_a_locked_workdir_exits_1_naming_the_holder(tmp_path):
     workdir = tmp_path / "run"
     holder = _holder(workdir)
@@ -235,6 +238,7 @@ def test_the_lock_of_a_killed_process_does_not_block(tmp_path):
         assert open(path).read().startswith(f"process {os.getpid()} ")
 
 
+@pytest.mark.extended
 def test_failed_first_run_keeps_files_that_were_in_the_workdir_before(tmp_path):
     import flax.linen as nn
 

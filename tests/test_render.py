@@ -71,6 +71,7 @@ def test_hard_matches_trimesh_ray_casting(seed, name):
         assert np.all(np.asarray(out.depth)[~ours] == 0)
 
 
+@pytest.mark.extended
 def test_soft_tends_to_hard():
     mesh = random_meshes()["bumpy"]
     verts = jnp.asarray(mesh.vertices, jnp.float32)
@@ -180,6 +181,7 @@ def test_pixel_table_equals_rendered_dot_product():
         np.testing.assert_allclose(out.pixel_values, jnp.sum(out.features * observed, -1), atol=1e-4)
 
 
+@pytest.mark.extended
 def test_vmap_equals_loop_and_jit_equals_eager():
     verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 200)
     verts, faces = jnp.asarray(verts), jnp.asarray(faces)

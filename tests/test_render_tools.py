@@ -20,6 +20,7 @@ def run_tool(*args):
     )
 
 
+@pytest.mark.extended
 def test_render_mesh_writes_mask_depth_overlay(tmp_path):
     verts, faces = cuboid_mesh([-0.5, -0.3, -0.2], [0.5, 0.3, 0.2], 200)
     save_off(tmp_path / "box.off", verts, faces)
@@ -63,6 +64,7 @@ def test_render_mesh_writes_mask_depth_overlay(tmp_path):
     assert 3.4 < depth[30, 40] < 4.0
 
 
+@pytest.mark.extended
 def test_render_mesh_reports_a_broken_off_file(tmp_path):
     (tmp_path / "broken.off").write_text("OFF\nnot numbers\n")
     result = run_tool(
@@ -92,7 +94,7 @@ def test_render_mesh_reports_a_broken_off_file(tmp_path):
     assert "broken.off" in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_bench_render_json_lines():
     result = run_tool(
         "tools/bench_render.py",
@@ -113,6 +115,7 @@ def test_bench_render_json_lines():
         assert {"compile_s", "device", "jax_version", "height", "width", "params"} <= set(r)
 
 
+@pytest.mark.extended
 def test_bench_render_rejects_unknown_variants_and_parameters():
     result = run_tool("tools/bench_render.py", "--variant=nope")
     assert result.returncode != 0 and "registered: " in result.stderr

@@ -193,7 +193,7 @@ def test_variant_gradients_match_finite_differences(variant, params):
         )
 
 
-@pytest.mark.slow  # ~20 s each: the eager render is op-by-op
+@pytest.mark.extended  # ~20 s each: the eager render is op-by-op
 @pytest.mark.parametrize("variant", ["pytorch3d", "gaussian"])
 def test_vmap_equals_loop_and_jit_equals_eager(variant):
     verts, faces = cuboid_mesh([-0.5, -0.4, -0.3], [0.5, 0.4, 0.3], 100)
@@ -238,6 +238,7 @@ def _degenerate_cases():
     }
 
 
+@pytest.mark.extended
 @pytest.mark.parametrize("variant", ["hard", "soft", "pytorch3d", "gaussian"])
 def test_no_nan_values_or_gradients(variant):
     """Every degenerate case (edge-on face, camera inside the mesh, collapsed faces, nothing in
@@ -325,7 +326,7 @@ def toy_variant():
     unregister_variant("toy_nearest_corner")
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_toy_variant_registered_from_a_test_runs_the_pose_search(toy_variant):
     from nemo_jax.inference import SearchConfig, SearchInputs, search_pose
 

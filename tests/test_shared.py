@@ -82,7 +82,7 @@ class StubBackbone(nn.Module):
         return y / jnp.linalg.norm(y, axis=-1, keepdims=True)
 
 
-@pytest.mark.slow  # ~30 s (compiling a train step); the trained run below checks both banks learn
+@pytest.mark.extended  # ~30 s (compiling a train step); the trained run below checks both banks learn
 def test_mixed_batch_updates_each_category_bank_only_from_its_images():
     """A batch of category-0 images moves bank 0 and leaves bank 1 and its clutter queue alone."""
     config = shared_config(steps=4)
@@ -144,7 +144,7 @@ def test_cross_category_negatives_option_reaches_the_step():
         StepConfig.from_config(config)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_one_checkpoint_scores_every_category_and_search_finds_the_category(trained, monkeypatch):
     """One shared checkpoint evaluates both categories (per-category + mean results);
     ``category_mode="search"`` picks each rendered image's category (clearly different meshes)."""
@@ -176,6 +176,7 @@ def test_one_checkpoint_scores_every_category_and_search_finds_the_category(trai
         assert s["loss"] <= t["loss"] + 1e-6
 
 
+@pytest.mark.extended
 def test_a_category_the_run_does_not_know_is_named_with_the_known_ones(trained, tmp_path):
     _, workdir, _, _ = trained
     with pytest.raises(ValueError, match=r"'bus' is not one of the run's categories \['slab', 'tower'\]"):
@@ -193,6 +194,7 @@ def test_a_category_the_run_does_not_know_is_named_with_the_known_ones(trained, 
         estimate_app.estimate_poses(workdir, str(images), None, str(tmp_path / "out"), fill=0.6)
 
 
+@pytest.mark.extended
 def test_comparison_counts_training_and_parameters(trained):
     from nemo_jax.apps import compare_shared
 

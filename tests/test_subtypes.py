@@ -154,7 +154,7 @@ def _tiny_subtype_config(cad_dir, steps):
     return c
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_two_subtypes_train_two_banks_and_search_picks_the_right_one(tmp_path, monkeypatch):
     """A fixture category with two CAD sub-types trains two banks with one
     backbone, and ``subtype="search"`` picks each rendered test image's sub-type."""

@@ -68,6 +68,7 @@ def test_estimate_pose_unknown_mode_is_an_error_naming_it():
     assert result.returncode != 0 and "--mode" in result.stderr and "6d" in result.stderr
 
 
+@pytest.mark.extended
 def test_write_fixture_tree_writes_a_buildable_tree(tmp_path):
     result = run_tool("write_fixture_tree", "--out", tmp_path / "p3d", "--train", 2, "--val", 1, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -125,7 +125,7 @@ def test_incompatible_config_or_mesh_refused_nothing_overwritten(tmp_path):
     ck.close()
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_nonfinite_step_leaves_state_and_loop_stops(random_batch):
     import flax.linen as nn
     import jax

@@ -165,7 +165,7 @@ def test_two_processes_equal_one_process_four_devices(two_process_run):
     assert finals[0] == finals[1] and finals[0]["eval_images"] == 16
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_sigkill_one_process_then_restart_resumes_exactly(two_process_run):
     """SIGKILL one of two processes after checkpoint 4, restart both: the run resumes (a
     restored state is replicated process by process, parallel.replicate) and ends with the

@@ -165,6 +165,7 @@ def _step_setup(random_batch, **cfg):
     return s0, jax.jit(step.make_train_step(model, tx, config, lambda im: im / 255.0))
 
 
+@pytest.mark.extended
 def test_probability_zero_leaves_the_step_unchanged(random_batch):
     batch = random_batch(4, 32)
     s0, plain = _step_setup(random_batch)

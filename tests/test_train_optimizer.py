@@ -249,7 +249,7 @@ def test_steps_given_beside_epochs_win_and_nothing_given_is_an_error():
         state.resolve_steps(_cfg(steps=0, epochs=-1, batch_size=4), 10)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_training_loop_runs_the_steps_of_its_epochs(tmp_path):
     """The loop derives the step count from the training set (the toy source's 40 images, batches
     of 8, 1.5 epochs: 8 steps) and logs the rate of NeMo's schedule per update."""

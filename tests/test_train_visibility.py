@@ -71,6 +71,7 @@ def _two_view_batch():
     }
 
 
+@pytest.mark.extended
 def test_step_visibility_box_option_on_off_and_margin():
     """``visibility_in_box`` off: the whole image; on: the box; margin: the box grown by that fraction
     of its width / height on each side. Each matches a direct numpy mask of the projections."""

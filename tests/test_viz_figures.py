@@ -66,6 +66,7 @@ def test_occlusion_image_paper_colours():
         occlusion_image(occ, mask[:, :3])
 
 
+@pytest.mark.extended
 def test_figure_one_and_landscape(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     v, f = cuboid_mesh([-0.2, -0.5, -0.17], [0.2, 0.5, 0.17], 100)
