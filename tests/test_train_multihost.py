@@ -131,8 +131,9 @@ def test_two_processes_equal_one_process_four_devices(two_process_run):
     With ``parallel.ordered_reductions`` every cross-device sum is an all-gather plus a sum in
     device order, so the process layout does not change the order of any addition: the learned
     state (backbone parameters, batch statistics, the neural mesh's vertex bank and clutter queue)
-    agrees within 1e-6 after 2 steps (measured 4.5e-7 at steps 1 and 2, the clutter queue: the
-    per-device forward itself differs by a few float32 ulps between the layouts). From the third
+    agrees within 5e-6 after 2 steps (measured 4.5e-7 at steps 1 and 2 on a 2-core Intel Xeon VM,
+    1.2e-6 on a 2-core AMD EPYC VM, both in the clutter queue: the per-device forward itself differs
+    by a few float32 ulps between the layouts). From the third
     step on, Adam's normalised early updates amplify that rounding (3e-5 at step 8, 5e-5 at 16;
     2-core Intel Xeon VM, jax 0.10.2, 2026-12-01), so after 16 steps the bound is 1e-3. The default
     reductions (XLA's all-reduce, gloo across processes) add in another order: the uninterrupted
@@ -148,7 +149,7 @@ def test_two_processes_equal_one_process_four_devices(two_process_run):
     _run_ok(base / "one", base / "cache", 1, 4)
     learned = ("params", "batch_stats", "mesh")
     for two, one, step, atol in (
-        ("ordered_two", "ordered_one", 2, 1e-6),
+        ("ordered_two", "ordered_one", 2, 5e-6),
         ("ordered_two", "ordered_one", 16, 1e-3),
         ("two", "one", 4, 1e-4),
     ):

@@ -79,7 +79,9 @@ def train(config, workdir: str, model=None, preprocess: Callable | None = None) 
         try:
             return _train(config, workdir, model, preprocess)
         except BaseException:
-            if not had_checkpoints:
+            # Process 0 (the lock's holder) cleans up; a peer doing the same raced it to the same
+            # folder and replaced the real error with its own FileNotFoundError.
+            if not had_checkpoints and jax.process_index() == 0:
                 discard_unsaved_run(workdir, remove_workdir=not existed, keep=before, lock_path=lock_path)
             raise
 
